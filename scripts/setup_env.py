@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Create the toolkit's Python environment: <plugin>/.venv with the pinned dependencies.
+
+Standard library only (it runs before anything is installed). Reads the pins from
+pyproject.toml; reruns are no-ops while the pins are unchanged. --test adds the test tools.
+Every script re-executes itself under this .venv, so `python3 scripts/x.py` then just works.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"
+
+
+def requirements(with_test: bool) -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    reqs = list(project["dependencies"])
+    if with_test:
+        reqs += project["optional-dependencies"]["test"]
+    return reqs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="setup_env.py", description=__doc__.splitlines()[0])
+    p.add_argument("--test", action="store_true", help="also install pytest, hypothesis, skills-ref")
+    p.add_argument("--check", action="store_true", help="only report whether the environment is ready (exit 1 if not)")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if sys.version_info < (3, 11):
+        print(f"error: Python >= 3.11 is required, this is {sys.version.split()[0]}", file=sys.stderr)
+        return 2
+    reqs = requirements(args.test)
+    digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
+    stamp = VENV / f".deps-{'test' if args.test else 'run'}-{digest}"
+    python = VENV / "bin" / "python"
+    if stamp.exists() and python.exists():
+        if not args.quiet:
+            print(f"ready: {VENV}")
+        return 0
+    if args.check:
+        print(f"not ready: run `python3 {ROOT / 'scripts' / 'setup_env.py'}`")
+        return 1
+    if not python.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    print(f"installing {len(reqs)} pinned packages into {VENV}", flush=True)
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    cmd = [str(python), "-m", "pip", "install", "--quiet", *reqs]
+    rc = subprocess.call(cmd, env=env)
+    if rc != 0:
+        print(f"error: pip install failed (exit {rc}); see the messages above", file=sys.stderr)
+        return 2
+    for old in VENV.glob(".deps-*"):
+        old.unlink()
+    stamp.write_text("\n".join(reqs) + "\n", encoding="utf-8")
+    if args.test:  # a test env also satisfies the run requirements
+        (VENV / f".deps-run-{hashlib.sha256(chr(10).join(requirements(False)).encode()).hexdigest()[:16]}").write_text("")
+    print(f"ready: {VENV}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

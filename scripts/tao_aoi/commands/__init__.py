@@ -1,0 +1,1 @@
+"""One module per CLI; ``scripts/<name>.py`` is a thin wrapper over ``commands/<name>.main``."""

@@ -1,0 +1,91 @@
+"""Create a DEFT run: deft_state.json + loop_log.jsonl in the results folder.
+
+Reads nothing but file existence (fast). Idempotent: rerunning with the same arguments resumes the
+existing run; different arguments are refused (exit 2) so a run's config can never drift.
+Paths default to the workspace layout (images/, train/base/, kpi/, specs/, augmentation/).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tao_aoi import cli, defaults, state
+from tao_aoi.errors import UserError
+from tao_aoi.layout import Workspace
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser("init_deft_state.py", __doc__)
+    p.add_argument("--results-dir", required=True, help="run folder, e.g. <ws>/results/run_YYYYMMDD_HHMMSS")
+    p.add_argument("--workspace", required=True, help="workspace root (DESIGN.md section 4 layout)")
+    p.add_argument("--max-iterations", required=True, type=int, help="DEFT iterations at most (required, never guessed)")
+    p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 0.1%% at Recall=100%%'")
+    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
+    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG, help="synthetic rows per iteration (default %(default)s)")
+    p.add_argument("--top-k-per-label", type=int, default=defaults.TOP_K_PER_LABEL)
+    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
+    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--min-recall", type=float, default=defaults.MIN_RECALL)
+    p.add_argument("--sdg-labels", default=",".join(defaults.SDG_LABELS), help="labels the SDG pool may supply")
+    for flag, what in (("--train-spec", "specs/baseline_spec.yaml"), ("--training-csv", "train/base/training_set.csv"),
+                       ("--validation-csv", "train/base/validation_set.csv"), ("--kpi-csv", "kpi/testing_set.csv"),
+                       ("--images-root", "images/"), ("--sdg-pool", "augmentation/anomalygen/"),
+                       ("--mining-pool", "augmentation/mining_pool/mining_pool.csv")):
+        p.add_argument(flag, help=f"override <workspace>/{what}")
+    p.add_argument("--json", action="store_true", help="print the state as JSON")
+    return p
+
+
+def config_from_args(args) -> dict:
+    ws = Workspace.at(args.workspace)
+    if not ws.root.is_dir():
+        raise UserError(f"--workspace {ws.root} is not a directory")
+    if args.max_iterations < 1:
+        raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    for flag, v in (("--num-sdg", args.num_sdg), ("--top-k-per-label", args.top_k_per_label - 1),
+                    ("--top-k-per-target", args.top_k_per_target - 1)):
+        if v < 0:
+            raise UserError(f"{flag} is out of range")
+    if not -1.0 <= args.min_similarity <= 1.0:
+        raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {args.min_similarity}")
+    if not 0.0 < args.min_recall <= 1.0:
+        raise UserError(f"--min-recall must be in (0, 1], got {args.min_recall}")
+
+    def pick(override: str | None, default: Path) -> str:
+        return str(Path(override).expanduser().resolve() if override else default)
+
+    cfg = {
+        "workspace": str(ws.root),
+        "backend": args.backend,
+        "max_iterations": args.max_iterations,
+        "images_root": pick(args.images_root, ws.images),
+        "train_spec": pick(args.train_spec, ws.baseline_spec),
+        "training_csv": pick(args.training_csv, ws.training_csv),
+        "validation_csv": pick(args.validation_csv, ws.validation_csv),
+        "kpi_csv": pick(args.kpi_csv, ws.kpi_csv),
+        "sdg_pool": pick(args.sdg_pool, ws.sdg_pool),
+        "mining_pool_csv": pick(args.mining_pool, ws.mining_pool_csv),
+        "num_sdg": args.num_sdg,
+        "top_k_per_label": args.top_k_per_label,
+        "top_k_per_target": args.top_k_per_target,
+        "min_similarity": args.min_similarity,
+        "min_recall": args.min_recall,
+        "sdg_labels": [s.strip().upper() for s in args.sdg_labels.split(",") if s.strip()],
+    }
+    for key in ("train_spec", "training_csv", "validation_csv", "kpi_csv"):
+        if not Path(cfg[key]).is_file():
+            raise UserError(f"{key} {cfg[key]} does not exist; check --workspace or pass --{key.replace('_', '-')}")
+    if not Path(cfg["images_root"]).is_dir():
+        raise UserError(f"images root {cfg['images_root']} is not a directory; pass --images-root")
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    st, created = state.init(args.results_dir, kpi_target=args.kpi_target, config=config_from_args(args))
+    if args.json:
+        cli.emit_json(st)
+    else:
+        verb = "initialised" if created else "resumed (already initialised with these arguments)"
+        print(f"{verb}: {args.results_dir} kpi={st['kpi_target']!r} max_iterations={st['config']['max_iterations']}")
+    return 0

@@ -1,0 +1,58 @@
+"""Print the next DEFT stage and the exact commands for it, from deft_state.json alone.
+
+Output: the iteration, the stage, the commands to run (in order), and the commit that records
+them. A failed run prints the failed stage again as a retry, with the reason. --json gives
+{iteration, stage, status, retry, commands: [...], commit: "...", argv: {...}}.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tao_aoi import cli, stage_plan, stages, state
+
+
+def next_step(results_dir: str) -> dict:
+    st = state.load(results_dir)
+    step = stages.expected_next(st)
+    out: dict = {"status": st["status"], "iteration": None, "stage": None, "retry": False,
+                 "commands": [], "commit": None, "argv": None}
+    if step is None:
+        out["best_iteration"] = st.get("best_iteration")
+        out["stop_reason"] = st.get("stop_reason")
+        return out
+    p = stage_plan.plan(st, step, results_dir)
+    failure = st.get("failure")
+    out.update(
+        iteration=step.iter,
+        stage=step.stage,
+        retry=st["status"] == "failed",
+        failure=failure,
+        commands=[stage_plan.render(a) for a in p["run"]],
+        commit=stage_plan.render(p["commit"]),
+        argv=p,
+    )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("next_stage.py", __doc__)
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    out = next_step(args.results_dir)
+    if args.json:
+        cli.emit_json(out)
+        return 0
+    if out["stage"] is None:
+        print(f"run complete: best iteration {out.get('best_iteration')} (stop reason: {out.get('stop_reason')})")
+        return 0
+    head = f"next: {out['iteration']}/{out['stage']}"
+    if out["retry"]:
+        f = out["failure"]
+        head += f"  (RETRY - the run failed here: {f['summary']}; fix the cause first)"
+    print(head)
+    for c in out["commands"]:
+        print(f"  run:    {c}")
+    print(f"  commit: {out['commit']}")
+    print("  (on failure: rerun the commit with --status error --summary '<what failed>')")
+    return 0

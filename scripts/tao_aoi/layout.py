@@ -1,0 +1,149 @@
+"""Where things live: the workspace contract users bring and the results-folder layout.
+
+Every path convention of DESIGN.md section 4 is written here once; commands ask this module
+instead of joining path fragments themselves.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ITER_RE = re.compile(r"^(baseline|iter[1-9][0-9]*|final_automl)$")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> "Workspace":
+        return cls(Path(path).expanduser().resolve())
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def training_csv(self) -> Path:
+        return self.root / "train" / "base" / "training_set.csv"
+
+    @property
+    def validation_csv(self) -> Path:
+        return self.root / "train" / "base" / "validation_set.csv"
+
+    @property
+    def kpi_csv(self) -> Path:
+        return self.root / "kpi" / "testing_set.csv"
+
+    @property
+    def baseline_spec(self) -> Path:
+        return self.root / "specs" / "baseline_spec.yaml"
+
+    @property
+    def automl_spec(self) -> Path:
+        return self.root / "specs" / "baseline_spec_automl.yaml"
+
+    @property
+    def sdg_pool(self) -> Path:
+        return self.root / "augmentation" / "anomalygen"
+
+    @property
+    def mining_pool_csv(self) -> Path:
+        return self.root / "augmentation" / "mining_pool" / "mining_pool.csv"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def required_inputs(self) -> dict[str, Path]:
+        return {
+            "images": self.images,
+            "training_csv": self.training_csv,
+            "validation_csv": self.validation_csv,
+            "kpi_csv": self.kpi_csv,
+            "baseline_spec": self.baseline_spec,
+        }
+
+
+@dataclass(frozen=True)
+class Results:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> "Results":
+        return cls(Path(path).expanduser().resolve())
+
+    @property
+    def state(self) -> Path:
+        return self.root / "deft_state.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "loop_log.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".deft_state.lock"
+
+    @property
+    def pipeline_state(self) -> Path:
+        return self.root / "pipeline_state.json"
+
+    @property
+    def best_model(self) -> Path:
+        return self.root / "best_model.json"
+
+    @property
+    def inference_spec(self) -> Path:
+        return self.root / "best_model_inference_spec.yaml"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "DEFT_Loop_Report.html"
+
+    @property
+    def mining_history(self) -> Path:
+        return self.root / "mining_history.json"
+
+    def automl(self, phase: str) -> Path:
+        return self.root / "automl" / phase
+
+    def iteration(self, label: str) -> Path:
+        return self.root / label
+
+    def stage_dir(self, label: str, stage: str) -> Path:
+        """``<R>/<label>/<dir>`` where dir is the stage's folder (train, inference, rca, ...)."""
+        return self.root / label / STAGE_DIRS.get(stage, stage)
+
+    def combined_csv(self, n: int) -> Path:
+        return self.root / f"iter{n}" / "dataset" / f"train_combined_iter{n}.csv"
+
+    def provenance_csv(self, n: int) -> Path:
+        return self.root / f"iter{n}" / "dataset" / f"train_combined_iter{n}_provenance.csv"
+
+
+STAGE_DIRS = {
+    "train": "train",
+    "evaluate": "inference",
+    "rca": "rca",
+    "routing": "routing",
+    "sdg": "sdg",
+    "mining": "mining",
+    "assemble": "dataset",
+}
+
+
+def iteration_number(label: str) -> int:
+    """baseline -> 0, iterN -> N; final_automl sorts after every DEFT iteration."""
+    if label == "baseline":
+        return 0
+    if label == "final_automl":
+        return 10**9
+    if label.startswith("iter") and label[4:].isdigit():
+        return int(label[4:])
+    raise ValueError(f"not an iteration label: {label!r}")
+
+
+def iteration_label(n: int) -> str:
+    return "baseline" if n == 0 else f"iter{n}"

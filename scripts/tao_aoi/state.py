@@ -1,0 +1,392 @@
+"""deft_state.json: the one writer of the run's durable state.
+
+Every change is a *commit*: under the results folder's exclusive lock, check the transition
+table, check the stage's artifacts, append one event (carrying the state patch) to
+loop_log.jsonl, then atomically replace deft_state.json. The log is written first, so it is the
+write-ahead record: if a SIGKILL lands between the two writes, the next reader rolls the state
+forward from the log's patch. Either way the state parses and agrees with the log.
+Pure Python (no pandas/numpy): these functions run on every agent step.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from tao_aoi import atomic, event_log, metric_contract, schema_check, stages
+from tao_aoi.errors import UserError
+from tao_aoi.layout import Results, iteration_number
+from tao_aoi.locking import exclusive_lock
+
+SCHEMA_VERSION = 1
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_state_file(results: Results) -> dict[str, Any] | None:
+    try:
+        text = results.state.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{results.state} is not valid JSON ({exc.msg} at line {exc.lineno}); it is written only by "
+            f"commit_stage.py - restore it from loop_log.jsonl by deleting it and rerunning next_stage.py"
+        ) from None
+    return state
+
+
+def apply_patch(state: dict[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
+    patch = event["patch"]
+    new = copy.deepcopy(state) if state is not None else {"iterations": {}}
+    new.update(copy.deepcopy(patch.get("set", {})))
+    new.setdefault("iterations", {})
+    for label, record in patch.get("iterations", {}).items():
+        new["iterations"][label] = copy.deepcopy(record)
+    new["last_seq"] = event["seq"]
+    return new
+
+
+def _materialize(results: Results, events: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], bool]:
+    """State from disk rolled forward over any commit events it has not absorbed yet.
+
+    Returns (state, changed) where changed means the file on disk lagged the log.
+    """
+    if events is None:
+        events = event_log.read_events(results.log)
+    state = _read_state_file(results)
+    if state is not None and not events:
+        raise UserError(
+            f"{results.log} is missing or empty but {results.state} exists; the log is the run's record - "
+            f"restore it, or start a new run in a new --results-dir"
+        )
+    if not events:
+        raise UserError(f"{results.root} holds no DEFT run; create one with init_deft_state.py")
+    last_seq = state["last_seq"] if state is not None else 0
+    if last_seq > events[-1]["seq"]:
+        raise UserError(
+            f"{results.state} is at seq {last_seq} but {results.log} ends at seq {events[-1]['seq']}; "
+            f"the log was truncated - restore it, or start a new run"
+        )
+    changed = False
+    for event in events:
+        if event["kind"] == "commit" and event["seq"] > last_seq:
+            state = apply_patch(state, event)
+            changed = True
+    if state is None:
+        raise UserError(f"{results.log} has no init event; create the run with init_deft_state.py")
+    if changed:
+        schema_check.validate("deft_state", state, where=f"{results.state} (rolled forward from the log)")
+    return state, changed
+
+
+def load(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Current state (read-only; safe without the lock because both files are replaced atomically)."""
+    results = Results.at(results_dir)
+    state, _ = _materialize(results)
+    return state
+
+
+def repair(results_dir: str | os.PathLike[str]) -> bool:
+    """Under the lock, write the rolled-forward state if the file lagged the log. True if it did."""
+    results = Results.at(results_dir)
+    with exclusive_lock(results.lock):
+        state, changed = _materialize(results)
+        if changed:
+            atomic.write_json(results.state, state)
+        return changed
+
+
+# --------------------------------------------------------------------------- init
+
+
+CONFIG_KEYS_THAT_DEFINE_A_RUN = (
+    "workspace", "backend", "max_iterations", "images_root", "train_spec", "training_csv",
+    "validation_csv", "kpi_csv", "sdg_pool", "mining_pool_csv", "num_sdg", "top_k_per_label",
+    "top_k_per_target", "min_similarity", "min_recall", "sdg_labels",
+)
+
+
+def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create the run (state + init event). Idempotent for the same config; refuses a different one.
+
+    Returns (state, created).
+    """
+    results = Results.at(results_dir)
+    contract = metric_contract.parse_kpi_target(kpi_target)
+    results.root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(results.lock):
+        if results.log.exists() and results.log.stat().st_size > 0:
+            state, changed = _materialize(results)
+            if changed:
+                atomic.write_json(results.state, state)
+            diffs = [k for k in CONFIG_KEYS_THAT_DEFINE_A_RUN
+                     if json.dumps(state["config"].get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
+            if state["metric_contract"]["text"] != contract["text"]:
+                diffs.insert(0, "kpi_target")
+            if diffs:
+                k = diffs[0]
+                old = state["kpi_target"] if k == "kpi_target" else state["config"].get(k)
+                new = kpi_target if k == "kpi_target" else config.get(k)
+                raise UserError(
+                    f"{results.state} already holds a run with {k}={old!r} (asked for {new!r}); resume it with "
+                    f"the same arguments or use a new --results-dir"
+                )
+            return state, False
+        if results.state.exists():
+            raise UserError(f"{results.state} exists without {results.log}; use a new --results-dir")
+        now = event_log.utc_now()
+        initial = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": results.root.name,
+            "status": "in_progress",
+            "created_at": now,
+            "updated_at": now,
+            "kpi_target": contract["text"],
+            "metric_contract": contract,
+            "config": dict(config),
+            "current_iteration": "baseline",
+            "last_commit": {"iter": stages.RUN, "stage": "init", "seq": 1},
+            "failure": None,
+            "stop_reason": None,
+            "best_iteration": None,
+            "final_artifacts": {},
+        }
+        event = event_log.make_event(
+            1, iter=stages.RUN, stage="init", status="ok",
+            summary=f"run initialised: {contract['text']}, max_iterations={config.get('max_iterations')}",
+            duration_sec=0.0, kind="commit", patch={"set": initial, "iterations": {}},
+        )
+        state = apply_patch(None, event)
+        schema_check.validate("deft_state", state, where=str(results.state))
+        event_log.append(results.log, event)
+        atomic.write_json(results.state, state)
+        return state, True
+
+
+# --------------------------------------------------------------------------- commit
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _artifact_paths(results: Results, label: str, stage: str, artifacts: Mapping[str, str | None]) -> dict[str, str]:
+    spec = dict(stages.ARTIFACTS.get(stage, ()))
+    unknown = [k for k, v in artifacts.items() if v is not None and k not in spec]
+    if unknown:
+        flag = "--" + unknown[0].replace("_", "-")
+        allowed = ", ".join("--" + k.replace("_", "-") for k in spec) or "none"
+        raise UserError(f"{flag} does not belong to stage {stage!r} (its artifacts: {allowed})")
+    out: dict[str, str] = {}
+    for key, required in spec.items():
+        raw = artifacts.get(key)
+        flag = "--" + key.replace("_", "-")
+        if raw is None:
+            if required:
+                raise UserError(f"stage {label}/{stage} needs {flag} (the file the stage wrote)")
+            continue
+        path = Path(raw).expanduser().resolve()
+        if not path.is_file() or path.stat().st_size == 0:
+            raise UserError(f"{flag} {path} does not exist or is empty; run the stage first")
+        if key not in ("training_spec", "train_csv") and not _inside(path, results.root):
+            raise UserError(f"{flag} {path} is outside the results folder {results.root}; stage outputs live in it")
+        out[key] = str(path)
+    if stage == "train":
+        train_dir = results.stage_dir(label, "train")
+        if not _inside(Path(out["checkpoint"]), train_dir):
+            raise UserError(
+                f"--checkpoint {out['checkpoint']} must be inside {train_dir} (each iteration keeps its own "
+                f"checkpoint; seed_baseline.py copies a Phase 1 winner there)"
+            )
+    return out
+
+
+def _load_json(path: str, flag: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{flag} {path} is not valid JSON ({exc})") from None
+
+
+def _check_metric_result(contract: Mapping[str, Any], path: str) -> dict[str, Any]:
+    raw = _load_json(path, "--metric-result")
+    if not isinstance(raw, dict):
+        raise UserError(f"--metric-result {path} must hold a JSON object")
+    value = metric_contract.metric_value(raw, contract["name"])
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+        raise UserError(f"--metric-result {path} has no finite {contract['name']!r}; rerun analyze_kpi.py")
+    passed, failures = metric_contract.evaluate(contract, raw)
+    result = {
+        "name": contract["name"],
+        "value": float(value),
+        "unit": contract["unit"],
+        "constraints": {c["name"]: metric_contract.metric_value(raw, c["name"]) for c in contract["constraints"]},
+        "passed": passed,  # recomputed, never trusted from the file
+        "failures": failures,
+        "evidence_path": path,
+    }
+    for key in ("threshold", "far_pct", "recall_pct", "precision_pct", "f1", "counts", "n_pass", "n_defect"):
+        if key in raw:
+            result[key] = raw[key]
+    return result
+
+
+def _check_validation_report(path: str) -> dict[str, Any]:
+    report = _load_json(path, "--validation-report")
+    problems = []
+    for key in ("missing_file_count", "leakage_count", "bad_label_count"):
+        v = report.get(key) if isinstance(report, dict) else None
+        if not isinstance(v, int) or isinstance(v, bool):
+            problems.append(f"{key} is missing")
+        elif v != 0:
+            problems.append(f"{key}={v}")
+    new_rows = report.get("new_rows") if isinstance(report, dict) else None
+    if not isinstance(new_rows, int) or isinstance(new_rows, bool) or new_rows <= 0:
+        problems.append(f"new_rows={new_rows!r} (an iteration must add rows)")
+    if problems:
+        raise UserError(
+            f"--validation-report {path} does not prove a clean merge: {', '.join(problems)}; fix the dataset "
+            f"and rerun assemble_dataset.py"
+        )
+    return report
+
+
+def commit(
+    results_dir: str | os.PathLike[str],
+    *,
+    label: str,
+    stage: str,
+    status: str = "ok",
+    summary: str = "",
+    duration_sec: float = 0.0,
+    artifacts: Mapping[str, str | None] | None = None,
+    source: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate and record one stage result. Returns (new state, event). Raises UserError if refused."""
+    results = Results.at(results_dir)
+    artifacts = dict(artifacts or {})
+    if status not in ("ok", "error"):
+        raise UserError(f"--status must be ok or error, got {status!r}")
+    if not (isinstance(duration_sec, (int, float)) and math.isfinite(duration_sec) and duration_sec >= 0):
+        raise UserError(f"--duration-sec must be a non-negative number of seconds, got {duration_sec!r}")
+    if stage not in stages.COMMIT_STAGES or stage == "init":
+        raise UserError(f"--stage {stage!r} cannot be committed; stages: {', '.join(stages.COMMIT_STAGES[1:])}")
+    with exclusive_lock(results.lock):
+        events = event_log.read_events(results.log)
+        state, _ = _materialize(results, events)
+        step = stages.Step(label, stage)
+        allowed = stages.allowed_next(state)
+        if step not in allowed:
+            if not allowed:
+                raise UserError(f"refused {step}: the run in {results.root} is complete; nothing more to commit")
+            want = " or ".join(str(s) for s in allowed)
+            why = ""
+            if state["status"] == "failed" and state.get("failure"):
+                f = state["failure"]
+                why = f" (the run failed at {f['iter']}/{f['stage']}: {f['summary']}; fix the cause and retry that stage)"
+            raise UserError(f"refused {step}: out of order, {want} is expected next{why}")
+
+        now = event_log.utc_now()
+        seq = events[-1]["seq"] + 1
+        set_: dict[str, Any] = {"updated_at": now, "last_seq": seq}
+        iterations: dict[str, Any] = {}
+        record: dict[str, Any] | None = None
+        if label != stages.RUN:
+            record = copy.deepcopy(state["iterations"].get(label)) or {
+                "status": "in_progress", "stage_completed": None, "artifacts": {}, "stages": {},
+            }
+            record.setdefault("stages", {})
+            set_["current_iteration"] = label
+
+        if status == "error":
+            set_["status"] = "failed"
+            set_["failure"] = {"iter": label, "stage": stage, "summary": summary or "stage failed", "seq": seq}
+            if record is not None:
+                record["status"] = "complete" if record.get("metric_result") else "failed"
+                record["stages"][stage] = {"seq": seq, "ts": now, "status": "error",
+                                           "duration_sec": duration_sec, "summary": summary}
+        else:
+            paths = _artifact_paths(results, label, stage, artifacts)
+            set_["status"] = "in_progress"
+            set_["failure"] = None
+            set_["last_commit"] = {"iter": label, "stage": stage, "seq": seq}
+            if stage == "evaluate":
+                record["metric_result"] = _check_metric_result(state["metric_contract"], paths["metric_result"])
+            if stage == "assemble":
+                _check_validation_report(paths["validation_report"])
+            if stage == "finalize":
+                best = _load_json(paths["best_model"], "--best-model")
+                label_best = best.get("iteration") if isinstance(best, dict) else None
+                complete = {k for k, v in state["iterations"].items() if v.get("status") == "complete"}
+                if label_best not in complete:
+                    raise UserError(
+                        f"--best-model {paths['best_model']} names iteration {label_best!r}, which is not a complete "
+                        f"candidate ({', '.join(sorted(complete)) or 'none'}); rerun prepare_inference_spec.py"
+                    )
+                set_["status"] = "complete"
+                set_["best_iteration"] = label_best
+                set_["stop_reason"] = stages.stop_reason(state)
+                set_["final_artifacts"] = paths
+            if record is not None:
+                if stage == "train" and source:
+                    record["source"] = source
+                record["artifacts"].update(paths)
+                record["stage_completed"] = stage
+                # An evaluated iteration is a candidate model for good, whatever happens after it.
+                record["status"] = "complete" if record.get("metric_result") else "in_progress"
+                record["stages"][stage] = {"seq": seq, "ts": now, "status": "ok",
+                                           "duration_sec": duration_sec, "summary": summary}
+        if record is not None:
+            iterations[label] = record
+
+        event = event_log.make_event(
+            seq, iter=label, stage=stage, status=status,
+            summary=summary or f"{label}/{stage} {status}", duration_sec=duration_sec,
+            kind="commit", patch={"set": set_, "iterations": iterations},
+        )
+        new_state = apply_patch(state, event)
+        schema_check.validate("deft_state", new_state, where=str(results.state))
+        event_log.append(results.log, event)
+        atomic.write_json(results.state, new_state)
+        return new_state, event
+
+
+def log(
+    results_dir: str | os.PathLike[str],
+    *,
+    label: str,
+    stage: str,
+    status: str,
+    summary: str,
+    duration_sec: float = 0.0,
+) -> dict[str, Any]:
+    """Append an informational event (no state change) with the next seq."""
+    results = Results.at(results_dir)
+    if not results.log.exists():
+        raise UserError(f"{results.log} does not exist; create the run with init_deft_state.py first")
+    if not (isinstance(duration_sec, (int, float)) and math.isfinite(duration_sec) and duration_sec >= 0):
+        raise UserError(f"--duration-sec must be a non-negative number of seconds, got {duration_sec!r}")
+    with exclusive_lock(results.lock):
+        seq = event_log.next_seq(results.log)
+        event = event_log.make_event(seq, iter=label, stage=stage, status=status, summary=summary,
+                                     duration_sec=duration_sec, kind="log")
+        event_log.append(results.log, event)
+        return event
+
+
+def candidates(state: Mapping[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """Complete iterations in run order, with their metric results (for pick_best)."""
+    labels = sorted(state.get("iterations", {}), key=iteration_number)
+    return [(lb, state["iterations"][lb].get("metric_result"))
+            for lb in labels if state["iterations"][lb].get("status") == "complete"]
