@@ -1,0 +1,94 @@
+"""KPI of an inference.csv at an operating point -> <output-dir>/metric_result.json.
+
+Positive = any label other than --pass-label (case-insensitive); predicted defect iff
+siamese_score > threshold; FAR = FP / (FP + TN). The operating point is the --kpi-target's "at"
+clause when given, else --far-target (highest recall with FAR <= x), else --recall-target (the
+largest threshold keeping recall >= r; at 100% just below the lowest defect score, ties count as
+false alarms). With --kpi-target, `passed` is recomputed from the contract. Exit 2 on bad input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from tao_aoi import atomic, cli, defaults, kpi, labels, metric_contract
+from tao_aoi.errors import UserError
+
+RESULT_NAME = "metric_result.json"
+REPORTED_RECALLS = (100.0, 99.9, 99.5, 99.0, 95.0)
+
+
+def _operating_point(args) -> tuple[dict[str, Any] | None, str, float]:
+    contract = metric_contract.parse_kpi_target(args.kpi_target) if args.kpi_target else None
+    if contract is not None:
+        point = contract["operating_point"]
+        given = {"recall_pct": args.recall_target, "far_pct": args.far_target}
+        for name, flag in (("recall_pct", "--recall-target"), ("far_pct", "--far-target")):
+            value = given[name]
+            if value is not None and (name != point["name"] or value != point["target"]):
+                raise UserError(f"{flag} {value:g} disagrees with --kpi-target {args.kpi_target!r}, whose operating "
+                                f"point is {point['name']} {point['target']:g}; drop one of them")
+        return contract, point["name"], float(point["target"])
+    if args.far_target is not None:
+        if args.recall_target is not None:
+            raise UserError("give --recall-target or --far-target, not both")
+        return None, "far_pct", args.far_target
+    recall = defaults.RECALL_TARGET_PCT if args.recall_target is None else args.recall_target
+    return None, "recall_pct", recall
+
+
+def analyze(csv_path: str, *, point_name: str, point_target: float, contract: dict[str, Any] | None,
+            pass_label: str = labels.PASS) -> dict[str, Any]:
+    df, scores, positive = kpi.read_inference(csv_path, pass_label)
+    point = kpi.operating_point(scores, positive, point_name, point_target)
+    result: dict[str, Any] = point.as_dict()
+    result["per_label"] = kpi.per_label(df["label"], positive, scores > point.threshold)
+    result["operating_point"] = {"name": point_name, "target": point_target}
+    result["far_at_recall_pct"] = kpi.sweep(scores, positive, REPORTED_RECALLS)
+    result["pass_label"] = labels.canonical_label(pass_label)
+    result["inference_csv"] = str(csv_path)
+    if contract is None:
+        primary = "recall_pct" if point_name == "far_pct" else "far_pct"
+        result.update(name=primary, unit="%", value=result[primary], constraints={point_name: result[point_name]})
+        return result
+    name = contract["name"]
+    result.update(
+        name=name, unit=contract["unit"], value=metric_contract.metric_value(result, name),
+        constraints={c["name"]: metric_contract.metric_value(result, c["name"]) for c in contract["constraints"]},
+        kpi_target=contract["text"],
+    )
+    passed, failures = metric_contract.evaluate(contract, result)
+    result.update(passed=passed, failures=failures)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("analyze_kpi.py", __doc__)
+    p.add_argument("inference_csv", metavar="INFERENCE_CSV",
+                   help="columns input_path, object_name, label, siamese_score (extra columns are ignored)")
+    p.add_argument("--output-dir", required=True, help="metric_result.json is written here")
+    p.add_argument("--recall-target", type=float, default=None,
+                   help=f"operating point: recall in percent (default {defaults.RECALL_TARGET_PCT:g})")
+    p.add_argument("--far-target", type=float, default=None,
+                   help="operating point: highest recall with FAR <= this percent")
+    p.add_argument("--pass-label", default=labels.PASS, help="the negative class (default PASS; any case)")
+    p.add_argument("--kpi-target", default=None, help="contract text, e.g. 'FAR < 0.1%% at Recall=100%%'")
+    p.add_argument("--json", action="store_true", help="print metric_result.json on stdout")
+    args = p.parse_args(argv)
+    contract, name, target = _operating_point(args)
+    result = analyze(args.inference_csv, point_name=name, point_target=target, contract=contract,
+                     pass_label=args.pass_label)
+    out = Path(args.output_dir) / RESULT_NAME
+    atomic.write_json(out, result)
+    if args.json:
+        cli.emit_json(result)
+        return 0
+    c = result["counts"]
+    line = (f"FAR {result['far_pct']:.4g}% at recall {result['recall_pct']:.4g}% (threshold {result['threshold']!r}; "
+            f"tp={c['tp']} fp={c['fp']} tn={c['tn']} fn={c['fn']}; precision {result['precision_pct']:.4g}%, "
+            f"F1 {result['f1']:.4g})")
+    if contract is not None:
+        line += f"; {contract['text']}: {'PASSED' if result['passed'] else 'not met'}"
+    print(line)
+    print(f"wrote {out}")
+    return 0

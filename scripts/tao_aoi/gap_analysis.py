@@ -1,0 +1,387 @@
+"""Root-cause gap analysis of a scored KPI set (DESIGN.md section 5), natively and exactly.
+
+Threshold: among the candidates (each unique score and one just below the lowest) whose defect
+recall >= min_recall, the best F1, ties by precision, then the higher threshold - all candidates
+scored at once from ``kpi.Curve`` (one sort), not one pass per candidate. Signed weakness per row:
+PASS ``score - t``, defect ``t - score``; > 0 means misclassified except that a defect scoring
+exactly t is missed too (predicted defect iff score > t), so ``misclassified`` is stored as its own
+column. The top-K weakest rows per label are kept and expanded to one row per light.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tao_aoi import changenet_csv, kpi, labels, label_noise
+from tao_aoi.errors import HardStop, UserError
+
+GAPS_COLUMNS = ("filepath", "input_path", "object_name", "label", "siamese_score", "weakness", "light")
+VERDICTS = ("mislabeled", "edge case", "data quality", "systematic")
+TODO = "TODO(agent)"
+SPOT_CHECK_PER_CLASS = 5
+THUMB = 128
+_RECALL_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Selection:
+    point: kpi.Point
+    n_candidates: int
+    n_feasible: int
+    best_reachable_recall: float
+    fixed: bool
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros(num.shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float,
+                     fixed_threshold: float | None = None) -> Selection:
+    """Best-F1 candidate with recall >= min_recall (ties: precision, then the higher threshold).
+
+    ``fixed_threshold`` replaces the search by one given threshold (e.g. the deployed one); only
+    then can the recall target be out of reach. Raises HardStop with the best reachable recall.
+    """
+    if not 0.0 <= min_recall <= 1.0 or math.isnan(min_recall):
+        hint = f" (did you mean {min_recall / 100:g}?)" if 1.0 < min_recall <= 100.0 else ""
+        raise UserError(f"--min-recall {min_recall:g} must be a fraction in [0, 1]{hint}")
+    curve = kpi.Curve(scores, positive)
+    if fixed_threshold is None:
+        thr, tp, fp = curve.thresholds, curve.tp, curve.fp
+    else:
+        thr = np.array([float(fixed_threshold)])
+        tp = np.array([int(np.count_nonzero(scores[positive] > thr[0]))])
+        fp = np.array([int(np.count_nonzero(scores[~positive] > thr[0]))])
+    fn = curve.n_defect - tp
+    recall = tp / curve.n_defect
+    precision = _ratio(tp, tp + fp)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    feasible = np.flatnonzero(recall >= min_recall - _RECALL_TOL)
+    best_recall = float(recall.max())
+    if feasible.size == 0:
+        raise Unreachable(min_recall, best_recall, fixed_threshold)
+    # lexsort: last key is primary; the maximum sits at the end.
+    i = int(feasible[np.lexsort((thr[feasible], precision[feasible], f1[feasible]))[-1]])
+    point = kpi.Point(float(thr[i]), int(tp[i]), int(fp[i]), curve.n_pass - int(fp[i]), int(fn[i]))
+    return Selection(point, int(thr.size), int(feasible.size), best_recall, fixed_threshold is not None)
+
+
+class Unreachable(HardStop):
+    def __init__(self, min_recall: float, best_recall: float, fixed: float | None):
+        self.min_recall, self.best_recall, self.fixed = min_recall, best_recall, fixed
+        where = f"at the fixed threshold {fixed!r}" if fixed is not None else "at any threshold"
+        super().__init__(f"recall target {min_recall:g} is unreachable: the best recall {where} is "
+                         f"{best_recall:.6g}; see unreachable_kpi.txt")
+
+
+def weakness(scores: np.ndarray, positive: np.ndarray, threshold: float) -> np.ndarray:
+    """PASS: score - t; defect: t - score (> 0 = on the wrong side, magnitude = margin)."""
+    return np.where(positive, threshold - scores, scores - threshold)
+
+
+def top_k_per_label(label_codes: np.ndarray, weak: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the k weakest rows of each label, grouped by label, weakest first (stable)."""
+    order = np.argsort(-weak, kind="stable")
+    order = order[np.argsort(label_codes[order], kind="stable")]
+    codes = label_codes[order]
+    starts = np.searchsorted(codes, codes, side="left")
+    rank = np.arange(codes.size) - starts
+    return order[rank < k]
+
+
+def per_label_stats(df: pd.DataFrame, weak: np.ndarray, wrong: np.ndarray) -> dict[str, dict[str, Any]]:
+    g = pd.DataFrame({"label": df["label"].to_numpy(), "w": weak, "m": wrong}).groupby("label", sort=True)
+    agg = g.agg(total=("w", "size"), mean_weakness=("w", "mean"), median_weakness=("w", "median"),
+                max_weakness=("w", "max"), misclassified=("m", "sum"))
+    return {str(lbl): {"total": int(r.total), "mean_weakness": float(r.mean_weakness),
+                       "median_weakness": float(r.median_weakness), "max_weakness": float(r.max_weakness),
+                       "misclassified": int(r.misclassified)} for lbl, r in agg.iterrows()}
+
+
+def expand_per_light(kept: pd.DataFrame, images_root: str | Path, lights: Sequence[str], ext: str) -> pd.DataFrame:
+    """One row per (kept sample, light), lights in input_map order; golden file too when known."""
+    n, L = len(kept), len(lights)
+    rep = kept.iloc[np.repeat(np.arange(n), L)].reset_index(drop=True)
+    light_col = np.tile(np.asarray(lights, dtype=object), n)
+    files = np.empty(n * L, dtype=object)
+    goldens = np.empty(n * L, dtype=object) if "golden_path" in kept.columns else None
+    for j, light in enumerate(lights):
+        files[j::L] = changenet_csv.image_files(kept, images_root, "input_path", light, ext)
+        if goldens is not None:
+            goldens[j::L] = changenet_csv.image_files(kept, images_root, "golden_path", light, ext)
+    rep.insert(0, "filepath", files)
+    rep.insert(rep.columns.get_loc("weakness") + 1, "light", light_col)
+    if goldens is not None:
+        rep.insert(rep.columns.get_loc("golden_path") + 1, "golden_filepath", goldens)
+    return rep
+
+
+# --------------------------------------------------------------------------- thumbnails
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60]
+
+
+def _tile(path: str, missing: list[str]):
+    from PIL import Image, ImageDraw, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            return ImageOps.pad(im.convert("RGB"), (THUMB, THUMB), color=(40, 40, 40))
+    except (FileNotFoundError, IsADirectoryError, OSError):
+        missing.append(path)
+        tile = Image.new("RGB", (THUMB, THUMB), (90, 0, 0))
+        ImageDraw.Draw(tile).text((8, THUMB // 2 - 6), "MISSING", fill=(255, 255, 255))
+        return tile
+
+
+def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequence[str], ext: str,
+                     out: Path) -> list[str]:
+    """One PNG: a row per light, [test | golden] 128x128 each, captioned; returns missing files."""
+    from PIL import Image, ImageDraw
+
+    frame = sample.to_frame().T
+    cols = ["input_path"] + (["golden_path"] if "golden_path" in frame.columns else [])
+    cap = 14
+    sheet = Image.new("RGB", (THUMB * len(cols) + 4 * (len(cols) - 1), (THUMB + cap) * len(lights)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    missing: list[str] = []
+    for r, light in enumerate(lights):
+        for c, col in enumerate(cols):
+            path = str(changenet_csv.image_files(frame, images_root, col, light, ext)[0])
+            x, y = c * (THUMB + 4), r * (THUMB + cap)
+            draw.text((x + 2, y + 1), f"{light} {'test' if col == 'input_path' else 'golden'}", fill=(0, 0, 0))
+            sheet.paste(_tile(path, missing), (x, y + cap))
+    from tao_aoi import atomic
+
+    with atomic.atomic_path(out) as tmp:
+        sheet.save(tmp, format="PNG")
+    return missing
+
+
+def spot_check_rows(df: pd.DataFrame, weak: np.ndarray, positive: np.ndarray) -> pd.DataFrame:
+    """The 5 weakest PASS and the 5 weakest defect samples (weakest first within each)."""
+    order = np.argsort(-weak, kind="stable")
+    picks = [order[~positive[order]][:SPOT_CHECK_PER_CLASS], order[positive[order]][:SPOT_CHECK_PER_CLASS]]
+    rows = df.iloc[np.concatenate(picks)].copy()
+    rows["kind"] = ["PASS"] * len(picks[0]) + ["DEFECT"] * len(picks[1])
+    return rows
+
+
+# --------------------------------------------------------------------------- report texts
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def breakdown_text(gaps_samples: pd.DataFrame, threshold: float, k: int, n_lights: int) -> str:
+    total = len(gaps_samples)
+    g = gaps_samples.groupby("label", sort=True)["misclassified"].agg(["size", "sum"])
+    lines = [f"Weak samples kept: {total} sample(s) x {n_lights} light(s) = {total * n_lights} row(s) in "
+             f"kpi_gaps.parquet (top {k} per label, threshold {threshold!r})",
+             "misclassified = on the wrong side of the threshold; marginal = correct but closest to it", "",
+             f"{'label':<24} {'kept':>7} {'share':>7} {'misclassified':>14} {'marginal':>9}"]
+    for lbl, r in g.iterrows():
+        lines.append(f"{lbl:<24} {int(r['size']):>7} {100 * r['size'] / total:>6.1f}% {int(r['sum']):>14} "
+                     f"{int(r['size'] - r['sum']):>9}")
+    return "\n".join(lines) + "\n"
+
+
+def unreachable_text(exc: Unreachable, csv_path: str) -> str:
+    how = (f"At the fixed threshold {exc.fixed!r} the recall is {exc.best_recall:.6g}."
+           if exc.fixed is not None else f"The best recall any threshold reaches is {exc.best_recall:.6g}.")
+    return (f"KPI UNREACHABLE\nrecall target (min_recall): {exc.min_recall:g}\nbest reachable recall: "
+            f"{exc.best_recall:.6g}\ninference: {csv_path}\n\n{how} No routing or mining can start from this "
+            f"analysis: lower the recall target, drop the fixed threshold, or retrain / relabel and evaluate again.\n")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return out
+
+
+def report_text(m: dict[str, Any], kept: pd.DataFrame, spots: list[dict[str, Any]], breakdown: str,
+                issues: pd.DataFrame, rows_per_label: int = 10) -> str:
+    cm = m["confusion_matrix"]
+    worst = sorted(((v["misclassified"] / v["total"], lbl) for lbl, v in m["per_label"].items()), reverse=True)[:3]
+    L = [
+        "# RCA report", "",
+        "> Placeholders marked TODO(agent) are for the agent: replace each after looking at the thumbnails.",
+        "> The numbers come from metrics.json; leave them as they are.", "",
+        "## 1. Verdict", "",
+        f"- Threshold **{m['threshold']!r}** (predicted defect iff siamese_score > threshold), chosen at "
+        f"min_recall {m['min_recall']:g}: precision {_fmt(m['precision'])}, recall {_fmt(m['recall'])}, "
+        f"F1 {_fmt(m['f1'])}, FAR {_fmt(100 * m['far'])}%.",
+        f"- {m['n_rows']} scored samples ({m['n_pass']} PASS, {m['n_defect']} defect); {m['n_kept_samples']} weak "
+        f"samples kept (top {m['top_k_per_label']} per label) = {m['n_gap_rows']} rows x light in `kpi_gaps.parquet`.",
+        "- Labels with the highest misclassified share: "
+        + ", ".join(f"{lbl} {100 * s:.1f}%" for s, lbl in worst) + ".", "",
+        f"{TODO}: two or three sentences - is the KPI within reach, which labels drive the gap, and what the "
+        f"spot check suggests (mostly label noise, data quality, or a systematic blind spot).", "",
+        "## 2. Threshold selection", "",
+        f"Candidates: each unique score plus one just below the lowest ({m['n_candidates']} in all); "
+        f"{m['n_feasible']} keep recall >= {m['min_recall']:g}. Among those: best F1, then precision, then the "
+        f"higher threshold." + (" A fixed threshold was given instead of the search." if m["fixed_threshold"] else ""),
+        "",
+        *_table(["", "predicted defect", "predicted PASS"],
+                [["actual defect", f"TP {cm['tp']}", f"FN {cm['fn']}"],
+                 ["actual PASS", f"FP {cm['fp']}", f"TN {cm['tn']}"]]), "",
+        "## 3. Weakness by label (all scored samples)", "",
+        *_table(["label", "total", "mean weakness", "median weakness", "max weakness", "misclassified"],
+                [[lbl, v["total"], _fmt(v["mean_weakness"]), _fmt(v["median_weakness"]), _fmt(v["max_weakness"]),
+                  v["misclassified"]] for lbl, v in m["per_label"].items()]), "",
+        f"## 4. Weakest samples per label (first {rows_per_label} of each; all of them in kpi_gaps.parquet)", "",
+    ]
+    shown = kept.groupby("label", sort=True).head(rows_per_label)
+    L += _table(["label", "object_name", "input_path", "siamese_score", "weakness", "misclassified"],
+                [[r.label, r.object_name, r.input_path, _fmt(r.siamese_score), _fmt(r.weakness),
+                  "yes" if r.misclassified else "no"] for r in shown.itertuples()])
+    L += ["", "## 5. Visual spot check", "",
+          "Each image shows every light: test on the left, golden on the right. Verdict: exactly one of "
+          + ", ".join(f"`{v}`" for v in VERDICTS) + ".", ""]
+    L += _table(["#", "label", "object_name", "siamese_score", "weakness", "image", "verdict", "why"],
+                [[i + 1, s["label"], s["object_name"], _fmt(s["siamese_score"]), _fmt(s["weakness"]),
+                  f"![{s['object_name']}](rca_images/{Path(s['file']).name})"
+                  + (" (image missing)" if s["missing_files"] else ""), TODO, TODO] for i, s in enumerate(spots)])
+    L += ["", "## 6. Kept samples per label", "", "```", breakdown.rstrip("\n"), "```", "",
+          "## 7. Possible label errors (for the user, never auto-relabelled)", "",
+          f"{m['label_issues']['flagged']} scored samples look mislabelled by {m['label_issues']['method']}; "
+          f"{m['label_issues']['flagged_kept']} of them are among the kept weak samples "
+          "(column `label_issue` in kpi_gaps.parquet). From scores alone a wrong label and a real blind spot look "
+          "alike: check them in the spot check before believing either.", ""]
+    if len(issues):
+        L += _table(["label", "object_name", "input_path", "siamese_score", "label quality"],
+                    [[r.label, r.object_name, r.input_path, _fmt(r.siamese_score), _fmt(r.label_quality)]
+                     for r in issues.itertuples()])
+        L.append("")
+    L += ["## 8. Recommended actions", "",
+          f"- Relabel: {TODO} (each `mislabeled` sample as `input_path/object_name`, or 'none').",
+          f"- Augment: `kpi_gaps.parquet` ({m['n_kept_samples']} samples x {len(m['lights'])} lights = "
+          f"{m['n_gap_rows']} rows) goes to routing (`route_samples.py`). {TODO}: labels to prioritise.",
+          f"- Threshold: {TODO} (retrain and re-evaluate / accept / revisit the recall target).",
+          f"- Systematic failures: {TODO} (a light, a component family or a board that fails together, or 'none').",
+          ""]
+    return "\n".join(L)
+
+
+def report_problems(text: str) -> list[str]:
+    """What is still unfilled in an RCA_Report.md: TODO markers and spot-check verdicts not in VERDICTS."""
+    problems = [f"line {i}: {line.strip()[:80]}" for i, line in enumerate(text.splitlines(), 1)
+                if TODO in line and not line.startswith(">")]
+    section = text.split("## 5. Visual spot check", 1)[-1].split("\n## ", 1)[0] if "## 5." in text else ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 8 and cells[0].isdigit() and cells[6].lower().strip("`* ") not in VERDICTS:
+            problems.append(f"spot check #{cells[0]}: verdict {cells[6]!r} is not one of {', '.join(VERDICTS)}")
+    return problems
+
+
+# --------------------------------------------------------------------------- end to end
+
+OUTPUTS = ("kpi_gaps.parquet", "threshold.txt", "metrics.json", "weak_samples_breakdown.txt", "RCA_Report.md")
+UNREACHABLE = "unreachable_kpi.txt"
+IMAGES_DIR = "rca_images"
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    import shutil
+
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+
+
+def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str | Path, results_dir: str | Path,
+        *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
+        pass_label: str = labels.PASS) -> dict[str, Any]:
+    """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable."""
+    import os
+
+    from tao_aoi import atomic, train_spec
+
+    if top_k < 1:
+        raise UserError(f"--top-k-per-label {top_k} must be a positive integer")
+    out = Path(results_dir)
+    spec = train_spec.load(train_spec_path)
+    lights, ext = train_spec.lights(spec, train_spec_path), train_spec.image_ext(spec, train_spec_path)
+    df, scores, positive = kpi.read_inference(inference_csv, pass_label)
+    try:
+        sel = choose_threshold(scores, positive, min_recall, fixed_threshold)
+    except Unreachable as exc:
+        _remove([out / n for n in OUTPUTS] + [out / IMAGES_DIR])
+        atomic.write_text(out / UNREACHABLE, unreachable_text(exc, str(inference_csv)))
+        raise
+    t = sel.point.threshold
+    weak = weakness(scores, positive, t)
+    wrong = positive != (scores > t)
+    issue, quality = label_noise.find(scores, positive)
+    df["weakness"], df["misclassified"] = weak, wrong
+    df["label_issue"], df["label_quality"] = issue, quality
+
+    codes, _ = pd.factorize(df["label"], sort=True)
+    keep = top_k_per_label(codes, weak, top_k)
+    kept = df.iloc[keep].reset_index(drop=True)
+    starts = np.searchsorted(codes[keep], codes[keep], side="left")
+    kept["weak_rank"] = np.arange(keep.size) - starts + 1
+    first = [c for c in (*GAPS_COLUMNS, "golden_path") if c in kept.columns and c not in ("filepath", "light")]
+    tail = ["misclassified", "weak_rank", "label_issue", "label_quality"]
+    kept = kept[first + tail + [c for c in kept.columns if c not in first and c not in tail]]
+    gaps = expand_per_light(kept, images_root, lights, ext)
+
+    spots = spot_check_rows(df, weak, positive)
+    test_files = [f for light in lights for f in changenet_csv.image_files(spots, images_root, "input_path", light, ext)]
+    if test_files and not any(os.path.isfile(f) for f in test_files):
+        raise UserError(f"--images-root {images_root}: none of the spot-check images exists (first: {test_files[0]}); "
+                        f"pass the image root the CSV paths are relative to")
+
+    n_pass = int((~positive).sum())
+    p = sel.point
+    metrics: dict[str, Any] = {
+        "threshold": t, "min_recall": min_recall, "fixed_threshold": sel.fixed,
+        "precision": p.precision_pct / 100, "recall": p.recall_pct / 100, "f1": p.f1, "far": p.fp / n_pass,
+        "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
+        "n_rows": int(scores.size), "n_pass": n_pass, "n_defect": int(positive.sum()),
+        "n_candidates": sel.n_candidates, "n_feasible": sel.n_feasible,
+        "per_label": per_label_stats(df, weak, wrong),
+        "top_k_per_label": top_k, "lights": list(lights), "image_ext": ext,
+        "n_kept_samples": len(kept), "n_gap_rows": len(gaps),
+        "label_issues": {"method": label_noise.METHOD, "flagged": int(issue.sum()),
+                         "flagged_kept": int(kept["label_issue"].sum())},
+        "inputs": {"inference_csv": str(inference_csv), "train_spec": str(train_spec_path),
+                   "images_root": str(images_root)},
+    }
+    spot_meta: list[dict[str, Any]] = []
+    with atomic.atomic_dir(out / IMAGES_DIR) as tmp_dir:
+        for i, (_, row) in enumerate(spots.iterrows(), 1):
+            name = f"{i:02d}_{row['kind']}_{_safe(row['label'])}_{_safe(row['object_name'])}.png"
+            missing = render_thumbnail(row, images_root, lights, ext, tmp_dir / name)
+            spot_meta.append({"file": f"{IMAGES_DIR}/{name}", "kind": row["kind"], "label": row["label"],
+                              "object_name": row["object_name"], "input_path": row["input_path"],
+                              "siamese_score": float(row["siamese_score"]), "weakness": float(row["weakness"]),
+                              "missing_files": missing})
+    metrics["rca_images"] = spot_meta
+    breakdown = breakdown_text(kept, t, top_k, len(lights))
+    flagged = kept[kept["label_issue"]].sort_values("label_quality", kind="stable").head(20)
+
+    with atomic.atomic_path(out / "kpi_gaps.parquet") as tmp:
+        gaps.to_parquet(tmp, index=False)
+    atomic.write_text(out / "threshold.txt", f"{t!r}\n")
+    atomic.write_json(out / "metrics.json", metrics)
+    atomic.write_text(out / "weak_samples_breakdown.txt", breakdown)
+    atomic.write_text(out / "RCA_Report.md", report_text(metrics, kept, spot_meta, breakdown, flagged))
+    _remove([out / UNREACHABLE])
+    return metrics
