@@ -1,0 +1,44 @@
+"""Route the weak samples of kpi_gaps.parquet per label: sdg, mining, both, or dropped.
+
+sdg = the label is in --sdg-labels and the pre-generated AnomalyGen pool (--sdg-pool: the folder
+with reconstructed_image/ + original_image/, or its SDG_result.csv) has paired samples of it;
+mining = the mining pool CSV has rows of it. Writes mining_gaps.parquet, sdg_gaps.parquet,
+dropped.csv (with the reason), relabel_review.csv (samples that look mislabelled, for the user)
+and routing_summary.json (row counts per label and route that add up to the input). Exit 2 when
+neither route gets a row (stop the iteration) or on bad input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tao_aoi import cli, defaults, labels, routing
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("route_samples.py", __doc__)
+    p.add_argument("--gaps", required=True, help="kpi_gaps.parquet from gap_analysis.py")
+    p.add_argument("--sdg-pool", required=True, help="AnomalyGen output folder or its SDG_result.csv")
+    p.add_argument("--mining-pool", required=True, help="mining pool CSV (a label column at least)")
+    p.add_argument("--results-dir", required=True, help="output folder (e.g. <R>/iterN/routing)")
+    p.add_argument("--sdg-labels", default=",".join(defaults.SDG_LABELS),
+                   help=f"labels AnomalyGen can synthesise (default {','.join(defaults.SDG_LABELS)})")
+    p.add_argument("--pass-label", default=labels.PASS, help="the negative class (default PASS; any case)")
+    p.add_argument("--exclude-relabel", action="store_true",
+                   help="keep rows that look mislabelled out of both routes (bucket 'relabel')")
+    p.add_argument("--json", action="store_true", help="print routing_summary.json on stdout")
+    args = p.parse_args(argv)
+    s = routing.run(args.gaps, args.sdg_pool, args.mining_pool, args.results_dir,
+                    sdg_labels=args.sdg_labels.split(","), pass_label=args.pass_label,
+                    exclude_relabel=args.exclude_relabel)
+    if args.json:
+        cli.emit_json(s)
+        return 0
+    for lbl, v in s["per_label"].items():
+        extra = f" - {v['reason']}" if v["reason"] else ""
+        print(f"{lbl:<20} {v['samples']:>5} samples -> {v['route']}{extra}")
+    o = s["outputs"]
+    print(f"mining {o['mining_gaps.parquet']} rows, sdg {o['sdg_gaps.parquet']} rows, dropped {o['dropped.csv']} rows, "
+          f"{o['relabel_review.csv']} samples to review for relabelling; summary in "
+          f"{Path(args.results_dir) / 'routing_summary.json'}")
+    return 0
