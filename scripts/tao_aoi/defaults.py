@@ -10,3 +10,13 @@ RECALL_TARGET_PCT = 100.0    # KPI: default operating point
 SDG_LABELS = ("PASS", "EXCESS_SOLDER", "MISSING", "BRIDGE")  # labels AnomalyGen can synthesise
 BACKENDS = ("local", "docker", "slurm")
 CHECKPOINT_NAME = "best.ckpt"  # every backend's train leaves its deliverable checkpoint here
+
+# External-job backends (docker, slurm).
+JOB_POLL_SEC = 2.0             # how often a blocking train/infer asks the scheduler
+DOCKER_SHM_SIZE = "8g"         # TAO's PyTorch data loaders need a large /dev/shm (never --ipc=host)
+DOCKER_GPUS = "all"            # `docker run --gpus`; None runs without GPUs
+PASS_ENV = ("HF_TOKEN", "NGC_API_KEY", "WANDB_API_KEY")  # forwarded by name only, when set
+TAO_EMBED_MODEL = "SigLIP"     # data-services embedder when a job's settings name none
+TAO_EMBED_MODEL_PATH = "google/siglip-base-patch16-224"
+TAO_EMBED_BATCH_SIZE = 64
+SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
