@@ -28,6 +28,12 @@ def requirements(with_test: bool) -> list[str]:
     return reqs
 
 
+def precompile() -> None:
+    """Byte-compile the toolkit so state scripts start fast even where PYTHONDONTWRITEBYTECODE is set."""
+    subprocess.call([str(VENV / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "scripts")],
+                    stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="setup_env.py", description=__doc__.splitlines()[0])
     p.add_argument("--test", action="store_true", help="also install pytest, hypothesis, skills-ref")
@@ -42,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = VENV / f".deps-{'test' if args.test else 'run'}-{digest}"
     python = VENV / "bin" / "python"
     if stamp.exists() and python.exists():
+        precompile()  # cheap when current; refreshes .pyc after a checkout changed the sources
         if not args.quiet:
             print(f"ready: {VENV}")
         return 0
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0:
         print(f"error: pip install failed (exit {rc}); see the messages above", file=sys.stderr)
         return 2
+    precompile()
     for old in VENV.glob(".deps-*"):
         old.unlink()
     stamp.write_text("\n".join(reqs) + "\n", encoding="utf-8")

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, NoReturn, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Callable, NoReturn, Sequence
 
 from tao_aoi.errors import UserError
 

@@ -6,11 +6,13 @@ never leave half a line. A corrupt last line (someone edited the log by hand) is
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Any, Iterator
 
 from tao_aoi import schema_check
 from tao_aoi.errors import UserError
@@ -19,7 +21,9 @@ _TAIL = 65536
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC ISO-8601 with microseconds (time, not datetime: one less import on the hot path)."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
 
 
 def _line_count(path: Path) -> int:

@@ -8,26 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[2]
-VENV = PLUGIN_ROOT / ".venv"
+PLUGIN_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+VENV = os.path.join(PLUGIN_ROOT, ".venv")
 
 
-def venv_python() -> Path:
-    return VENV / "bin" / "python"
+def venv_python() -> str:
+    return os.path.join(VENV, "bin", "python")
 
 
 def ensure() -> None:
     if os.environ.get("TAO_AOI_NO_REEXEC"):
         return
     target = venv_python()
-    if not target.exists():
-        return
-    try:
-        if Path(sys.prefix).resolve() == VENV.resolve():
-            return
-    except OSError:
+    if not os.path.exists(target) or os.path.realpath(sys.prefix) == os.path.realpath(VENV):
         return
     os.environ["TAO_AOI_NO_REEXEC"] = "1"  # never loop
-    os.execv(str(target), [str(target), *sys.argv])
+    os.execv(target, [target, *sys.argv])

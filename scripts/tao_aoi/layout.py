@@ -6,15 +6,18 @@ instead of joining path fragments themselves.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 ITER_RE = re.compile(r"^(baseline|iter[1-9][0-9]*|final_automl)$")
 
 
-@dataclass(frozen=True)
 class Workspace:
-    root: Path
+    """The user's workspace (DESIGN.md section 4)."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
 
     @classmethod
     def at(cls, path: str | Path) -> "Workspace":
@@ -66,9 +69,13 @@ class Workspace:
         }
 
 
-@dataclass(frozen=True)
 class Results:
-    root: Path
+    """One run's results folder (RESULTS_DIR)."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
 
     @classmethod
     def at(cls, path: str | Path) -> "Results":

@@ -5,7 +5,9 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Iterator
 
 
 @contextlib.contextmanager

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Mapping, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Any, Iterable, Mapping, Sequence
 
 from tao_aoi.errors import UserError
 

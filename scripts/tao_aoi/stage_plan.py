@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Any, Mapping
 
 from tao_aoi import defaults, metric_contract, stages
 from tao_aoi.layout import Results, iteration_label, iteration_number

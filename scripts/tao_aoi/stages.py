@@ -7,8 +7,10 @@ and finalize again. Pure Python: read by the state scripts on every call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from collections import namedtuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Any, Mapping
 
 from tao_aoi.layout import iteration_label, iteration_number
 
@@ -33,10 +35,10 @@ ARTIFACTS: dict[str, tuple[tuple[str, bool], ...]] = {
 ARTIFACT_KEYS = tuple(dict.fromkeys(k for spec in ARTIFACTS.values() for k, _ in spec))
 
 
-@dataclass(frozen=True)
-class Step:
-    iter: str
-    stage: str
+class Step(namedtuple("Step", "iter stage")):
+    """One (iteration label, stage) position in the run. (A namedtuple: dataclasses cost start-up time.)"""
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.iter}/{self.stage}"

@@ -14,7 +14,9 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Any, Mapping
 
 from tao_aoi import atomic, event_log, metric_contract, schema_check, stages
 from tao_aoi.errors import UserError
@@ -122,8 +124,9 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
     contract = metric_contract.parse_kpi_target(kpi_target)
     results.root.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(results.lock):
-        if results.log.exists() and results.log.stat().st_size > 0:
-            state, changed = _materialize(results)
+        events = event_log.read_events(results.log)
+        if any(e["kind"] == "commit" for e in events):
+            state, changed = _materialize(results, events)
             if changed:
                 atomic.write_json(results.state, state)
             diffs = [k for k in CONFIG_KEYS_THAT_DEFINE_A_RUN
@@ -141,6 +144,7 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
             return state, False
         if results.state.exists():
             raise UserError(f"{results.state} exists without {results.log}; use a new --results-dir")
+        seq = events[-1]["seq"] + 1 if events else 1  # notes may have been logged before init
         now = event_log.utc_now()
         initial = {
             "schema_version": SCHEMA_VERSION,
@@ -152,14 +156,14 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
             "metric_contract": contract,
             "config": dict(config),
             "current_iteration": "baseline",
-            "last_commit": {"iter": stages.RUN, "stage": "init", "seq": 1},
+            "last_commit": {"iter": stages.RUN, "stage": "init", "seq": seq},
             "failure": None,
             "stop_reason": None,
             "best_iteration": None,
             "final_artifacts": {},
         }
         event = event_log.make_event(
-            1, iter=stages.RUN, stage="init", status="ok",
+            seq, iter=stages.RUN, stage="init", status="ok",
             summary=f"run initialised: {contract['text']}, max_iterations={config.get('max_iterations')}",
             duration_sec=0.0, kind="commit", patch={"set": initial, "iterations": {}},
         )
@@ -373,8 +377,8 @@ def log(
 ) -> dict[str, Any]:
     """Append an informational event (no state change) with the next seq."""
     results = Results.at(results_dir)
-    if not results.log.exists():
-        raise UserError(f"{results.log} does not exist; create the run with init_deft_state.py first")
+    if not results.root.is_dir():
+        raise UserError(f"results folder {results.root} does not exist; create the run with init_deft_state.py")
     if not (isinstance(duration_sec, (int, float)) and math.isfinite(duration_sec) and duration_sec >= 0):
         raise UserError(f"--duration-sec must be a non-negative number of seconds, got {duration_sec!r}")
     with exclusive_lock(results.lock):

@@ -10,7 +10,9 @@ stage again (ok) and the run resumes.
 """
 from __future__ import annotations
 
-from typing import Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Sequence
 
 from tao_aoi import cli, stages, state
 from tao_aoi.errors import UserError

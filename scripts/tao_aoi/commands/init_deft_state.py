@@ -7,7 +7,9 @@ Paths default to the workspace layout (images/, train/base/, kpi/, specs/, augme
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Sequence
 
 from tao_aoi import cli, defaults, state
 from tao_aoi.errors import UserError

@@ -5,7 +5,9 @@ logs its own event. Never write the log with echo/jq: seq must stay 1, 2, 3, ...
 """
 from __future__ import annotations
 
-from typing import Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Sequence
 
 from tao_aoi import cli, stages, state
 from tao_aoi.errors import UserError

@@ -6,7 +6,9 @@ them. A failed run prints the failed stage again as a retry, with the reason. --
 """
 from __future__ import annotations
 
-from typing import Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
+    from typing import Sequence
 
 from tao_aoi import cli, stage_plan, stages, state
 

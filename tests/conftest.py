@@ -1,0 +1,41 @@
+"""Shared fixtures: paths, a subprocess runner for the CLIs, and a minimal valid workspace."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+
+
+def run_script(name: str, *args: str, check: bool = False, env: dict | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run scripts/<name> with this interpreter, exactly as a user would."""
+    cmd = [sys.executable, str(SCRIPTS / name), *map(str, args)]
+    full_env = dict(os.environ, TAO_AOI_NO_REEXEC="1", **(env or {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def script():
+    return run_script
+
+
+@pytest.fixture
+def stub_workspace(tmp_path: Path) -> Path:
+    """Just the files init_deft_state.py checks for (state tests need no images)."""
+    ws = tmp_path / "ws"
+    (ws / "images").mkdir(parents=True)
+    for rel in ("specs/baseline_spec.yaml", "train/base/training_set.csv", "train/base/validation_set.csv",
+                "kpi/testing_set.csv"):
+        p = ws / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x\n")
+    return ws
