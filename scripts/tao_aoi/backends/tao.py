@@ -1,0 +1,321 @@
+"""TAO specifics shared by the docker backend and the slurm backend's container mode.
+
+For each job: the per-job TAO spec (the user's spec merged with dataset paths, results folder,
+overrides and warm start), the command run inside the container, the host folders the container
+must see (mounted at the same path, so every path in the spec is valid inside and out), and, after
+TAO exits, turning what it left into the backend contract of base.py.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from tao_aoi import atomic, changenet_csv, defaults, train_spec, versions
+from tao_aoi.backends.base import EmbedJob, InferJob, TrainJob
+from tao_aoi.backends.external import (LOG_NAMES, TAO_STATUS, check_expected, log_tail,
+                                       tao_final_status)
+from tao_aoi.errors import UserError
+
+SPEC_NAME = "tao_spec.yaml"
+EXPERIMENT_NAME = "experiment.yaml"
+LATEST_CKPT = "changenet_model_classify_latest.pth"
+EPOCH_CKPT_RE = re.compile(r"^model_epoch_(\d+)_step_(\d+)\.pth$")
+BEST_CKPT_RE = re.compile(r"^model_best_.*\.pth$")
+ACTIONS = {"train": "train", "infer": "inference", "evaluate": "evaluate"}
+EMBED_INPUT, EMBED_RAW = "embed_input.parquet", "embed_raw.parquet"
+
+
+def air_gapped() -> bool:
+    """AIR_GAPPED=1: never pull images or models; everything must already be on the host."""
+    return os.environ.get("AIR_GAPPED", "").strip() == "1"
+
+
+@dataclass
+class TaoJob:
+    """One container run: what to run, in which image, what it must see, and what to check after."""
+    kind: str                            # train | infer | evaluate | embed
+    image: str
+    command: list[str]                   # argv inside the container
+    mounts: list[tuple[str, bool]]       # (host folder, writable), mounted at the same path
+    env: dict[str, str] = field(default_factory=dict)  # non-secret values only
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(kind: str, job: TrainJob | InferJob | EmbedJob, job_dir: Path, *, offline: bool) -> TaoJob:
+    """Write the per-job spec into ``job_dir`` and describe the container run."""
+    if kind == "train":
+        tj = _prepare_train(job, job_dir)  # type: ignore[arg-type]
+    elif kind in ("infer", "evaluate"):
+        tj = _prepare_infer(job, job_dir, kind)  # type: ignore[arg-type]
+    elif kind == "embed":
+        tj = _prepare_embed(job, job_dir)  # type: ignore[arg-type]
+    else:
+        raise ValueError(kind)
+    if offline:  # air-gapped hosts: Hugging Face libraries must use the mounted snapshot, never the hub
+        tj.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    tj.record.update(tao=True, kind=kind, job_dir=str(job_dir), log=str(job_dir / LOG_NAMES[kind]),
+                     image=tj.image)
+    return tj
+
+
+def _spec_with(job_spec: Path, settings: dict[str, Any], overrides: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    spec = train_spec.load(job_spec)
+    for key, value in (overrides or {}).items():
+        train_spec.set_dotted(spec, key, value)
+    for key, value in settings.items():
+        train_spec.set_dotted(spec, key, value)
+    train_spec.lights(spec, job_spec)      # fail here, not after a container start, on a bad spec
+    train_spec.image_ext(spec, job_spec)
+    return spec
+
+
+def _write_spec(job_dir: Path, spec: dict[str, Any]) -> Path:
+    path = job_dir / SPEC_NAME
+    atomic.write_text(path, train_spec.dump(spec))
+    return path
+
+
+def _prepare_train(job: TrainJob, job_dir: Path) -> TaoJob:
+    train_csv, val_csv, images = _abs(job.train_csv), _abs(job.val_csv), _abs(job.images_root)
+    settings: dict[str, Any] = {
+        "dataset.classify.train_dataset.csv_path": str(train_csv),
+        "dataset.classify.train_dataset.images_dir": str(images),
+        "dataset.classify.validation_dataset.csv_path": str(val_csv),
+        "dataset.classify.validation_dataset.images_dir": str(images),
+        "results_dir": str(job_dir),
+        "train.results_dir": str(job_dir),
+    }
+    mounts = [(str(images), False), (str(train_csv.parent), False), (str(val_csv.parent), False),
+              (str(job_dir), True)]
+    if job.init_checkpoint is not None:
+        ckpt = _abs(job.init_checkpoint)
+        if not ckpt.is_file():
+            raise UserError(f"--init-checkpoint {ckpt} does not exist; pass the previous best.ckpt")
+        settings["train.pretrained_model_path"] = str(ckpt)
+        mounts.append((str(ckpt.parent), False))
+    spec = _spec_with(job.spec, settings, dict(job.overrides))
+    backbone = train_spec.get(spec, "model.backbone.pretrained_backbone_path")
+    if isinstance(backbone, str) and backbone.strip():
+        bb = Path(backbone)
+        if not bb.is_absolute() or not bb.exists():
+            raise UserError(f"{job.spec}: model.backbone.pretrained_backbone_path {backbone} is not an existing "
+                            f"absolute path on this host; stage the backbone file there (it is mounted at the "
+                            f"same path) or leave the key empty")
+        mounts.append((str(bb.parent), False))
+    for csv in (train_csv, val_csv):
+        mounts.extend((d, False) for d in _absolute_image_dirs(csv))
+    spec_path = _write_spec(job_dir, spec)
+    return TaoJob("train", versions.image("pyt"), ["visual_changenet", "train", "-e", str(spec_path)],
+                  collapse_mounts(mounts),
+                  record={"expect": [str(job_dir / defaults.CHECKPOINT_NAME), str(job_dir / EXPERIMENT_NAME),
+                                     str(job_dir / TAO_STATUS)],
+                          "spec": str(spec_path)})
+
+
+def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
+    csv, images, ckpt = _abs(job.csv), _abs(job.images_root), _abs(job.checkpoint)
+    if not ckpt.is_file():
+        raise UserError(f"--checkpoint {ckpt} does not exist; pass a train job's best.ckpt")
+    action = ACTIONS[kind]
+    ds = "infer_dataset" if kind == "infer" else "test_dataset"
+    spec = _spec_with(job.spec, {
+        f"dataset.classify.{ds}.csv_path": str(csv),
+        f"dataset.classify.{ds}.images_dir": str(images),
+        f"{action}.checkpoint": str(ckpt),
+        f"{action}.results_dir": str(job_dir),
+        "results_dir": str(job_dir),
+    })
+    mounts = [(str(images), False), (str(csv.parent), False), (str(ckpt.parent), False), (str(job_dir), True)]
+    mounts.extend((d, False) for d in _absolute_image_dirs(csv))
+    spec_path = _write_spec(job_dir, spec)
+    expect = [str(job_dir / TAO_STATUS)]
+    return TaoJob(kind, versions.image("pyt"), ["visual_changenet", action, "-e", str(spec_path)],
+                  collapse_mounts(mounts), record={"expect": expect, "spec": str(spec_path), "input_csv": str(csv)})
+
+
+def embed_settings(job: EmbedJob) -> dict[str, Any]:
+    s = dict(job.settings)
+    return {"model": str(s.get("model") or defaults.TAO_EMBED_MODEL),
+            "model_path": str(s.get("model_path") or defaults.TAO_EMBED_MODEL_PATH),
+            "batch_size": int(s.get("batch_size") or defaults.TAO_EMBED_BATCH_SIZE)}
+
+
+def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
+    """One image per (row, light) goes to the data-services embedder; rows are reassembled after."""
+    import pandas as pd
+
+    csv, images, output = _abs(job.csv), _abs(job.images_root), _abs(job.output)
+    spec = train_spec.load(job.spec)
+    lights, ext = train_spec.lights(spec, job.spec), train_spec.image_ext(spec, job.spec)
+    df = changenet_csv.read(csv, required=("input_path", "object_name"))
+    missing = changenet_csv.missing_images(df, images, lights, ext, columns=("input_path",))
+    if missing:
+        line, path = missing[0]
+        raise UserError(f"{csv} line {line}: image {path} does not exist ({len(missing)} missing in all)")
+    files = [changenet_csv.image_files(df, images, "input_path", light, ext) for light in lights]
+    table = pd.DataFrame({
+        "filepath": [f for per_light in zip(*files) for f in per_light],
+        "row": [i for i in range(len(df)) for _ in lights],
+        "light": [light for _ in range(len(df)) for light in lights],
+    })
+    with atomic.atomic_path(job_dir / EMBED_INPUT) as tmp:
+        table.to_parquet(tmp, index=False)
+    settings = embed_settings(job)
+    image = versions.image("data_services")
+    tao_spec = dict(settings, input_parquet=str(job_dir / EMBED_INPUT), output_parquet=str(job_dir / EMBED_RAW),
+                    results_dir=str(job_dir))
+    spec_path = _write_spec(job_dir, tao_spec)
+    mounts = [(str(images), False), (str(job_dir), True)]
+    mounts.extend((d, False) for d in sorted({os.path.dirname(f) for f in table["filepath"]})
+                  if not d.startswith(str(images).rstrip("/") + "/"))
+    if Path(settings["model_path"]).is_absolute():
+        if not Path(settings["model_path"]).exists():
+            raise UserError(f"embed settings model_path {settings['model_path']} does not exist on this host; "
+                            f"stage the model snapshot there (it is mounted at the same path)")
+        mounts.append((settings["model_path"], False))
+    return TaoJob("embed", image, ["embedding", "image_embeddings", "-e", str(spec_path)], collapse_mounts(mounts),
+                  record={"expect": [], "spec": str(spec_path), "input_csv": str(csv),
+                          "embed": {"output": str(output), "lights": lights, "image_ext": ext,
+                                    "settings": dict(settings, embedder="tao-data-services", image=image)}})
+
+
+def conclude(record: dict[str, Any], exit_code: int | None) -> None:
+    """Judge a container run that exited 0 (or whose exit code is lost) and publish its outputs."""
+    job_dir = Path(record["job_dir"])
+    log = record.get("log", "")
+    status, message = tao_final_status(job_dir / TAO_STATUS)
+    if status == "FAILURE":
+        raise UserError(f"TAO reported FAILURE in {job_dir / TAO_STATUS}: {message or log_tail(Path(log))}; "
+                        f"see {log}")
+    if exit_code is None and status != "SUCCESS":
+        raise UserError(f"the container is gone, its exit code unknown, and {job_dir / TAO_STATUS} has no "
+                        f"SUCCESS line; see {log}")
+    kind = record["kind"]
+    if kind == "train":
+        _publish_checkpoint(record)
+    elif kind == "infer":
+        _publish_inference_csv(job_dir)
+    elif kind == "embed":
+        _assemble_embeddings(record)
+    check_expected(record)
+
+
+def find_checkpoint(job_dir: Path) -> Path | None:
+    """TAO's deliverable: what its own checkpointer kept as best (``model_best_*``, when a monitor
+    such as val_far is configured), else ``changenet_model_classify_latest.pth``, else the highest
+    ``model_epoch_<EEE>_step_<SSS>.pth``."""
+    best, latest, epochs = [], [], []
+    for p in job_dir.rglob("*.pth"):
+        if BEST_CKPT_RE.match(p.name):
+            best.append(p)
+        elif p.name == LATEST_CKPT:
+            latest.append(p)
+        elif m := EPOCH_CKPT_RE.match(p.name):
+            epochs.append(((int(m.group(1)), int(m.group(2))), p))
+    if best:
+        return max(best, key=lambda p: (p.stat().st_mtime, p.name))
+    if latest:
+        return max(latest, key=lambda p: p.stat().st_mtime)
+    if epochs:
+        return max(epochs)[1]
+    return None
+
+
+def _publish_checkpoint(record: dict[str, Any]) -> None:
+    job_dir = Path(record["job_dir"])
+    ckpt = find_checkpoint(job_dir)
+    if ckpt is None:
+        raise UserError(f"{job_dir}: TAO finished but wrote no checkpoint (model_epoch_<EEE>_step_<SSS>.pth or "
+                        f"{LATEST_CKPT}); check train.num_epochs/checkpoint_interval and {record.get('log')}")
+    link_or_copy(ckpt, job_dir / defaults.CHECKPOINT_NAME)
+    atomic.write_text(job_dir / EXPERIMENT_NAME, Path(record["spec"]).read_text(encoding="utf-8"))
+    record["published_from"] = str(ckpt)
+    record["detail"] = f"{ckpt.relative_to(job_dir)} published as {defaults.CHECKPOINT_NAME}"
+
+
+def _publish_inference_csv(job_dir: Path) -> None:
+    top = job_dir / "inference.csv"
+    if top.is_file():
+        return
+    found = sorted(job_dir.rglob("inference.csv"))
+    if len(found) == 1:
+        link_or_copy(found[0], top)
+
+
+def _assemble_embeddings(record: dict[str, Any]) -> None:
+    """One vector per input row: each light's vector L2-normalised, concatenated in input_map order."""
+    import numpy as np
+    import pandas as pd
+
+    job_dir, info = Path(record["job_dir"]), record["embed"]
+    raw_path = job_dir / EMBED_RAW
+    if not raw_path.is_file():
+        raise UserError(f"{raw_path} was not written by the embedder; see {record.get('log')}")
+    raw = pd.read_parquet(raw_path)
+    col = next((c for c in ("embedding", "image_embed") if c in raw.columns), None)
+    if col is None or "filepath" not in raw.columns:
+        raise UserError(f"{raw_path} needs columns filepath and embedding (has: {', '.join(raw.columns)})")
+    vec = dict(zip(raw["filepath"].astype(str), raw[col]))
+    inp = pd.read_parquet(job_dir / EMBED_INPUT)
+    absent = [f for f in inp["filepath"] if f not in vec]
+    if absent:
+        raise UserError(f"{raw_path}: the embedder returned no vector for {len(absent)} of {len(inp)} images "
+                        f"(first: {absent[0]}); see {record.get('log')}")
+    mats = np.asarray([np.asarray(vec[f], dtype=np.float32) for f in inp["filepath"]], dtype=np.float32)
+    mats /= np.maximum(np.linalg.norm(mats, axis=1, keepdims=True), 1e-12)
+    n_lights = len(info["lights"])
+    rows = mats.reshape(len(inp) // n_lights, n_lights * mats.shape[1])
+    df = changenet_csv.read(record["input_csv"], required=("input_path", "object_name"))
+    df["embedding"] = list(rows)
+    output = Path(info["output"])
+    with atomic.atomic_path(output) as tmp:
+        df.to_parquet(tmp, index=False)
+    settings = dict(info["settings"], lights=info["lights"], image_ext=info["image_ext"],
+                    combine="per-light L2-normalised vectors concatenated in input_map order")
+    settings.pop("batch_size", None)  # does not change the vectors, so it must not block a match
+    atomic.write_json(Path(f"{output}.settings.json"), settings)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Publish ``src`` as ``dst`` atomically; a hard link costs nothing for multi-GB checkpoints."""
+    with atomic.atomic_path(dst, fsync=False) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(src, tmp)
+
+
+def collapse_mounts(mounts: Iterable[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Fewest same-path mounts: a folder inside an already mounted one is dropped unless it needs
+    write access its parent lacks; parents come first so nested mounts layer correctly."""
+    merged: dict[str, bool] = {}
+    for path, writable in mounts:
+        p = os.path.normpath(os.path.abspath(path))
+        merged[p] = merged.get(p, False) or writable
+    kept: list[tuple[str, bool]] = []
+    for p in sorted(merged):
+        parent = next((k for k in reversed(kept) if p == k[0] or p.startswith(k[0].rstrip("/") + "/")), None)
+        if parent is not None and (parent[1] or not merged[p]):
+            continue
+        kept.append((p, merged[p]))
+    return kept
+
+
+def _absolute_image_dirs(csv: Path) -> list[str]:
+    """Absolute input/golden folders a CSV names (outside the image root they need their own mount)."""
+    import pandas as pd
+
+    df = changenet_csv.read(csv)
+    dirs = pd.unique(pd.concat([df["input_path"], df["golden_path"]], ignore_index=True))
+    return [d for d in dirs if d.startswith("/")]
+
+
+def _abs(p: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(p))

@@ -1,0 +1,286 @@
+"""The docker backend against a fake ``docker`` that checks argv/mounts and writes what TAO writes."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tao_aoi import defaults, versions
+from tao_aoi.backends import get_backend, tao
+from tao_aoi.backends.base import CANCELED, COMPLETE, RUNNING, EmbedJob, InferJob, TrainJob
+from tao_aoi.backends.external import read_record
+from tao_aoi.errors import UserError
+
+FAKE = Path(__file__).parent / "support" / "fake_docker.py"
+LIGHTS = ("SolderLight", "UniformLight")
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """Put the fake ``docker`` first on PATH; returns its state folder (calls.jsonl, images.txt)."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "docker-state"
+    bin_dir.mkdir()
+    state.mkdir()
+    exe = bin_dir / "docker"
+    exe.write_text(f"#!{sys.executable}\n" + FAKE.read_text())
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_DIR", str(state))
+    monkeypatch.setenv("FAKE_TAO_MODE", "ok")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    monkeypatch.delenv("AIR_GAPPED", raising=False)
+    return state
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    """A small TAO-shaped workspace: two lights, CSVs in separate folders, image files present."""
+    ws = tmp_path / "ws"
+    rows = []
+    for i in range(6):
+        label = "PASS" if i % 2 else "MISSING"
+        rows.append({"input_path": f"boards/b{i % 2}/test", "golden_path": f"boards/b{i % 2}/golden",
+                     "label": label, "object_name": f"C{i}", "boardname": f"b{i % 2}"})
+    for r in rows:
+        for col in ("input_path", "golden_path"):
+            for light in LIGHTS:
+                p = ws / "images" / r[col] / f"{r['object_name']}_{light}.png"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(b"png")
+    for rel in ("train/base/training_set.csv", "train/base/validation_set.csv", "kpi/testing_set.csv"):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(ws / rel, index=False)
+    spec = {"task": "classify",
+            "train": {"num_epochs": 3, "optim": {"lr": 1e-4}},
+            "model": {"backbone": {"type": "c_radio_v2_vit_base_patch16_224"}},
+            "dataset": {"classify": {"input_map": {"SolderLight": 0, "UniformLight": 1}, "image_ext": ".png",
+                                     "num_input": 2, "batch_size": 2}}}
+    (ws / "specs").mkdir()
+    (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
+    return ws
+
+
+def train_job(ws: Path, out: Path, **kw) -> TrainJob:
+    return TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
+                    val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out, **kw)
+
+
+def infer_job(ws: Path, ckpt: Path, out: Path) -> InferJob:
+    return InferJob(spec=ws / "specs/baseline_spec.yaml", checkpoint=ckpt, csv=ws / "kpi/testing_set.csv",
+                    images_root=ws / "images", output_dir=out)
+
+
+def calls(state: Path, verb: str = "run") -> list[list[str]]:
+    lines = (state / "calls.jsonl").read_text().splitlines()
+    return [c["argv"] for c in map(json.loads, lines) if c["argv"][0] == verb]
+
+
+def backend(**kw):
+    return get_backend("docker", poll_sec=0.05, **kw)
+
+
+def test_train_then_infer_end_to_end(fake_docker, ws, tmp_path):
+    b = backend(offline=True)
+    out = tmp_path / "results" / "baseline" / "train"
+    h = b.train(train_job(ws, out, overrides={"train.optim.lr": 3e-5}))
+    assert h.state == COMPLETE
+
+    # the exact argv: image from versions.yaml, same-path mounts (inputs read-only), offline switches
+    argv = calls(fake_docker)[-1]
+    spec_path = out.resolve() / tao.SPEC_NAME
+    ws_r = ws.resolve()
+    assert argv == [
+        "run", "--rm", "--name", h.job_id, "--shm-size=8g", "--gpus=all", "--pull=never",
+        "-v", f"{out.resolve()}:{out.resolve()}",
+        "-v", f"{ws_r}/images:{ws_r}/images:ro",
+        "-v", f"{ws_r}/train/base:{ws_r}/train/base:ro",
+        "-e", "HF_TOKEN",
+        "-e", "HF_HUB_OFFLINE=1", "-e", "TRANSFORMERS_OFFLINE=1",
+        versions.image("pyt"), "visual_changenet", "train", "-e", str(spec_path)]
+    assert "hf_secret_value_123" not in json.dumps(calls(fake_docker))
+    assert read_record(out)["credentials_forwarded"] == ["HF_TOKEN"]
+
+    # the generated spec: user's spec + dataset paths + results folder + overrides
+    spec = yaml.safe_load(spec_path.read_text())
+    cls = spec["dataset"]["classify"]
+    assert cls["train_dataset"] == {"csv_path": f"{ws_r}/train/base/training_set.csv", "images_dir": f"{ws_r}/images"}
+    assert cls["validation_dataset"]["csv_path"] == f"{ws_r}/train/base/validation_set.csv"
+    assert spec["train"]["results_dir"] == str(out.resolve()) and spec["results_dir"] == str(out.resolve())
+    assert spec["train"]["optim"]["lr"] == 3e-5 and spec["train"]["num_epochs"] == 3
+    assert "pretrained_model_path" not in spec["train"]
+
+    # the backend contract: best.ckpt (TAO's latest), experiment.yaml, status.json with per-epoch val_far
+    assert (out / "best.ckpt").read_bytes() == (out / "changenet_model_classify_latest.pth").read_bytes()
+    assert yaml.safe_load((out / "experiment.yaml").read_text()) == spec
+    epochs = [json.loads(x) for x in (out / "status.json").read_text().splitlines() if "kpi" in x]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2] and all("val_far" in e["kpi"] for e in epochs)
+    assert "Epoch 2" in (out / "train.log").read_text()
+
+    # warm start from that checkpoint: pretrained_model_path set and its folder mounted
+    out2 = tmp_path / "results" / "iter1" / "train"
+    h2 = b.train(train_job(ws, out2, init_checkpoint=out / "best.ckpt"))
+    spec2 = yaml.safe_load((out2 / tao.SPEC_NAME).read_text())
+    assert spec2["train"]["pretrained_model_path"] == str((out / "best.ckpt").resolve())
+    assert h2.state == COMPLETE and (out2 / "best.ckpt").is_file()
+
+    # infer with the published checkpoint
+    inf = tmp_path / "results" / "baseline" / "inference"
+    h3 = b.infer(infer_job(ws, out / "best.ckpt", inf))
+    assert h3.state == COMPLETE
+    argv = calls(fake_docker)[-1]
+    assert argv[-4:] == ["visual_changenet", "inference", "-e", str(inf.resolve() / tao.SPEC_NAME)]
+    assert f"{out.resolve()}:{out.resolve()}:ro" in argv  # the checkpoint's folder, read-only
+    ispec = yaml.safe_load((inf / tao.SPEC_NAME).read_text())
+    assert ispec["inference"]["checkpoint"] == str((out / "best.ckpt").resolve())
+    assert ispec["dataset"]["classify"]["infer_dataset"]["csv_path"] == f"{ws_r}/kpi/testing_set.csv"
+    df = pd.read_csv(inf / "inference.csv")
+    assert list(df.columns[:5]) == ["input_path", "golden_path", "label", "object_name", "boardname"]
+    assert len(df) == 6 and df["siamese_score"].between(0, 1).all()
+
+
+def test_online_and_without_gpus(fake_docker, ws, tmp_path):
+    b = backend(offline=False, gpus=None, shm_size="16g", user="1000:1000")
+    h = b.submit_train(train_job(ws, tmp_path / "t"))
+    assert b.wait(h, poll_sec=0.05) == COMPLETE
+    argv = calls(fake_docker)[-1]
+    assert "--pull=never" not in argv and not any(a.startswith("--gpus") for a in argv)
+    assert "--shm-size=16g" in argv and argv[argv.index("--user") + 1] == "1000:1000"
+    assert "HF_HUB_OFFLINE=1" not in argv
+
+
+def test_air_gapped_env_means_offline(fake_docker, ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIR_GAPPED", "1")
+    backend().train(train_job(ws, tmp_path / "t"))
+    assert "--pull=never" in calls(fake_docker)[-1]
+
+
+def test_evaluate(fake_docker, ws, tmp_path):
+    b = backend()
+    t = b.train(train_job(ws, tmp_path / "t"))
+    h = b.evaluate(infer_job(ws, t.output_dir / "best.ckpt", tmp_path / "eval"))
+    assert h.state == COMPLETE
+    spec = yaml.safe_load((tmp_path / "eval" / tao.SPEC_NAME).read_text())
+    assert spec["evaluate"]["checkpoint"].endswith("/t/best.ckpt")
+    assert spec["dataset"]["classify"]["test_dataset"]["csv_path"].endswith("kpi/testing_set.csv")
+    assert calls(fake_docker)[-1][-4:-1] == ["visual_changenet", "evaluate", "-e"]
+
+
+def test_embed_one_vector_per_row(fake_docker, ws, tmp_path):
+    out = tmp_path / "emb" / "pool.parquet"
+    h = backend().embed(EmbedJob(csv=ws / "kpi/testing_set.csv", images_root=ws / "images",
+                                 spec=ws / "specs/baseline_spec.yaml", output=out))
+    assert h.state == COMPLETE
+    argv = calls(fake_docker)[-1]
+    assert versions.image("data_services") in argv
+    assert argv[-4:-1] == ["embedding", "image_embeddings", "-e"]
+    df = pd.read_parquet(out)
+    assert len(df) == 6 and list(df["object_name"]) == [f"C{i}" for i in range(6)]
+    vec = df["embedding"].iloc[0]
+    assert len(vec) == 8 * len(LIGHTS)
+    assert abs(sum(v * v for v in vec[:8]) - 1) < 1e-5  # each light's part is unit length
+    settings = json.loads(Path(f"{out}.settings.json").read_text())
+    assert settings["embedder"] == "tao-data-services" and settings["lights"] == list(LIGHTS)
+    assert settings["model"] == defaults.TAO_EMBED_MODEL and "batch_size" not in settings
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("exit3", "exited 3: .*NCCL init failed"),
+    ("failure_status", "TAO reported FAILURE .*out of memory"),
+    ("no_ckpt", "TAO finished but wrote no checkpoint"),
+])
+def test_train_failures_are_user_errors(fake_docker, ws, tmp_path, monkeypatch, mode, message):
+    monkeypatch.setenv("FAKE_TAO_MODE", mode)
+    out = tmp_path / "t"
+    with pytest.raises(UserError, match=message):
+        backend().train(train_job(ws, out))
+    assert not (out / "best.ckpt").exists() and not (out / "experiment.yaml").exists()
+    assert read_record(out)["state"] == "ERROR"
+
+
+def test_image_missing_offline(fake_docker, ws, tmp_path):
+    (fake_docker / "images.txt").write_text("some/other:image\n")
+    with pytest.raises(UserError, match=r"exited 125 \(docker could not start it.*Unable to find image"):
+        backend(offline=True).train(train_job(ws, tmp_path / "t"))
+
+
+def test_inference_csv_without_score(fake_docker, ws, tmp_path, monkeypatch):
+    b = backend()
+    t = b.train(train_job(ws, tmp_path / "t"))
+    monkeypatch.setenv("FAKE_TAO_MODE", "no_score")
+    with pytest.raises(UserError, match="lacks column.*siamese_score"):
+        b.infer(infer_job(ws, t.output_dir / "best.ckpt", tmp_path / "inf"))
+
+
+def test_cancel_and_track_from_another_process(fake_docker, ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TAO_MODE", "hang")
+    a = backend()
+    h = a.submit_train(train_job(ws, tmp_path / "t"))
+    deadline = time.monotonic() + 20
+    while a.status(h) != RUNNING or not (fake_docker / f"{h.job_id}.state").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = backend()  # knows only the handle: docker inspect answers
+    h2 = type(h)(h.backend, h.kind, h.job_id, h.output_dir)
+    assert other.status(h2) == RUNNING
+    other.cancel(h2)
+    assert a.wait(h, poll_sec=0.05, timeout_sec=20) == CANCELED
+    assert other.status(h2) == CANCELED
+    # a folder whose job is still running is refused; a finished (canceled) one can be reused
+    h3 = a.submit_train(train_job(ws, tmp_path / "t"))
+    with pytest.raises(UserError, match="may still be running"):
+        a.submit_train(train_job(ws, tmp_path / "t"))
+    a.cancel(h3)
+    assert a.wait(h3, poll_sec=0.05, timeout_sec=20) == CANCELED
+
+
+def test_bad_inputs_fail_before_any_container(fake_docker, ws, tmp_path):
+    b = backend()
+    with pytest.raises(UserError, match="--init-checkpoint .* does not exist"):
+        b.submit_train(train_job(ws, tmp_path / "t", init_checkpoint=tmp_path / "nope.ckpt"))
+    with pytest.raises(UserError, match="--checkpoint .* does not exist"):
+        b.submit_infer(infer_job(ws, tmp_path / "nope.ckpt", tmp_path / "i"))
+    bad = ws / "specs" / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"dataset": {"classify": {"image_ext": ".png"}}}))
+    job = train_job(ws, tmp_path / "t3")
+    with pytest.raises(UserError, match="input_map"):
+        b.submit_train(TrainJob(**{**job.__dict__, "spec": bad}))
+    spec = yaml.safe_load((ws / "specs/baseline_spec.yaml").read_text())
+    spec["model"]["backbone"]["pretrained_backbone_path"] = "/data/pretrained_models/C-RADIOv2_B.safetensors"
+    bb = ws / "specs" / "bb.yaml"
+    bb.write_text(yaml.safe_dump(spec))
+    with pytest.raises(UserError, match="pretrained_backbone_path .* stage the backbone"):
+        b.submit_train(TrainJob(**{**job.__dict__, "spec": bb}))
+    assert not (fake_docker / "calls.jsonl").exists()
+
+
+def test_docker_not_installed(ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="'docker' not found on PATH.*--backend local"):
+        get_backend("docker").submit_train(train_job(ws, tmp_path / "t"))
+
+
+def test_collapse_mounts():
+    got = tao.collapse_mounts([("/ws/images", False), ("/ws", False), ("/ws/results/run/t", True),
+                               ("/ws/results/run/t/sub", True), ("/other", False), ("/other", True),
+                               ("/ws/images/x", False)])
+    assert got == [("/other", True), ("/ws", False), ("/ws/results/run/t", True)]
+
+
+def test_checkpoint_choice(tmp_path):
+    d = tmp_path
+    assert tao.find_checkpoint(d) is None
+    for e, s in ((0, 10), (2, 30), (1, 20)):
+        (d / f"model_epoch_{e:03d}_step_{s:05d}.pth").write_bytes(b"x")
+    assert tao.find_checkpoint(d).name == "model_epoch_002_step_00030.pth"
+    (d / "train").mkdir()
+    (d / "train" / tao.LATEST_CKPT).write_bytes(b"x")
+    assert tao.find_checkpoint(d).name == tao.LATEST_CKPT
+    (d / "model_best_001.pth").write_bytes(b"x")
+    assert tao.find_checkpoint(d).name == "model_best_001.pth"
