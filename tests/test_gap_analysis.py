@@ -65,6 +65,14 @@ def test_min_recall_one_keeps_every_defect_and_ties_go_to_pass():
     np.testing.assert_allclose(w, [0.0, -0.3, 0.3, -0.7, -0.1, 0.3])
 
 
+def test_equal_f1_goes_to_higher_precision():
+    # t=0.5: tp 2, fp 1 (precision 2/3); below the minimum: tp 3, fp 3 (1/2); both F1 = 2/3.
+    scores = np.array([0.4, 0.7, 0.8, 0.0, 0.9, 0.5])
+    positive = np.array([False, True, False, True, True, False])
+    sel = gap_analysis.choose_threshold(scores, positive, 0.0)
+    assert sel.point.threshold == 0.5 and sel.point.f1 == pytest.approx(2 / 3)
+
+
 def test_fixed_threshold_can_be_unreachable():
     scores = np.array([0.1, 0.4, 0.6, 0.9])
     positive = np.array([False, True, False, True])

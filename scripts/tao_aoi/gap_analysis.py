@@ -69,7 +69,8 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float
     best_recall = float(recall.max())
     if feasible.size == 0:
         raise Unreachable(min_recall, best_recall, fixed_threshold)
-    # lexsort: last key is primary; the maximum sits at the end.
+    # lexsort: last key is primary; the maximum sits at the end. With F1 equal, precision falls as the
+    # threshold falls, so both tie-breaks agree; equal F1 and precision would mean equal counts.
     i = int(feasible[np.lexsort((thr[feasible], precision[feasible], f1[feasible]))[-1]])
     point = kpi.Point(float(thr[i]), int(tp[i]), int(fp[i]), curve.n_pass - int(fp[i]), int(fn[i]))
     return Selection(point, int(thr.size), int(feasible.size), best_recall, fixed_threshold is not None)
