@@ -18,8 +18,10 @@ from tao_aoi.backends.base import CANCELED, COMPLETE, RUNNING, EmbedJob, InferJo
 from tao_aoi.backends.external import read_record
 from tao_aoi.errors import UserError
 
+from support import tao_workspace
+
 FAKE = Path(__file__).parent / "support" / "fake_docker.py"
-LIGHTS = ("SolderLight", "UniformLight")
+LIGHTS = tao_workspace.LIGHTS
 
 
 @pytest.fixture
@@ -41,30 +43,7 @@ def fake_docker(tmp_path, monkeypatch):
 
 @pytest.fixture
 def ws(tmp_path) -> Path:
-    """A small TAO-shaped workspace: two lights, CSVs in separate folders, image files present."""
-    ws = tmp_path / "ws"
-    rows = []
-    for i in range(6):
-        label = "PASS" if i % 2 else "MISSING"
-        rows.append({"input_path": f"boards/b{i % 2}/test", "golden_path": f"boards/b{i % 2}/golden",
-                     "label": label, "object_name": f"C{i}", "boardname": f"b{i % 2}"})
-    for r in rows:
-        for col in ("input_path", "golden_path"):
-            for light in LIGHTS:
-                p = ws / "images" / r[col] / f"{r['object_name']}_{light}.png"
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(b"png")
-    for rel in ("train/base/training_set.csv", "train/base/validation_set.csv", "kpi/testing_set.csv"):
-        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(ws / rel, index=False)
-    spec = {"task": "classify",
-            "train": {"num_epochs": 3, "optim": {"lr": 1e-4}},
-            "model": {"backbone": {"type": "c_radio_v2_vit_base_patch16_224"}},
-            "dataset": {"classify": {"input_map": {"SolderLight": 0, "UniformLight": 1}, "image_ext": ".png",
-                                     "num_input": 2, "batch_size": 2}}}
-    (ws / "specs").mkdir()
-    (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
-    return ws
+    return tao_workspace.make(tmp_path / "ws")
 
 
 def train_job(ws: Path, out: Path, **kw) -> TrainJob:

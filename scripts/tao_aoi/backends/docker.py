@@ -65,7 +65,7 @@ class DockerBackend(ExternalBackend):
         return self._submit("evaluate", job, job.output_dir)
 
     def submit_embed(self, job: EmbedJob) -> JobHandle:
-        return self._submit("embed", job, Path(f"{os.path.abspath(job.output)}.tao"))
+        return self._submit("embed", job, Path(f"{os.path.abspath(job.output)}.job"))
 
     def evaluate(self, job: InferJob) -> JobHandle:
         return self._finish(self.submit_evaluate(job))

@@ -1,0 +1,297 @@
+"""The slurm backend: every job is an sbatch script in its own output folder.
+
+By default a job runs this plugin's own CLI with the local backend on a compute node
+(``<plugin>/.venv/bin/python <plugin>/scripts/train.py --backend local ...``), so the plugin folder
+must be on storage the nodes share. With ``container=True`` it runs TAO instead, through
+``srun --container-image=<image from versions.yaml>`` (pyxis/enroot), with the same per-job spec,
+same-path mounts and checkpoint publishing as the docker backend.
+
+Tracking: ``squeue`` while the job is queued or running, ``scontrol show job`` for its final
+JobState (clusters without accounting have no ``sacct``); each script also leaves
+``slurm-<id>.rc`` so a job the controller has already forgotten can still be judged. Cancel is
+``scancel``. A COMPLETED job is only COMPLETE once its output files are verified.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tao_aoi import atomic, defaults, interpreter, train_spec
+from tao_aoi.backends import tao
+from tao_aoi.backends.base import (CANCELED, COMPLETE, ERROR, PENDING, RUNNING, EmbedJob, InferJob, JobHandle,
+                                   TrainJob)
+from tao_aoi.backends.external import (ExternalBackend, check_expected, fresh_job_dir, log_tail, read_record,
+                                       write_record)
+from tao_aoi.errors import UserError
+
+# SLURM JobState -> base.py state. Anything unlisted counts as ERROR once the job has left the queue.
+STATE_MAP = {
+    "PENDING": PENDING, "CONFIGURING": PENDING, "REQUEUED": PENDING, "REQUEUE_HOLD": PENDING,
+    "REQUEUE_FED": PENDING, "RESV_DEL_HOLD": PENDING,
+    "RUNNING": RUNNING, "COMPLETING": RUNNING, "STAGE_OUT": RUNNING, "SIGNALING": RUNNING,
+    "RESIZING": RUNNING, "SUSPENDED": RUNNING, "STOPPED": RUNNING,
+    "COMPLETED": COMPLETE, "CANCELLED": CANCELED,
+    "FAILED": ERROR, "TIMEOUT": ERROR, "NODE_FAIL": ERROR, "OUT_OF_MEMORY": ERROR, "BOOT_FAIL": ERROR,
+    "DEADLINE": ERROR, "PREEMPTED": ERROR, "SPECIAL_EXIT": ERROR, "REVOKED": ERROR,
+}
+RESOURCE_KEYS = ("partition", "account", "cpus", "mem", "time", "gres")
+
+
+def map_state(job_state: str) -> str:
+    return STATE_MAP.get(job_state.split()[0].rstrip("+").upper(), ERROR) if job_state.strip() else PENDING
+
+
+def pyxis_image(image: str) -> str:
+    """Docker-style ``nvcr.io/nvidia/x:tag`` -> pyxis ``nvcr.io#nvidia/x:tag`` (pyxis would otherwise look
+    the name up on Docker Hub); squashfs paths and names already in pyxis form pass through."""
+    if "#" in image or image.startswith(("/", "./")):
+        return image
+    first, sep, rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return f"{first}#{rest}"
+    return image
+
+
+class SlurmBackend(ExternalBackend):
+    name = "slurm"
+
+    def __init__(self, *, partition: str | None = None, account: str | None = None,
+                 cpus: int = defaults.SLURM_CPUS, mem: str | None = None, time: str | None = None,
+                 gres: str | None = None, extra_sbatch: Sequence[str] = (), container: bool = False,
+                 extra_mounts: Sequence[str] = (), python: str | None = None, offline: bool | None = None,
+                 poll_sec: float = defaults.JOB_POLL_SEC, timeout_sec: float | None = None) -> None:
+        """Resources go to ``#SBATCH`` lines (``mem``/``time`` in sbatch syntax, e.g. ``16G``, ``02:00:00``;
+        ``gres`` e.g. ``gpu:1``; None leaves the site default). ``extra_sbatch`` are further sbatch options
+        (``--qos=high``). ``container=True`` runs TAO via pyxis instead of the local backend;
+        ``extra_mounts`` are host paths the container also sees (read-only, same path). ``python`` is the
+        interpreter on the nodes (default: the plugin's .venv)."""
+        super().__init__(poll_sec=poll_sec, timeout_sec=timeout_sec)
+        self.resources = {"partition": partition, "account": account, "cpus": cpus, "mem": mem, "time": time,
+                          "gres": gres}
+        self.extra_sbatch = tuple(extra_sbatch)
+        self.container = bool(container)
+        self.extra_mounts = tuple(extra_mounts)
+        self.python = python
+        self.offline = tao.air_gapped() if offline is None else bool(offline)
+
+    # -- submit ---------------------------------------------------------------------------------
+    def submit_train(self, job: TrainJob) -> JobHandle:
+        job_dir = fresh_job_dir(job.output_dir)
+        if self.container:
+            return self._submit_tao("train", job, job_dir)
+        spec = Path(job.spec)
+        if job.overrides:  # the CLI takes a spec file, so the overrides travel inside one
+            merged = train_spec.load(spec)
+            for key, value in job.overrides.items():
+                train_spec.set_dotted(merged, key, value)
+            spec = job_dir / "job_spec.yaml"
+            atomic.write_text(spec, train_spec.dump(merged))
+        argv = [*self._cli("train.py"), "--spec", _a(spec), "--train-csv", _a(job.train_csv),
+                "--val-csv", _a(job.val_csv), "--images-root", _a(job.images_root), "--output-dir", str(job_dir)]
+        if job.init_checkpoint is not None:
+            argv += ["--init-checkpoint", _a(job.init_checkpoint)]
+        expect = [job_dir / defaults.CHECKPOINT_NAME, job_dir / tao.EXPERIMENT_NAME, job_dir / "status.json"]
+        return self._submit("train", argv, job_dir, {"expect": [str(p) for p in expect]})
+
+    def submit_infer(self, job: InferJob) -> JobHandle:
+        job_dir = fresh_job_dir(job.output_dir)
+        if self.container:
+            return self._submit_tao("infer", job, job_dir)
+        argv = [*self._cli("infer.py"), "--spec", _a(job.spec), "--checkpoint", _a(job.checkpoint),
+                "--csv", _a(job.csv), "--images-root", _a(job.images_root), "--output-dir", str(job_dir)]
+        return self._submit("infer", argv, job_dir, {"expect": [str(job_dir / "inference.csv")],
+                                                     "input_csv": _a(job.csv)})
+
+    def submit_embed(self, job: EmbedJob) -> JobHandle:
+        job_dir = fresh_job_dir(Path(f"{os.path.abspath(job.output)}.job"))
+        if self.container:
+            return self._submit_tao("embed", job, job_dir)
+        request = {"csv": _a(job.csv), "images_root": _a(job.images_root), "spec": _a(job.spec),
+                   "output": _a(job.output), "settings": dict(job.settings)}
+        atomic.write_json(job_dir / "embed_job.json", request)
+        argv = [self._python(), "-m", "tao_aoi.backends.job_runner", "embed", str(job_dir / "embed_job.json")]
+        out = _a(job.output)
+        return self._submit("embed", argv, job_dir, {"expect": [out, f"{out}.settings.json"]},
+                            env={"PYTHONPATH": str(Path(interpreter.PLUGIN_ROOT) / "scripts")})
+
+    def submit_command(self, argv: Sequence[str], *, output_dir: str | os.PathLike[str], name: str = "command",
+                       expect: Sequence[str | os.PathLike[str]] = (), env: Mapping[str, str] | None = None,
+                       **resources: Any) -> JobHandle:
+        """Run any argv as one sbatch job (AutoML trials, custom steps). ``expect``: files that must exist
+        for COMPLETE; ``env``: non-secret variables to export (the submitting environment is passed on by
+        sbatch anyway, so credentials need no mention); ``resources`` override partition/account/cpus/
+        mem/time/gres for this job only."""
+        unknown = set(resources) - set(RESOURCE_KEYS)
+        if unknown:
+            raise UserError(f"submit_command: unknown resource(s) {', '.join(sorted(unknown))}; "
+                            f"use {', '.join(RESOURCE_KEYS)}")
+        if not argv:
+            raise UserError("submit_command: empty argv")
+        job_dir = fresh_job_dir(Path(output_dir))
+        return self._submit(name, [str(a) for a in argv], job_dir,
+                            {"expect": [_a(p) for p in expect]}, env=env, resources=resources)
+
+    def run_command(self, argv: Sequence[str], **kwargs: Any) -> JobHandle:
+        """``submit_command`` and wait; a job that does not end COMPLETE is a UserError."""
+        return self._finish(self.submit_command(argv, **kwargs))
+
+    def _submit_tao(self, kind: str, job: Any, job_dir: Path) -> JobHandle:
+        tj = tao.prepare(kind, job, job_dir, offline=self.offline)
+        mounts = tao.collapse_mounts([*tj.mounts, *((m, False) for m in self.extra_mounts)])
+        bad = [p for p, _ in mounts if "," in p or ":" in p]
+        if bad:
+            raise UserError(f"{bad[0]}: pyxis --container-mounts cannot carry a path with ',' or ':'; "
+                            f"rename the folder or use --backend docker")
+        srun = ["srun", f"--container-image={pyxis_image(tj.image)}",
+                "--container-mounts=" + ",".join(f"{p}:{p}" + ("" if rw else ":ro") for p, rw in mounts),
+                f"--container-workdir={job_dir}", f"--output={_pattern_safe(tj.record['log'])}", *tj.command]
+        return self._submit(kind, srun, job_dir, tj.record, env=tj.env)
+
+    def _submit(self, kind: str, argv: list[str], job_dir: Path, record: dict[str, Any], *,
+                env: Mapping[str, str] | None = None, resources: Mapping[str, Any] | None = None) -> JobHandle:
+        sbatch = shutil.which("sbatch")
+        if sbatch is None:
+            raise UserError("sbatch not found on PATH; run on a SLURM login node or use --backend local")
+        script = job_dir / f"{_safe_name(kind)}.sbatch"
+        atomic.write_text(script, self.script_text(kind, argv, job_dir, env=env, resources=resources))
+        record = dict(record, backend=self.name, kind=kind, job_dir=str(job_dir), job_id=None, script=str(script),
+                      argv=argv, state=None)
+        record.setdefault("tao", False)
+        write_record(job_dir, record)  # before sbatch: a crash after it still leaves the folder marked busy
+        proc = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True, timeout=120)
+        job_id = proc.stdout.strip().split(";")[0]
+        if proc.returncode != 0 or not job_id.isdigit():
+            why = " ".join((proc.stderr or proc.stdout).split()) or f"exit {proc.returncode}"
+            record.update(state=ERROR, detail=f"sbatch refused the job: {why}")
+            write_record(job_dir, record)
+            raise UserError(f"sbatch refused {script}: {why}; check partition/account/resources")
+        record["job_id"] = job_id
+        record.setdefault("log", str(job_dir / f"slurm-{job_id}.log"))
+        record["slurm_log"] = str(job_dir / f"slurm-{job_id}.log")
+        write_record(job_dir, record)
+        return JobHandle(self.name, kind, job_id, job_dir, PENDING)
+
+    def script_text(self, kind: str, argv: Sequence[str], job_dir: Path, *, env: Mapping[str, str] | None = None,
+                    resources: Mapping[str, Any] | None = None) -> str:
+        """The batch script: ``#!``, ``#SBATCH`` resources and log path, the command, its exit code."""
+        res = {**self.resources, **(resources or {})}
+        options = [f"--job-name=tao-aoi-{_safe_name(kind)}",
+                   f"--output={_pattern_safe(str(job_dir / 'slurm-%j.log'), keep='%j')}",
+                   f"--chdir={job_dir}"]
+        if res.get("cpus"):
+            options.append(f"--cpus-per-task={int(res['cpus'])}")
+        for key in ("mem", "time", "partition", "account", "gres"):
+            if res.get(key):
+                options.append(f"--{key}={res[key]}")
+        options += self.extra_sbatch
+        lines = ["#!/bin/bash", f"# tao-aoi {kind} job written by the slurm backend; resubmit with: sbatch <this file>"]
+        lines += [f"#SBATCH {_directive(o)}" for o in options]
+        lines.append("set -u")
+        lines += [f"export {k}={shlex.quote(str(v))}" for k, v in sorted((env or {}).items())
+                  if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+        rc = shlex.quote(str(job_dir)) + '/slurm-"$SLURM_JOB_ID".rc'
+        lines += [shlex.join(argv), "rc=$?",
+                  f"printf '%s\\n' \"$rc\" > {rc}.tmp && mv -f {rc}.tmp {rc}", 'exit "$rc"']
+        return "\n".join(lines) + "\n"
+
+    def _python(self) -> str:
+        if self.python:
+            return self.python
+        venv = Path(interpreter.venv_python())
+        return str(venv) if venv.exists() else sys.executable
+
+    def _cli(self, script: str) -> list[str]:
+        return [self._python(), str(Path(interpreter.PLUGIN_ROOT) / "scripts" / script), "--backend", "local"]
+
+    # -- track ----------------------------------------------------------------------------------
+    def _poll(self, handle: JobHandle, record: dict[str, Any]) -> tuple[str, int | None, str]:
+        job_id = handle.job_id
+        queued = _run(["squeue", "-h", "-j", job_id, "-o", "%T"])
+        if queued.returncode == 0 and queued.stdout.strip():
+            state = map_state(queued.stdout.strip().splitlines()[0])
+            if state in (PENDING, RUNNING):
+                return state, None, ""
+        info = _run(["scontrol", "-o", "show", "job", job_id])
+        if info.returncode != 0:
+            if "invalid job id" in (info.stderr + info.stdout).lower():
+                return self._forgotten(record)
+            raise UserError(f"scontrol show job {job_id} failed: {' '.join(info.stderr.split())}; "
+                            f"is the controller reachable (SLURM_CONF)?")
+        fields = dict(tok.split("=", 1) for tok in info.stdout.split() if "=" in tok)
+        job_state = fields.get("JobState", "")
+        state = map_state(job_state)
+        if state != ERROR:
+            return state, (0 if state == COMPLETE else None), ""
+        exit_code = fields.get("ExitCode", "?")
+        reason = fields.get("Reason", "None")
+        code = int(exit_code.split(":")[0]) if exit_code.split(":")[0].isdigit() else None
+        return ERROR, code, (f"slurm job {job_id} {job_state} (ExitCode={exit_code}, Reason={reason}): "
+                             f"{log_tail(Path(record['slurm_log']), 2) or 'no output'}; see {record['log']}")
+
+    def _forgotten(self, record: dict[str, Any]) -> tuple[str, int | None, str]:
+        """The controller purged the job (MinJobAge passed): judge it by the exit code its script left."""
+        rc_file = Path(record["job_dir"]) / f"slurm-{record['job_id']}.rc"
+        try:
+            code = int(rc_file.read_text().strip())
+        except (OSError, ValueError):
+            return ERROR, None, (f"slurm no longer knows job {record['job_id']} and it left no {rc_file.name} "
+                                 f"(killed, canceled or its node failed); see {record['log']}")
+        if code == 0:
+            return COMPLETE, 0, ""
+        return ERROR, code, (f"slurm job {record['job_id']} exited {code}: "
+                             f"{log_tail(Path(record['slurm_log']), 2) or 'no output'}; see {record['log']}")
+
+    def _conclude(self, record: dict[str, Any], exit_code: int | None) -> None:
+        if record.get("tao"):
+            tao.conclude(record, exit_code)
+        else:
+            check_expected(record)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self._mark_canceled(handle)
+        proc = _run(["scancel", handle.job_id])
+        if proc.returncode != 0 and "already completing or completed" not in proc.stderr.lower() \
+                and "invalid job id" not in proc.stderr.lower():
+            raise UserError(f"scancel {handle.job_id} failed: {' '.join(proc.stderr.split())}")
+
+    def job_record(self, handle: JobHandle) -> dict[str, Any]:
+        """The job's record (script, argv, log paths, verdict) for reports and debugging."""
+        return read_record(handle.output_dir)
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise UserError(f"{argv[0]} not found on PATH; run on a SLURM login node or use --backend local")
+    return subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=60)
+
+
+def _a(p: str | os.PathLike[str]) -> str:
+    return os.path.abspath(p)
+
+
+def _safe_name(kind: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", kind) or "job"
+
+
+def _pattern_safe(path: str, keep: str = "") -> str:
+    """Escape ``%`` (a SLURM filename pattern) except in ``keep``."""
+    if keep:
+        return keep.join(part.replace("%", "%%") for part in path.split(keep))
+    return path.replace("%", "%%")
+
+
+def _directive(option: str) -> str:
+    """One ``#SBATCH`` option; sbatch reads double quotes there, so a value with spaces is quoted."""
+    if "\n" in option or '"' in option:
+        raise UserError(f"sbatch option {option!r} contains a newline or double quote; rename the path")
+    key, eq, value = option.partition("=")
+    if eq and any(c.isspace() for c in value):
+        return f'{key}="{value}"'
+    return option

@@ -1,0 +1,34 @@
+"""A small TAO-shaped workspace for backend tests that need no real pixels (fake TAO, script checks)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+LIGHTS = ("SolderLight", "UniformLight")
+
+
+def make(ws: Path, rows: int = 6) -> Path:
+    """Two lights, CSVs in separate folders, every referenced image file present (a few bytes each)."""
+    records = []
+    for i in range(rows):
+        records.append({"input_path": f"boards/b{i % 2}/test", "golden_path": f"boards/b{i % 2}/golden",
+                        "label": "PASS" if i % 2 else "MISSING", "object_name": f"C{i}", "boardname": f"b{i % 2}"})
+    for r in records:
+        for col in ("input_path", "golden_path"):
+            for light in LIGHTS:
+                p = ws / "images" / r[col] / f"{r['object_name']}_{light}.png"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(b"png")
+    for rel in ("train/base/training_set.csv", "train/base/validation_set.csv", "kpi/testing_set.csv"):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(records).to_csv(ws / rel, index=False)
+    spec = {"task": "classify",
+            "train": {"num_epochs": 3, "optim": {"lr": 1e-4}},
+            "model": {"backbone": {"type": "c_radio_v2_vit_base_patch16_224"}},
+            "dataset": {"classify": {"input_map": {light: i for i, light in enumerate(LIGHTS)},
+                                     "image_ext": ".png", "num_input": len(LIGHTS), "batch_size": 2}}}
+    (ws / "specs").mkdir(parents=True, exist_ok=True)
+    (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
+    return ws
