@@ -18,7 +18,8 @@ REQUIRED = ("input_path", "golden_path", "label", "object_name")
 
 
 def read(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
-         allow_empty: bool = False) -> pd.DataFrame:
+         allow_empty: bool = False, canonicalize: bool = True) -> pd.DataFrame:
+    """Read a CSV as strings. ``canonicalize=False`` keeps raw labels (validate_training_csv reports them)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} {p} does not exist")
@@ -40,7 +41,7 @@ def read(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "C
         if blank.size:
             raise UserError(f"{what} {p} line {int(blank[0]) + 2}: empty {col!r}; fill it or drop the row")
         df[col] = values
-    if "label" in df.columns:
+    if "label" in df.columns and canonicalize:
         df["label"] = canonical_labels(df["label"], p, what)
     return df
 

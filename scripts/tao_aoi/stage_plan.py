@@ -94,7 +94,9 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str) -> dict[
                     "--results-dir", str(d), "--train-spec", cfg["train_spec"], "--backend", backend,
                     "--top-k-per-target", str(cfg.get("top_k_per_target", defaults.TOP_K_PER_TARGET)),
                     "--min-similarity", f"{cfg.get('min_similarity', defaults.MIN_SIMILARITY):g}",
-                    "--history", str(R.mining_history), "--iteration", label])
+                    "--history", str(R.mining_history), "--iteration", label,
+                    "--exclude", cfg["validation_csv"], "--exclude", cfg["kpi_csv"],
+                    "--embedding-cache", str(R.root / "mining_cache")])
         commit += ["--mined-rows", str(d / "mined_rows.csv"), "--knn-summary", str(d / "knn_summary.csv")]
     elif stage == "assemble":
         n = iteration_number(label)

@@ -1,0 +1,45 @@
+"""Fail (exit 2) if any training row's sample also appears in a held-out set.
+
+Samples are compared on resolved identity (normalised input directory + object_name, label ignored),
+so an `images/` prefix, `./` or a different label spelling cannot hide a leak. Prints the leaking
+rows (CSV line, key, which set). Defaults: --images-root is the folder the CSVs' paths are relative to.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tao_aoi import changenet_csv, cli, leakage
+from tao_aoi.errors import HardStop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("check_leakage.py", __doc__)
+    p.add_argument("--train", required=True, help="training CSV")
+    p.add_argument("--against", action="append", required=True, help="held-out CSV (repeat for several)")
+    p.add_argument("--images-root", help="image root (default: <train CSV's workspace>/images)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    root = Path(args.images_root) if args.images_root else _default_root(Path(args.train))
+    train = changenet_csv.read(args.train, what="training CSV")
+    against = [(a, changenet_csv.read(a, what="held-out CSV")) for a in args.against]
+    leaks = leakage.find_leaks(train, args.train, against, root)
+    if args.json:
+        cli.emit_json({"leakage_count": int(len(leaks)), "leaks": leaks.head(1000).to_dict(orient="records")})
+    elif len(leaks):
+        for r in leaks.head(50).itertuples():
+            print(f"{args.train} line {r.line}: {r.key} ({r.label}) also in {r.against}")
+    if len(leaks):
+        raise HardStop(f"{len(leaks)} row(s) of {args.train} leak into held-out sets (first: line {leaks.iloc[0]['line']} "
+                       f"{leaks.iloc[0]['key']}); drop them from the training CSV")
+    if not args.json:
+        print(f"no leakage: {len(train)} training rows vs {sum(len(d) for _, d in against)} held-out rows")
+    return 0
+
+
+def _default_root(train_csv):
+    """<workspace>/images for a CSV under <workspace>/train/base or <workspace>/kpi; else the CSV's folder."""
+    for parent in train_csv.resolve().parents:
+        if (parent / "images").is_dir():
+            return parent / "images"
+    return train_csv.resolve().parent

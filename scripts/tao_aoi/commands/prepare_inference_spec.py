@@ -1,0 +1,29 @@
+"""Pick the deliverable among all complete candidates and write best_model.json + its inference spec.
+
+Candidates: baseline, every evaluated DEFT iteration and final_automl (Phase 3). Choice by the
+metric contract: constraints first, then its direction, ties to the earlier candidate. Writes
+<R>/best_model.json (checkpoint, threshold, metric, the candidate table) and
+<R>/best_model_inference_spec.yaml. Safe to rerun (e.g. after Phase 3 registers its result).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tao_aoi import cli, deliverable
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("prepare_inference_spec.py", __doc__)
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    model = deliverable.prepare(args.results_dir)
+    if args.json:
+        cli.emit_json(model)
+    else:
+        r = model["metric_result"]
+        print(f"deliverable: {model['iteration']} {r['name']}={r['value']:.4g}{r.get('unit', '')} "
+              f"(passed={model['passed']}) checkpoint={model['checkpoint']}")
+        if model["phase3_note"]:
+            print(model["phase3_note"])
+    return 0
