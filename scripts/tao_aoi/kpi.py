@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from tao_aoi import changenet_csv, labels
+from tao_aoi import changenet_csv, labels, path_keys
 from tao_aoi.errors import UserError
 
 SCORE = "siamese_score"
@@ -206,6 +206,18 @@ class Curve:
 # --------------------------------------------------------------------------- reading inference.csv
 
 
+def _sample_codes(df: pd.DataFrame) -> np.ndarray:
+    """One int64 per row identifying its sample (normalised input_path + object_name).
+
+    Same identity as ``changenet_csv.sample_keys``, built from factorised codes so a million-row
+    set costs one normalisation per unique directory and no per-row string concatenation.
+    """
+    dir_codes, dirs = pd.factorize(df["input_path"])
+    norm_codes, _ = pd.factorize(pd.Index([path_keys.normalise(d, ".", ".").rstrip("/") for d in dirs]))
+    obj_codes, objs = pd.factorize(df["object_name"])
+    return norm_codes[dir_codes].astype(np.int64) * max(len(objs), 1) + obj_codes
+
+
 def read_inference(path: str | Path, pass_label: str = labels.PASS) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """inference.csv -> (rows, scores, is_defect), refusing anything the KPI cannot be computed on.
 
@@ -221,11 +233,11 @@ def read_inference(path: str | Path, pass_label: str = labels.PASS) -> tuple[pd.
         i = int(bad[0])
         raise UserError(f"{what} {path} line {i + 2}: {SCORE} {raw.iat[i]!r} is not a finite number "
                         f"({bad.size} such row(s)); rerun inference or drop the row")
-    keys = changenet_csv.sample_keys(df, ".", ".")
-    dup = keys.duplicated(keep=False).to_numpy()
+    keys = _sample_codes(df)
+    dup = pd.Series(keys).duplicated(keep=False).to_numpy()
     if dup.any():
         first = int(np.flatnonzero(dup)[0])
-        twin = int(np.flatnonzero(dup & (keys == keys.iat[first]).to_numpy())[1])
+        twin = int(np.flatnonzero(dup & (keys == keys[first]))[1])
         raise UserError(f"{what} {path} lines {first + 2} and {twin + 2}: duplicate sample "
                         f"(input_path {df['input_path'].iat[first]!r}, object_name {df['object_name'].iat[first]!r}); "
                         f"keep one row per sample")

@@ -17,14 +17,27 @@ import numpy as np
 METHOD = "cleanlab.filter.find_label_issues(prune_by_noise_rate) on Platt-scaled siamese_score"
 
 
-def pred_probs(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """(n, 2) [p(PASS), p(defect)] from a logistic fit of the label on the standardised score."""
+def pred_probs(scores: np.ndarray, positive: np.ndarray, max_fit_rows: int = 200_000, seed: int = 0) -> np.ndarray:
+    """(n, 2) [p(PASS), p(defect)] from a logistic fit of the label on the standardised score.
+
+    Two parameters need no million rows: above ``max_fit_rows`` the fit uses a seeded sample of
+    each class, weighted back to the class proportions, so the result matches a full fit closely.
+    """
     from sklearn.linear_model import LogisticRegression
 
     s = np.asarray(scores, dtype=np.float64)
-    spread = s.std() or 1.0
-    x = ((s - s.mean()) / spread)[:, None]
-    model = LogisticRegression(C=1e6).fit(x, positive.astype(np.int8))
+    positive = np.asarray(positive, dtype=bool)
+    x = ((s - s.mean()) / (s.std() or 1.0))[:, None]
+    rows, weights = np.arange(s.size), None
+    if s.size > max_fit_rows:
+        rng = np.random.default_rng(seed)
+        parts, weights = [], []
+        for cls in (np.flatnonzero(positive), np.flatnonzero(~positive)):
+            take = rng.choice(cls, min(cls.size, max_fit_rows // 2), replace=False) if cls.size else cls
+            parts.append(take)
+            weights.append(np.full(take.size, cls.size / max(take.size, 1)))
+        rows, weights = np.concatenate(parts), np.concatenate(weights)
+    model = LogisticRegression(C=1e6).fit(x[rows], positive[rows].astype(np.int8), sample_weight=weights)
     p = model.predict_proba(x)[:, 1]
     return np.column_stack((1.0 - p, p))
 
