@@ -1,0 +1,504 @@
+"""The report's view model: what each section shows, computed from the run's files (sources.py).
+
+The best iteration is the state's own answer (``best_iteration`` once finalized, otherwise
+``metric_contract.pick_best`` over ``state.candidates``), the rule prepare_inference_spec.py uses,
+so the report can never crown a different model than best_model.json (the anchor's B9).
+Values stay raw here except where the text depends on the neighbours (``fmt.distinct``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from tao_aoi import metric_contract, stages, state as state_mod
+from tao_aoi.layout import Results, iteration_number
+from tao_aoi.report import fmt, sources, svg
+from tao_aoi.report.sources import Doc
+
+SYNTHETIC_WARN_SHARE = 0.5   # the anchor flagged a synthetic share above 50% of the training set
+EVENTS_SHOWN = 300
+PARAM_COLUMNS = 12
+TOP_TRIALS = 10
+NO_PROVENANCE = "rows (no provenance)"
+
+
+def phase_name(label: str, record: Mapping[str, Any] | None = None) -> str:
+    if label == "baseline":
+        return "Phase 1 winner (baseline)" if (record or {}).get("source") == "automl_phase1" else "Baseline"
+    if label == "final_automl":
+        return "Phase 3 (AutoML refinement)"
+    return f"DEFT iteration {iteration_number(label)}"
+
+
+def cell(v: Any) -> str:
+    """A value of a generic table as text (numbers without separators, structures as compact JSON)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        return fmt.num(v, 6)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True, default=str)[:300]
+    return str(v)
+
+
+def table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, first: str | None = None,
+          keys: Sequence[Any] | None = None) -> dict[str, Any]:
+    """{columns, rows} from dicts; ``first`` names an extra leading column filled from ``keys``."""
+    cols = list(columns or dict.fromkeys(k for r in records for k in r))
+    rows = [[cell(r.get(c)) for c in cols] for r in records]
+    if first is not None:
+        cols = [first] + cols
+        rows = [[cell(k)] + row for k, row in zip(keys or [], rows)]
+    return {"columns": cols, "rows": rows}
+
+
+def frame_table(df: Any, limit: int = sources.TABLE_ROWS) -> dict[str, Any]:
+    head = df.head(limit)
+    return {"columns": [str(c) for c in head.columns], "rows": [[cell(v) for v in r] for r in head.itertuples(index=False)],
+            "total": int(len(df)), "shown": int(len(head))}
+
+
+def per_label_counts(doc: Doc) -> dict[str, int]:
+    if not doc.ok or "label" not in doc.data.columns:
+        return {}
+    return {str(k): int(v) for k, v in doc.data["label"].value_counts().sort_index().items()}
+
+
+def missing(doc: Doc, what: str, stage_status: str | None) -> str:
+    """Why a section has nothing to show."""
+    if doc.status == "unreadable":
+        return f"{what} unreadable: {doc.path}: {doc.reason}"
+    if stage_status == "ok":
+        return f"not available: the stage was committed but {doc.path} is missing"
+    if stage_status == "error":
+        return "the stage failed (see the event log); nothing was written"
+    return "not run yet"
+
+
+def _stage_status(record: Mapping[str, Any] | None, stage: str) -> str | None:
+    return (((record or {}).get("stages") or {}).get(stage) or {}).get("status")
+
+
+# --------------------------------------------------------------------------- model
+
+
+class Report:
+    """Assembles the template context from one results folder."""
+
+    def __init__(self, run: sources.Run, generated_at: str):
+        self.run = run
+        self.R: Results = run.results
+        self.st = run.state
+        self.generated_at = generated_at
+        self.contract = (self.st or {}).get("metric_contract")
+        self.labels = sources.labels_in_run(self.st)
+        self.records = (self.st or {}).get("iterations", {})
+        self.minimize = (self.contract or {}).get("direction", "minimize") == "minimize"
+        self.unit = (self.contract or {}).get("unit", "")
+        self.best = self._best()
+        self._row_counts: dict[str, Doc] = {}
+        self.datasets = {lb: sources.dataset_files(self.R, lb, self.records.get(lb))
+                         for lb in self.labels if lb.startswith("iter")}
+
+    # ------------------------------------------------------------------ best
+    def _best(self) -> str | None:
+        if not self.st:
+            return None
+        if self.st["status"] == "complete" and self.st.get("best_iteration"):
+            return self.st["best_iteration"]
+        return metric_contract.pick_best(self.contract, state_mod.candidates(self.st))
+
+    def value(self, label: str) -> Any:
+        return ((self.records.get(label) or {}).get("metric_result") or {}).get("value")
+
+    def _values(self) -> list[float]:
+        vals = [self.value(lb) for lb in self.labels]
+        return [v for v in vals if fmt.is_number(v)] + ([self.contract["target"]] if self.contract else [])
+
+    def metric_text(self, v: Any) -> str:
+        """The metric with enough digits to differ from the target and every other iteration."""
+        return fmt.distinct(v, self._values()) + (self.unit if fmt.is_number(v) else "")
+
+    # ------------------------------------------------------------------ run + banner
+    def header(self) -> dict[str, Any]:
+        st = self.st or {}
+        cfg = st.get("config") or {}
+        keys = ("workspace", "backend", "max_iterations", "num_sdg", "top_k_per_label", "top_k_per_target",
+                "min_similarity", "min_recall", "sdg_labels", "kpi_csv", "training_csv", "validation_csv")
+        return {
+            "run_id": st.get("run_id") or self.R.root.name,
+            "results_dir": str(self.R.root),
+            "kpi_target": st.get("kpi_target") or "",
+            "contract": metric_contract.render(self.contract) if self.contract else "",
+            "status": st.get("status") or "not started",
+            "created_at": st.get("created_at") or "", "updated_at": st.get("updated_at") or "",
+            "generated_at": self.generated_at,
+            "config": [(k, cell(cfg.get(k))) for k in keys if k in cfg],
+            "iterations_run": sum(1 for lb in self.labels if lb.startswith("iter")
+                                  and self.records[lb].get("status") == "complete"),
+            "max_iterations": cfg.get("max_iterations"),
+        }
+
+    def banner(self) -> dict[str, Any]:
+        st = self.st
+        if not st:
+            return {"kind": "progress", "headline": "DEFT loop not started",
+                    "detail": f"{self.R.state} does not exist yet; AutoML results below, if any."}
+        c = self.contract
+        target = f"{c['display_name']} {c['operator']} {fmt.num(c['target'])}{c['unit']}"
+        best, v = self.best, self.value(self.best) if self.best else None
+        best_txt = (f"best {c['display_name']} {self.metric_text(v)} at {best}" if best else "no evaluated iteration yet")
+        rec = self.records.get(best) or {}
+        passed = bool((rec.get("metric_result") or {}).get("passed"))
+        if st["status"] == "failed":
+            f = st.get("failure") or {}
+            return {"kind": "stopped", "headline": f"Hard stop at {f.get('iter')}/{f.get('stage')}",
+                    "detail": f"{f.get('summary', '')}", "sub": f"{best_txt}; target {target}. Fix the cause and "
+                    f"retry {f.get('iter')}/{f.get('stage')} (next_stage.py shows the command)."}
+        if st["status"] == "complete":
+            if passed:
+                return {"kind": "met", "headline": f"KPI met: {target}", "detail": f"{best_txt} (deliverable).",
+                        "sub": self._stop_text()}
+            return {"kind": "gap", "headline": f"KPI not met: {self._gap_text(v)}", "detail": f"{best_txt} (deliverable).",
+                    "sub": self._stop_text()}
+        nxt = stages.expected_next(st) or (stages.allowed_next(st) or [None])[0]
+        head = "In progress" + (f": next {nxt}" if nxt else "")
+        sub = f"target {target}" + ("; the KPI is already met, finalize pending" if passed else "")
+        return {"kind": "progress", "headline": head, "detail": best_txt + " so far.", "sub": sub}
+
+    def _gap_text(self, v: Any) -> str:
+        c = self.contract
+        if not fmt.is_number(v):
+            return "no finite metric"
+        failing = self.failures((self.records.get(self.best) or {}).get("metric_result") or {})
+        if metric_contract.compare(v, c["operator"], c["target"]):
+            return "constraints not met: " + "; ".join(failing)
+        gap = abs(v - c["target"])
+        unit = " pp" if c["unit"] == "%" else ""
+        head = f"{fmt.num(gap)}{unit} from the target" if gap else "at the target but not"
+        return f"{head} {c['display_name']} {c['operator']} {fmt.num(c['target'])}{c['unit']}"
+
+    def failures(self, result: Mapping[str, Any]) -> list[str]:
+        """Each clause of the contract a metric result misses, with the value formatted for reading."""
+        out = []
+        for c in [self.contract, *self.contract.get("constraints", [])]:
+            v = metric_contract.metric_value(result, c["name"])
+            if not metric_contract.compare(v, c["operator"], c["target"]):
+                shown = fmt.distinct(v, [c["target"]]) + c.get("unit", "") if fmt.is_number(v) else "n/a"
+                out.append(f"{c.get('display_name', c['name'])} {shown} (needs {c['operator']} "
+                           f"{fmt.num(c['target'])}{c.get('unit', '')})")
+        return out
+
+    def _stop_text(self) -> str:
+        reason = (self.st or {}).get("stop_reason")
+        return {"metric_met": "The loop stopped because the KPI was met.",
+                "max_iterations": f"The loop stopped at max_iterations={self.st['config'].get('max_iterations')}.",
+                "phase3_registered": "Phase 3 registered; the deliverable is the best of every phase."}.get(reason or "", "")
+
+    # ------------------------------------------------------------------ trajectory
+    def durations(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for e in self.run.events:
+            if e.get("kind") == "commit" and e.get("iter") in self.records:
+                out[e["iter"]] = out.get(e["iter"], 0.0) + float(e.get("duration_sec") or 0.0)
+        return out
+
+    def training_rows(self, label: str) -> Any:
+        rec = self.records.get(label) or {}
+        if label.startswith("iter"):
+            v = self.datasets[label]["validation"].get("combined_rows")
+            if fmt.is_number(v):
+                return v
+        path = (rec.get("artifacts") or {}).get("train_csv")
+        if not path and label == "baseline":
+            v = self.datasets.get("iter1", {}).get("validation", Doc(Path(""), "absent")).get("previous_rows")
+            if fmt.is_number(v):
+                return v
+            path = ((self.st or {}).get("config") or {}).get("training_csv")
+        if not path:
+            return None
+        if path not in self._row_counts:  # final_automl reuses a DEFT iteration's CSV
+            self._row_counts[path] = sources.row_count(path)
+        doc = self._row_counts[path]
+        return doc.data if doc.ok else None
+
+    def new_rows(self, label: str) -> dict[str, Any]:
+        val = self.datasets.get(label, {}).get("validation")
+        by = (val.get("new_by_source") if val else None) or {}
+        return {"sdg": by.get("sdg"), "mined": by.get("mined"), "new": val.get("new_rows") if val else None}
+
+    def trajectory(self) -> dict[str, Any]:
+        if not self.st:
+            return {"rows": [], "chart": None}
+        base = self.value("baseline")
+        dur = self.durations()
+        rows, points, prev = [], [], None
+        for lb in self.labels:
+            rec = self.records[lb]
+            mr = rec.get("metric_result") or {}
+            v = mr.get("value")
+            new = self.new_rows(lb)
+            notes, cls = [], []
+            if lb == self.best:
+                notes.append("deliverable" if (self.st["status"] == "complete") else "best so far")
+                cls.append("best")
+            if mr.get("passed"):
+                notes.append("KPI met")
+            elif mr:
+                notes.append("not met: " + "; ".join(self.failures(mr)))
+            if fmt.is_number(v) and fmt.is_number(prev) and metric_contract.better(self.contract, prev, v):
+                cls.append("regress")
+                notes.append("regressed vs the previous phase")
+            if lb == "final_automl" and fmt.is_number(v) and self.best and self.best != lb:
+                notes.append(f"did not improve on the contract; {self.best} stays the deliverable")
+            failure = self.st.get("failure") or {}
+            if failure.get("iter") == lb and self.st["status"] == "failed":
+                notes.append(f"failed at {failure.get('stage')}: {failure.get('summary')}")
+                cls.append("failed")
+            elif rec.get("status") != "complete":
+                notes.append(f"in progress (last stage done: {rec.get('stage_completed') or 'none'})")
+            rows.append({
+                "label": lb, "phase": phase_name(lb, rec), "status": rec.get("status"),
+                "value": v, "value_text": self.metric_text(v) if fmt.is_number(v) else "n/a",
+                "delta": fmt.signed(v - base, self.unit) if fmt.is_number(v) and fmt.is_number(base) and lb != "baseline"
+                else ("" if lb == "baseline" else "n/a"),
+                "threshold": mr.get("threshold"), "far": mr.get("far_pct"), "recall": mr.get("recall_pct"),
+                "training_rows": self.training_rows(lb), "sdg": new["sdg"], "mined": new["mined"],
+                "duration": dur.get(lb), "notes": notes, "cls": " ".join(cls),
+            })
+            if fmt.is_number(v):
+                points.append({"label": lb, "value": float(v), "text": self.metric_text(v), "best": lb == self.best})
+                prev = v
+        c = self.contract
+        chart = svg.trajectory(points, target=c["target"], unit=c["unit"], minimize=self.minimize,
+                               target_label=f"target {c['operator']} {fmt.num(c['target'])}{c['unit']}",
+                               title=f"{c['display_name']} per phase (KPI set)") if points else None
+        return {"rows": rows, "chart": chart, "metric": c["display_name"], "unit": c["unit"]}
+
+    # ------------------------------------------------------------------ training-set growth
+    def growth(self) -> dict[str, Any]:
+        if not self.st:
+            return {"rows": [], "chart": None}
+        bars, rows, prev_total = [], [], None
+        series: list[str] = ["base_train", "sdg", "mined"]
+        base_rows = self.training_rows("baseline") if "baseline" in self.records else None
+        if fmt.is_number(base_rows):
+            bars.append({"label": "baseline", "parts": {"base_train": base_rows}})
+            rows.append({"label": "baseline", "total": base_rows, "delta": None, "parts": {"base_train": base_rows},
+                         "new": {}, "share": "0%", "warn": False, "problem": ""})
+            prev_total = base_rows
+        for lb in (x for x in self.labels if x.startswith("iter")):
+            files = self.datasets[lb]
+            val, comp = files["validation"], files["composition"]
+            total = val.get("combined_rows")
+            if not val.ok and not comp.ok:
+                rows.append({"label": lb, "problem": missing(val, "validation report", _stage_status(self.records[lb], "assemble"))})
+                continue
+            parts = dict(comp.data) if comp.ok else {}
+            for k in parts:
+                if k not in series:
+                    series.append(k)
+            if not fmt.is_number(total):
+                total = sum(parts.values()) if parts else None
+            syn = parts.get("sdg")
+            share = syn / total if fmt.is_number(syn) and fmt.is_number(total) and total else None
+            rows.append({"label": lb, "total": total, "parts": parts, "new": self.new_rows(lb),
+                         "delta": total - prev_total if fmt.is_number(total) and fmt.is_number(prev_total) else None,
+                         "share": fmt.share(syn, total) if share is not None else "n/a",
+                         "warn": share is not None and share > SYNTHETIC_WARN_SHARE,
+                         "dups": val.get("duplicates_dropped"),
+                         "problem": "" if comp.ok else missing(comp, "provenance CSV", _stage_status(self.records[lb], "assemble"))})
+            if parts:
+                bars.append({"label": lb, "parts": parts})
+            elif fmt.is_number(total):
+                bars.append({"label": lb, "parts": {NO_PROVENANCE: total}})
+                if NO_PROVENANCE not in series:
+                    series.append(NO_PROVENANCE)
+            prev_total = total if fmt.is_number(total) else prev_total
+        chart = svg.stacked_bars(bars, series, title="Training rows by origin") if len(bars) > 0 else None
+        return {"rows": rows, "chart": chart, "series": series}
+
+    # ------------------------------------------------------------------ AutoML
+    def automl(self) -> list[dict[str, Any]]:
+        out = []
+        for phase, title in sources.AUTOML_PHASES:
+            doc = sources.automl_study(self.R, phase)
+            sec: dict[str, Any] = {"phase": phase, "title": title, "doc": doc}
+            if doc.status == "absent":
+                sec["message"] = "not run yet" if phase == "phase1" or not self.st or self.st["status"] != "complete" \
+                    else "not run (no Phase 3 results in this folder)"
+                out.append(sec)
+                continue
+            if not doc.ok:
+                sec["message"] = missing(doc, "best_rec.json", None)
+                out.append(sec)
+                continue
+            d = doc.data
+            direction = d["direction"] or (self.contract or {}).get("direction") or "minimize"
+            minimize = direction == "minimize"
+            trials = d["trials"]
+            done = [t for t in trials if t["state"] == "COMPLETE" and fmt.is_number(t["value"])]
+            ranked = sorted(done, key=lambda t: t["value"] if minimize else -t["value"])[:TOP_TRIALS]
+            best_id = d["best"]["id"]
+            params = list(dict.fromkeys(k for t in ranked for k in t["params"]))[:PARAM_COLUMNS]
+            values = [t["value"] for t in done]
+            sec.update(
+                metric=d["metric"] or "objective", direction=direction, direction_recorded=bool(d["direction"]),
+                algorithm=d["algorithm"], n_trials=len(trials), n_complete=len(done),
+                states={s: sum(1 for t in trials if t["state"] == s) for s in dict.fromkeys(t["state"] for t in trials)},
+                best={"id": cell(best_id) if best_id is not None else "not recorded",
+                      "value": fmt.distinct(d["best"]["value"], values, 4),
+                      "checkpoint": d["best"]["checkpoint"] or "",
+                      "params": [(k, cell(v)) for k, v in d["best"]["params"].items()]},
+                params=params,
+                top=[{"id": cell(t["id"]), "value": fmt.distinct(t["value"], values, 4),
+                      "is_best": best_id is not None and str(t["id"]) == str(best_id),
+                      "duration": fmt.duration(t["duration"]) if t["duration"] is not None else "",
+                      "params": [cell(t["params"].get(p)) for p in params]} for t in ranked],
+                chart=svg.automl(trials, minimize=minimize, best_id=best_id,
+                                 title=f"{d['metric'] or 'objective'} per trial ({direction})") if done else None,
+            )
+            out.append(sec)
+        return out
+
+    # ------------------------------------------------------------------ RCA
+    def rca(self) -> list[dict[str, Any]]:
+        out = []
+        for lb in self.labels:
+            rec = self.records[lb]
+            files = sources.rca_files(self.R, lb, rec)
+            status = _stage_status(rec, "rca")
+            if status is None and not any(d.status != "absent" for d in files.values()):
+                continue
+            sec: dict[str, Any] = {"label": lb, "phase": phase_name(lb, rec)}
+            if files["unreachable"].ok:
+                sec["unreachable"] = files["unreachable"].data
+            m = files["metrics"]
+            if not m.ok:
+                sec["message"] = missing(m, "metrics.json", status)
+            else:
+                md = m.data
+                cm = md.get("confusion_matrix") or {}
+                sec["summary"] = [
+                    ("RCA threshold (best F1 at min recall)", fmt.exact(md.get("threshold"))),
+                    ("precision / recall / F1", " / ".join(fmt.num(md.get(k)) for k in ("precision", "recall", "f1"))),
+                    ("FAR at that threshold", fmt.num(100 * md["far"]) + "%" if fmt.is_number(md.get("far")) else "n/a"),
+                    ("confusion (tp, fp, tn, fn)", ", ".join(cell(cm.get(k)) for k in ("tp", "fp", "tn", "fn"))),
+                    ("weak samples kept", f"{cell(md.get('n_kept_samples'))} ({cell(md.get('n_gap_rows'))} rows x light)"),
+                    ("possible label errors", cell((md.get("label_issues") or {}).get("flagged"))),
+                ]
+                per = md.get("per_label") or {}
+                sec["per_label"] = table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
+                                         columns=("total", "misclassified", "mean_weakness", "median_weakness", "max_weakness"))
+                sec["spots"] = self._spots(lb, md.get("rca_images") or [], files["report"])
+            if files["report"].ok:
+                text = files["report"].data
+                sec["verdict"] = sources.agent_text(text, sources.RCA_VERDICT_SECTION)
+                sec["actions"] = sources.agent_text(text, sources.RCA_ACTIONS_SECTION)
+                sec["todo"] = sources.TODO_MARK in text
+            out.append(sec)
+        return out
+
+    def _spots(self, label: str, images: Iterable[Any], report: Doc) -> list[dict[str, Any]]:
+        verdicts = sources.spot_verdicts(report.data) if report.ok else {}
+        rca_dir = self.R.stage_dir(label, "rca")
+        spots = []
+        for i, s in enumerate(x for x in images if isinstance(x, Mapping)):
+            uri, problem = sources.image_uri(rca_dir / str(s.get("file", "")), self.R.root)
+            verdict, why = verdicts.get(i + 1, ("", ""))
+            spots.append({"n": i + 1, "kind": cell(s.get("kind")), "label": cell(s.get("label")),
+                          "object_name": cell(s.get("object_name")), "input_path": cell(s.get("input_path")),
+                          "score": fmt.num(s.get("siamese_score"), 6), "weakness": fmt.num(s.get("weakness"), 4),
+                          "image": uri, "image_problem": problem, "missing_files": len(s.get("missing_files") or []),
+                          "verdict": verdict, "why": why})
+        return spots
+
+    # ------------------------------------------------------------------ routing / SDG / mining
+    def stage_tables(self) -> list[dict[str, Any]]:
+        out = []
+        for lb in (x for x in self.labels if x.startswith("iter")):
+            rec = self.records[lb]
+            sec: dict[str, Any] = {"label": lb}
+            rdoc = sources.routing_file(self.R, lb, rec)
+            if rdoc.ok:
+                per = rdoc.get("per_label") or {}
+                sec["routing"] = table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
+                                       columns=("route", "rows", "samples", "relabel_samples", "sdg_pool_samples",
+                                                "mining_pool_rows", "reason"))
+                sec["routing_totals"] = [(k, cell(v)) for k, v in (rdoc.get("rows_by_route") or {}).items()]
+                sec["routing_dropped"] = [cell(x) for x in rdoc.get("dropped_labels") or []]
+            else:
+                sec["routing_message"] = missing(rdoc, "routing_summary.json", _stage_status(rec, "routing"))
+            sdg = sources.sdg_files(self.R, lb, rec)
+            alloc = sdg["allocation"]
+            if alloc.ok:
+                per = alloc.get("per_label") or {}
+                ingested = alloc.get("ingested") or {}
+                recs = [dict(v, ingested=ingested.get(k)) if isinstance(v, Mapping) else {"allocated": v}
+                        for k, v in per.items()]
+                sec["sdg"] = table(recs, first="label", keys=list(per))
+                sec["sdg_totals"] = [("num_sdg", cell(alloc.get("num_sdg"))), ("ingested", cell(alloc.get("total_ingested")))]
+            else:
+                sec["sdg_message"] = missing(alloc, "allocation.json", _stage_status(rec, "sdg"))
+            sec["sdg_rows"] = per_label_counts(sdg["rows"])
+            mining = sources.mining_files(self.R, lb, rec)
+            if mining["mined"].ok:
+                sec["mined_rows"] = per_label_counts(mining["mined"])
+                sec["mined_total"] = len(mining["mined"].data)
+            else:
+                sec["mining_message"] = missing(mining["mined"], "mined_rows.csv", _stage_status(rec, "mining"))
+            if mining["knn"].ok:
+                sec["knn"] = frame_table(mining["knn"].data)
+            elif mining["knn"].status == "unreadable":
+                sec["knn_message"] = missing(mining["knn"], "knn_summary.csv", None)
+            out.append(sec)
+        return out
+
+    # ------------------------------------------------------------------ deliverable + log
+    def deliverable(self) -> dict[str, Any]:
+        bm, spec = sources.best_model(self.R), sources.inference_spec(self.R)
+        out: dict[str, Any] = {"best_model": bm, "spec": spec}
+        if bm.ok:
+            mr = bm.get("metric_result") or {}
+            it = bm.get("iteration")
+            out["rows"] = [("iteration", cell(it)), ("checkpoint", cell(bm.get("checkpoint"))),
+                           ("threshold (score > threshold = defect)", fmt.exact(bm.get("threshold"))),
+                           ("metric", self.metric_text(mr.get("value")) if fmt.is_number(mr.get("value")) else "n/a"),
+                           ("KPI passed", cell(bm.get("passed"))), ("training spec", cell(bm.get("training_spec"))),
+                           ("selection rule", cell(bm.get("selection_rule")))]
+            out["note"] = cell(bm.get("phase3_note"))
+            if self.st and self.st["status"] == "complete" and it != self.st.get("best_iteration"):
+                out["warning"] = (f"best_model.json names {it!r} but the run state says {self.st.get('best_iteration')!r}; "
+                                  f"rerun prepare_inference_spec.py and finalize")
+        else:
+            out["message"] = missing(bm, "best_model.json", "ok" if (self.st or {}).get("final_artifacts") else None)
+            if self.best:
+                rec = self.records[self.best]
+                out["interim"] = [("best so far", self.best),
+                                  ("checkpoint", cell((rec.get("artifacts") or {}).get("checkpoint"))),
+                                  ("threshold", fmt.exact((rec.get("metric_result") or {}).get("threshold")))]
+        return out
+
+    def events(self) -> dict[str, Any]:
+        ev = self.run.events[-EVENTS_SHOWN:]
+        return {"total": len(self.run.events), "rows": [
+            {"seq": e.get("seq"), "ts": cell(e.get("ts")), "iter": cell(e.get("iter")), "stage": cell(e.get("stage")),
+             "status": cell(e.get("status")), "kind": cell(e.get("kind")),
+             "duration": fmt.duration(e.get("duration_sec")) if e.get("duration_sec") else "",
+             "summary": cell(e.get("summary"))} for e in reversed(ev)]}
+
+    def pipeline(self) -> dict[str, Any]:
+        doc = sources.pipeline_state(self.R)
+        if not doc.ok:
+            return {"message": "" if doc.status == "absent" else missing(doc, "pipeline_state.json", None)}
+        flat = sources.flatten(doc.data)
+        return {"rows": [(k, cell(v)) for k, v in list(flat.items())[:40]]}
+
+    def context(self) -> dict[str, Any]:
+        return {"run": self.header(), "banner": self.banner(), "trajectory": self.trajectory(),
+                "growth": self.growth(), "automl": self.automl(), "rca": self.rca(), "stages": self.stage_tables(),
+                "deliverable": self.deliverable(), "events": self.events(), "pipeline": self.pipeline(),
+                "best": self.best, "warn_share": fmt.num(100 * SYNTHETIC_WARN_SHARE) + "%"}
