@@ -263,3 +263,13 @@ def test_checkpoint_choice(tmp_path):
     assert tao.find_checkpoint(d).name == tao.LATEST_CKPT
     (d / "model_best_001.pth").write_bytes(b"x")
     assert tao.find_checkpoint(d).name == "model_best_001.pth"
+
+
+def test_failed_rerun_never_passes_with_the_previous_outputs(fake_docker, ws, tmp_path, monkeypatch):
+    out = tmp_path / "t"
+    backend().train(train_job(ws, out))
+    assert (out / "best.ckpt").is_file()
+    monkeypatch.setenv("FAKE_TAO_MODE", "no_ckpt")
+    with pytest.raises(UserError, match="wrote no checkpoint"):
+        backend().train(train_job(ws, out))
+    assert not (out / "best.ckpt").exists() and not list(out.glob("*.pth"))

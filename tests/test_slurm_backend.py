@@ -223,3 +223,33 @@ def test_local_train_and_infer_through_slurm(slurm_cluster, tmp_path):
     assert {"input_path", "golden_path", "object_name", "label", "siamese_score"} <= set(df.columns)
     assert len(df) == len(kpi) and df["siamese_score"].notna().all()
     assert read_record(inf.output_dir)["state"] == COMPLETE
+
+
+def test_settings_from_environment(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, sbatch="echo 1")
+    monkeypatch.setenv("TAO_AOI_SLURM_PARTITION", "gpu")
+    monkeypatch.setenv("TAO_AOI_SLURM_TIME", "01:00:00")
+    monkeypatch.setenv("TAO_AOI_SLURM_CPUS", "8")
+    b = get_backend("slurm", time="00:05:00")  # an explicit option beats the environment
+    assert b.resources == {"partition": "gpu", "account": None, "cpus": 8, "mem": None, "time": "00:05:00",
+                           "gres": None}
+    assert not b.container
+    monkeypatch.setenv("TAO_AOI_SLURM_CONTAINER", "1")
+    monkeypatch.setenv("TAO_AOI_SLURM_CPUS", "many")
+    with pytest.raises(UserError, match="TAO_AOI_SLURM_CPUS='many'"):
+        get_backend("slurm")
+    assert get_backend("slurm", cpus=1).container
+
+
+def test_rerun_in_a_folder_removes_the_previous_outputs(tmp_path, monkeypatch):
+    """Otherwise a failed rerun would pass its checks with the old best.ckpt."""
+    fake_tools(tmp_path, monkeypatch, sbatch="echo 3")
+    ws = tao_workspace.make(tmp_path / "ws")
+    out = tmp_path / "t"
+    out.mkdir()
+    for name in ("best.ckpt", "experiment.yaml", "status.json", "notes.txt"):
+        (out / name).write_text("old")
+    get_backend("slurm").submit_train(TrainJob(
+        spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
+        val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out))
+    assert sorted(p.name for p in out.iterdir()) == ["backend_job.json", "notes.txt", "train.sbatch"]

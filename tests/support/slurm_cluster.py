@@ -180,7 +180,7 @@ class SlurmCluster:
         cpus = os.cpu_count() or 1
         lines = [
             "ClusterName=taoaoi",
-            f"SlurmctldHost={self.hostname}",
+            f"SlurmctldHost={self.hostname}(127.0.0.1)",  # no reliance on the hostname resolving
             f"SlurmctldPort={CTLD_PORT}",
             f"SlurmdPort={SLURMD_PORT}",
             "SlurmUser=root",
@@ -193,6 +193,7 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "SchedulerType=sched/backfill",
+            "SchedulerParameters=batch_sched_delay=0",  # start batch jobs at once (default waits 3 s)
             "AccountingStorageType=accounting_storage/none",
             "JobAcctGatherType=jobacct_gather/none",
             "JobCompType=jobcomp/none",
@@ -207,7 +208,7 @@ class SlurmCluster:
             f"SlurmctldLogFile={self.log_dir / 'slurmctld.log'}",
             f"SlurmdLogFile={self.log_dir / 'slurmd.log'}",
             f"PlugStackConfig={d / 'plugstack.conf'}",  # keep a site's SPANK plugins (pyxis, ...) out
-            f"NodeName={self.hostname} CPUs={cpus} RealMemory={_mem_mb()} State=UNKNOWN",
+            f"NodeName={self.hostname} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_mem_mb()} State=UNKNOWN",
             "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
         ]
         (d / "plugstack.conf").write_text("", encoding="utf-8")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tao_aoi import atomic, defaults
 from tao_aoi.backends.base import CANCELED, COMPLETE, ERROR, TERMINAL, Backend, JobHandle
@@ -58,6 +58,27 @@ def fresh_job_dir(job_dir: Path) -> Path:
             raise UserError(f"{job_dir}: job {old.get('job_id', '?')} ({old.get('backend', '?')}) may still be "
                             f"running there; cancel it or use another output folder")
     return job_dir
+
+
+def contract_outputs(kind: str, job_dir: Path, embed_output: Path | None = None) -> list[Path]:
+    """The files base.py promises for a finished job of ``kind`` (logs aside)."""
+    job_dir = Path(job_dir)
+    if kind == "train":
+        return [job_dir / defaults.CHECKPOINT_NAME, job_dir / "experiment.yaml", job_dir / TAO_STATUS]
+    if kind == "infer":
+        return [job_dir / "inference.csv", job_dir / TAO_STATUS]
+    if kind == "evaluate":
+        return [job_dir / TAO_STATUS]
+    if kind == "embed" and embed_output is not None:
+        return [Path(embed_output), Path(f"{embed_output}.settings.json")]
+    return []
+
+
+def remove_stale(paths: Iterable[Path]) -> None:
+    """Delete a previous job's outputs before a rerun in the same folder, so a failed rerun can never
+    pass its checks with them."""
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
 
 
 def tao_status_lines(path: Path) -> list[dict[str, Any]]:
@@ -121,8 +142,7 @@ def check_inference_csv(path: Path, input_csv: Path | None) -> None:
         raise UserError(f"{path} line {int(bad[0]) + 2}: siamese_score {df['siamese_score'].iloc[bad[0]]!r} "
                         f"is not a number")
     if input_csv is not None and Path(input_csv).is_file():
-        with open(input_csv, encoding="utf-8-sig") as fh:
-            expected = sum(1 for ln in fh if ln.strip()) - 1
+        expected = len(pd.read_csv(input_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
         if expected != len(df):
             raise UserError(f"{path} has {len(df)} rows but its input {input_csv} has {expected}; "
                             f"every input row needs a score")

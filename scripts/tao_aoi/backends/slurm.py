@@ -26,8 +26,8 @@ from tao_aoi import atomic, defaults, interpreter, train_spec
 from tao_aoi.backends import tao
 from tao_aoi.backends.base import (CANCELED, COMPLETE, ERROR, PENDING, RUNNING, EmbedJob, InferJob, JobHandle,
                                    TrainJob)
-from tao_aoi.backends.external import (ExternalBackend, check_expected, fresh_job_dir, log_tail, read_record,
-                                       write_record)
+from tao_aoi.backends.external import (ExternalBackend, check_expected, contract_outputs, fresh_job_dir,
+                                       log_tail, read_record, remove_stale, write_record)
 from tao_aoi.errors import UserError
 
 # SLURM JobState -> base.py state. Anything unlisted counts as ERROR once the job has left the queue.
@@ -41,6 +41,7 @@ STATE_MAP = {
     "DEADLINE": ERROR, "PREEMPTED": ERROR, "SPECIAL_EXIT": ERROR, "REVOKED": ERROR,
 }
 RESOURCE_KEYS = ("partition", "account", "cpus", "mem", "time", "gres")
+ENV_PREFIX = "TAO_AOI_SLURM_"  # e.g. TAO_AOI_SLURM_PARTITION=gpu, TAO_AOI_SLURM_CONTAINER=1
 
 
 def map_state(job_state: str) -> str:
@@ -61,19 +62,30 @@ def pyxis_image(image: str) -> str:
 class SlurmBackend(ExternalBackend):
     name = "slurm"
 
-    def __init__(self, *, partition: str | None = None, account: str | None = None,
-                 cpus: int = defaults.SLURM_CPUS, mem: str | None = None, time: str | None = None,
-                 gres: str | None = None, extra_sbatch: Sequence[str] = (), container: bool = False,
-                 extra_mounts: Sequence[str] = (), python: str | None = None, offline: bool | None = None,
+    def __init__(self, *, partition: str | None = None, account: str | None = None, cpus: int | None = None,
+                 mem: str | None = None, time: str | None = None, gres: str | None = None,
+                 extra_sbatch: Sequence[str] = (), container: bool | None = None, extra_mounts: Sequence[str] = (),
+                 python: str | None = None, offline: bool | None = None,
                  poll_sec: float = defaults.JOB_POLL_SEC, timeout_sec: float | None = None) -> None:
         """Resources go to ``#SBATCH`` lines (``mem``/``time`` in sbatch syntax, e.g. ``16G``, ``02:00:00``;
-        ``gres`` e.g. ``gpu:1``; None leaves the site default). ``extra_sbatch`` are further sbatch options
-        (``--qos=high``). ``container=True`` runs TAO via pyxis instead of the local backend;
-        ``extra_mounts`` are host paths the container also sees (read-only, same path). ``python`` is the
-        interpreter on the nodes (default: the plugin's .venv)."""
+        ``gres`` e.g. ``gpu:1``; unset leaves the site default). Each unset resource and ``container`` is
+        read from ``TAO_AOI_SLURM_<NAME>`` (e.g. TAO_AOI_SLURM_PARTITION), so ``--backend slurm`` in the
+        stage commands needs no extra flags. ``extra_sbatch`` are further sbatch options (``--qos=high``).
+        ``container=True`` runs TAO via pyxis instead of the local backend; ``extra_mounts`` are host
+        paths the container also sees (read-only, same path). ``python`` is the interpreter on the nodes
+        (default: the plugin's .venv)."""
         super().__init__(poll_sec=poll_sec, timeout_sec=timeout_sec)
-        self.resources = {"partition": partition, "account": account, "cpus": cpus, "mem": mem, "time": time,
-                          "gres": gres}
+        given = {"partition": partition, "account": account, "cpus": cpus, "mem": mem, "time": time, "gres": gres}
+        self.resources = {k: v if v is not None else (os.environ.get(f"{ENV_PREFIX}{k.upper()}") or None)
+                          for k, v in given.items()}
+        if self.resources["cpus"] is None:
+            self.resources["cpus"] = defaults.SLURM_CPUS
+        try:
+            self.resources["cpus"] = int(self.resources["cpus"])
+        except ValueError:
+            raise UserError(f"{ENV_PREFIX}CPUS={self.resources['cpus']!r} is not a whole number of CPUs") from None
+        if container is None:
+            container = os.environ.get(f"{ENV_PREFIX}CONTAINER", "").strip() == "1"
         self.extra_sbatch = tuple(extra_sbatch)
         self.container = bool(container)
         self.extra_mounts = tuple(extra_mounts)
@@ -96,8 +108,7 @@ class SlurmBackend(ExternalBackend):
                 "--val-csv", _a(job.val_csv), "--images-root", _a(job.images_root), "--output-dir", str(job_dir)]
         if job.init_checkpoint is not None:
             argv += ["--init-checkpoint", _a(job.init_checkpoint)]
-        expect = [job_dir / defaults.CHECKPOINT_NAME, job_dir / tao.EXPERIMENT_NAME, job_dir / "status.json"]
-        return self._submit("train", argv, job_dir, {"expect": [str(p) for p in expect]})
+        return self._submit("train", argv, job_dir, {"expect": _strs(contract_outputs("train", job_dir))})
 
     def submit_infer(self, job: InferJob) -> JobHandle:
         job_dir = fresh_job_dir(job.output_dir)
@@ -105,7 +116,7 @@ class SlurmBackend(ExternalBackend):
             return self._submit_tao("infer", job, job_dir)
         argv = [*self._cli("infer.py"), "--spec", _a(job.spec), "--checkpoint", _a(job.checkpoint),
                 "--csv", _a(job.csv), "--images-root", _a(job.images_root), "--output-dir", str(job_dir)]
-        return self._submit("infer", argv, job_dir, {"expect": [str(job_dir / "inference.csv")],
+        return self._submit("infer", argv, job_dir, {"expect": _strs(contract_outputs("infer", job_dir)),
                                                      "input_csv": _a(job.csv)})
 
     def submit_embed(self, job: EmbedJob) -> JobHandle:
@@ -116,8 +127,8 @@ class SlurmBackend(ExternalBackend):
                    "output": _a(job.output), "settings": dict(job.settings)}
         atomic.write_json(job_dir / "embed_job.json", request)
         argv = [self._python(), "-m", "tao_aoi.backends.job_runner", "embed", str(job_dir / "embed_job.json")]
-        out = _a(job.output)
-        return self._submit("embed", argv, job_dir, {"expect": [out, f"{out}.settings.json"]},
+        expect = _strs(contract_outputs("embed", job_dir, Path(_a(job.output))))
+        return self._submit("embed", argv, job_dir, {"expect": expect},
                             env={"PYTHONPATH": str(Path(interpreter.PLUGIN_ROOT) / "scripts")})
 
     def submit_command(self, argv: Sequence[str], *, output_dir: str | os.PathLike[str], name: str = "command",
@@ -163,6 +174,8 @@ class SlurmBackend(ExternalBackend):
         record = dict(record, backend=self.name, kind=kind, job_dir=str(job_dir), job_id=None, script=str(script),
                       argv=argv, state=None)
         record.setdefault("tao", False)
+        if not record["tao"]:  # (container jobs were cleared when their spec was prepared)
+            remove_stale(Path(p) for p in record["expect"])
         write_record(job_dir, record)  # before sbatch: a crash after it still leaves the folder marked busy
         proc = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True, timeout=120)
         job_id = proc.stdout.strip().split(";")[0]
@@ -270,6 +283,10 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
     if exe is None:
         raise UserError(f"{argv[0]} not found on PATH; run on a SLURM login node or use --backend local")
     return subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=60)
+
+
+def _strs(paths: Sequence[Path]) -> list[str]:
+    return [str(p) for p in paths]
 
 
 def _a(p: str | os.PathLike[str]) -> str:

@@ -15,8 +15,8 @@ from typing import Any, Iterable
 
 from tao_aoi import atomic, changenet_csv, defaults, train_spec, versions
 from tao_aoi.backends.base import EmbedJob, InferJob, TrainJob
-from tao_aoi.backends.external import (LOG_NAMES, TAO_STATUS, check_expected, log_tail,
-                                       tao_final_status)
+from tao_aoi.backends.external import (LOG_NAMES, TAO_STATUS, check_expected, contract_outputs, log_tail,
+                                       remove_stale, tao_final_status)
 from tao_aoi.errors import UserError
 
 SPEC_NAME = "tao_spec.yaml"
@@ -54,6 +54,7 @@ def prepare(kind: str, job: TrainJob | InferJob | EmbedJob, job_dir: Path, *, of
         tj = _prepare_embed(job, job_dir)  # type: ignore[arg-type]
     else:
         raise ValueError(kind)
+    remove_stale([*map(Path, tj.record["expect"]), *previous_tao_outputs(job_dir)])
     if offline:  # air-gapped hosts: Hugging Face libraries must use the mounted snapshot, never the hub
         tj.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     tj.record.update(tao=True, kind=kind, job_dir=str(job_dir), log=str(job_dir / LOG_NAMES[kind]),
@@ -111,9 +112,7 @@ def _prepare_train(job: TrainJob, job_dir: Path) -> TaoJob:
     spec_path = _write_spec(job_dir, spec)
     return TaoJob("train", versions.image("pyt"), ["visual_changenet", "train", "-e", str(spec_path)],
                   collapse_mounts(mounts),
-                  record={"expect": [str(job_dir / defaults.CHECKPOINT_NAME), str(job_dir / EXPERIMENT_NAME),
-                                     str(job_dir / TAO_STATUS)],
-                          "spec": str(spec_path)})
+                  record={"expect": [str(p) for p in contract_outputs("train", job_dir)], "spec": str(spec_path)})
 
 
 def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
@@ -132,7 +131,7 @@ def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
     mounts = [(str(images), False), (str(csv.parent), False), (str(ckpt.parent), False), (str(job_dir), True)]
     mounts.extend((d, False) for d in _absolute_image_dirs(csv))
     spec_path = _write_spec(job_dir, spec)
-    expect = [str(job_dir / TAO_STATUS)]
+    expect = [str(p) for p in contract_outputs(kind, job_dir)]
     return TaoJob(kind, versions.image("pyt"), ["visual_changenet", action, "-e", str(spec_path)],
                   collapse_mounts(mounts), record={"expect": expect, "spec": str(spec_path), "input_csv": str(csv)})
 
@@ -162,9 +161,13 @@ def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
         "row": [i for i in range(len(df)) for _ in lights],
         "light": [light for _ in range(len(df)) for light in lights],
     })
+    settings = embed_settings(job)
+    model_path = Path(settings["model_path"])
+    if model_path.is_absolute() and not model_path.exists():
+        raise UserError(f"embed settings model_path {model_path} does not exist on this host; stage the model "
+                        f"snapshot there (it is mounted at the same path)")
     with atomic.atomic_path(job_dir / EMBED_INPUT) as tmp:
         table.to_parquet(tmp, index=False)
-    settings = embed_settings(job)
     image = versions.image("data_services")
     tao_spec = dict(settings, input_parquet=str(job_dir / EMBED_INPUT), output_parquet=str(job_dir / EMBED_RAW),
                     results_dir=str(job_dir))
@@ -172,13 +175,11 @@ def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
     mounts = [(str(images), False), (str(job_dir), True)]
     mounts.extend((d, False) for d in sorted({os.path.dirname(f) for f in table["filepath"]})
                   if not d.startswith(str(images).rstrip("/") + "/"))
-    if Path(settings["model_path"]).is_absolute():
-        if not Path(settings["model_path"]).exists():
-            raise UserError(f"embed settings model_path {settings['model_path']} does not exist on this host; "
-                            f"stage the model snapshot there (it is mounted at the same path)")
-        mounts.append((settings["model_path"], False))
+    if model_path.is_absolute():
+        mounts.append((str(model_path), False))
     return TaoJob("embed", image, ["embedding", "image_embeddings", "-e", str(spec_path)], collapse_mounts(mounts),
-                  record={"expect": [], "spec": str(spec_path), "input_csv": str(csv),
+                  record={"expect": [str(p) for p in contract_outputs("embed", job_dir, output)],
+                          "spec": str(spec_path), "input_csv": str(csv),
                           "embed": {"output": str(output), "lights": lights, "image_ext": ext,
                                     "settings": dict(settings, embedder="tao-data-services", image=image)}})
 
@@ -202,6 +203,13 @@ def conclude(record: dict[str, Any], exit_code: int | None) -> None:
     elif kind == "embed":
         _assemble_embeddings(record)
     check_expected(record)
+
+
+def previous_tao_outputs(job_dir: Path) -> list[Path]:
+    """What an earlier TAO run in this folder left that the next one's checks would read."""
+    ckpts = [p for p in job_dir.rglob("*.pth")
+             if BEST_CKPT_RE.match(p.name) or p.name == LATEST_CKPT or EPOCH_CKPT_RE.match(p.name)]
+    return [*ckpts, *job_dir.rglob("inference.csv"), job_dir / EMBED_RAW, job_dir / TAO_STATUS]
 
 
 def find_checkpoint(job_dir: Path) -> Path | None:
