@@ -65,6 +65,20 @@ def test_min_recall_one_keeps_every_defect_and_ties_go_to_pass():
     np.testing.assert_allclose(w, [0.0, -0.3, 0.3, -0.7, -0.1, 0.3])
 
 
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(2, 40), data=st.data())
+def test_min_recall_one_flags_what_the_kpi_at_100_flags(n, data):
+    from tao_aoi import kpi
+
+    scores = np.array(data.draw(st.lists(TIED, min_size=n, max_size=n)))
+    positive = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    if positive.all() or not positive.any():
+        positive[0] = not positive[0]
+    t_rca = gap_analysis.choose_threshold(scores, positive, 1.0).point.threshold
+    t_kpi = kpi.at_recall(scores, positive, 100.0).threshold
+    assert np.array_equal(scores > t_rca, scores > t_kpi)
+
+
 def test_equal_f1_goes_to_higher_precision():
     # t=0.5: tp 2, fp 1 (precision 2/3); below the minimum: tp 3, fp 3 (1/2); both F1 = 2/3.
     scores = np.array([0.4, 0.7, 0.8, 0.0, 0.9, 0.5])
