@@ -25,7 +25,8 @@ def _operating_point(args) -> tuple[dict[str, Any] | None, str, float]:
         given = {"recall_pct": args.recall_target, "far_pct": args.far_target}
         for name, flag in (("recall_pct", "--recall-target"), ("far_pct", "--far-target")):
             value = given[name]
-            if value is not None and (name != point["name"] or value != point["target"]):
+            # Compare as stage_plan writes the flag (%g), so a plan-built command always agrees.
+            if value is not None and (name != point["name"] or f"{value:g}" != f"{point['target']:g}"):
                 raise UserError(f"{flag} {value:g} disagrees with --kpi-target {args.kpi_target!r}, whose operating "
                                 f"point is {point['name']} {point['target']:g}; drop one of them")
         return contract, point["name"], float(point["target"])
