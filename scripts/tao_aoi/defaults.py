@@ -20,3 +20,7 @@ TAO_EMBED_MODEL = "SigLIP"     # data-services embedder when a job's settings na
 TAO_EMBED_MODEL_PATH = "google/siglip-base-patch16-224"
 TAO_EMBED_BATCH_SIZE = 64
 SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
+
+# AutoML.
+AUTOML_TRIALS = 8              # trials per AutoML phase (make demo); real TAO runs use 5-20
+SEED = 1234                    # sampler and training seed

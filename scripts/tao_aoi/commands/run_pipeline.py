@@ -1,0 +1,62 @@
+"""Run the AOI pipeline headless (no LLM): AutoML -> DEFT loop -> AutoML, or one phase of it.
+
+Every stage is the same script the skills tell the agent to run, and every result is committed
+through the single state writer. Prints a progress bar and one status line per stage, and at the
+end the trajectory and the report's path. Killed at any moment and rerun with the same arguments,
+it continues where it stopped (same --results-dir; without one, the newest unfinished run of the
+workspace with the same arguments is resumed). A hard stop exits 2 with the reason; fix the cause
+and rerun the same command to retry that stage.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tao_aoi import cli, defaults, phases
+from tao_aoi.errors import UserError
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.parser("run_pipeline.py", __doc__)
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--results-dir", help="run folder (default: resume the newest matching unfinished run, "
+                                         "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
+    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
+    p.add_argument("--phases", default="all", choices=phases.PHASE_SETS)
+    p.add_argument("--max-iterations", type=int, required=True, help="DEFT iterations at most (never guessed)")
+    p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 2%% at Recall=100%%'")
+    p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS, help="AutoML trials per phase")
+    p.add_argument("--algorithm", default="bayesian", choices=phases.ALGORITHMS, help="AutoML search algorithm")
+    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
+    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
+    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--seed", type=int, default=defaults.SEED)
+    p.add_argument("--yes", action="store_true", help="approve the plan without asking (CI / batch)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_iterations < 1:
+        raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    if args.trials < 1:
+        raise UserError(f"--trials must be >= 1, got {args.trials}")
+    ws = Path(args.workspace).expanduser().resolve()
+    if not ws.is_dir():
+        raise UserError(f"--workspace {ws} is not a directory")
+    opts = phases.Options.from_args(args, ws)
+    results = phases.results_dir_for(opts, args.results_dir)
+    if not args.yes and not phases.confirm(opts, results):
+        print("not started (answer 'yes' or pass --yes)")
+        return 1
+    t0 = time.monotonic()
+    summary = phases.run(opts, results, quiet=args.quiet)
+    summary["wall_sec"] = round(time.monotonic() - t0, 1)
+    if args.json:
+        cli.emit_json(summary)
+    else:
+        print(phases.render_summary(summary))
+    return 0

@@ -1,0 +1,50 @@
+"""Phase 1 -> 2: make the AutoML winner DEFT's baseline (no retrain).
+
+Deep-merges the winning parameters onto the baseline spec into
+<workspace>/specs/baseline_spec_automl.yaml (epochs untouched), initialises the run on that spec
+(pass --max-iterations and --kpi-target, or init it yourself with --train-spec pointing there),
+copies the winning checkpoint into <R>/baseline/train/ and commits baseline/train with
+source automl_phase1, so next_stage.py continues at baseline/evaluate. A winner that predicts one
+class only is skipped for the next best. Idempotent.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tao_aoi import cli, defaults, handoff
+from tao_aoi.commands import init_deft_state
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("seed_baseline.py", __doc__)
+    p.add_argument("--best-rec", required=True, help="Phase 1 best_rec.json (automl.py)")
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--max-iterations", type=int, help="initialise the run (else it must exist)")
+    p.add_argument("--kpi-target", help="with --max-iterations: the KPI contract, e.g. 'FAR < 2%% at Recall=100%%'")
+    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
+    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
+    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
+    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    config = None
+    if args.max_iterations is not None or args.kpi_target is not None:
+        if args.max_iterations is None or args.kpi_target is None:
+            from tao_aoi.errors import UserError
+
+            raise UserError("give both --max-iterations and --kpi-target to initialise the run, or neither")
+        init_args = init_deft_state.build_parser().parse_args([
+            "--results-dir", args.results_dir, "--workspace", args.workspace, "--max-iterations",
+            str(args.max_iterations), "--kpi-target", args.kpi_target, "--backend", args.backend,
+            "--num-sdg", str(args.num_sdg), "--top-k-per-target", str(args.top_k_per_target),
+            "--min-similarity", str(args.min_similarity)])
+        config = init_deft_state.config_from_args(init_args)
+    out = handoff.seed_baseline(args.best_rec, args.results_dir, args.workspace, config, args.kpi_target)
+    if args.json:
+        cli.emit_json(out)
+    elif out["seeded"]:
+        print(f"seeded baseline from AutoML trial {out['trial']} (val FAR {out['score']:.4g}%); spec {out['spec']}")
+    else:
+        print(f"nothing to do: {out['reason']}")
+    return 0
