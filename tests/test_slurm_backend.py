@@ -253,3 +253,23 @@ def test_rerun_in_a_folder_removes_the_previous_outputs(tmp_path, monkeypatch):
         spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
         val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out))
     assert sorted(p.name for p in out.iterdir()) == ["backend_job.json", "notes.txt", "train.sbatch"]
+
+
+def test_embed_script_runs_the_local_embedder(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, sbatch="echo 8")
+    ws = tao_workspace.make(tmp_path / "ws")
+    out = tmp_path / "emb" / "pool.parquet"
+    from tao_aoi.backends.base import EmbedJob
+
+    h = get_backend("slurm", python="/venv/bin/python").submit_embed(EmbedJob(
+        csv=ws / "kpi/testing_set.csv", images_root=ws / "images", spec=ws / "specs/baseline_spec.yaml",
+        output=out, settings={"size": 32}))
+    job_dir = Path(f"{out}.job")
+    assert h.output_dir == job_dir
+    lines = script_lines(job_dir, "embed")
+    assert f"export PYTHONPATH={SCRIPTS}" in lines
+    assert command_argv(lines) == ["/venv/bin/python", "-m", "tao_aoi.backends.job_runner", "embed",
+                                   str(job_dir / "embed_job.json")]
+    req = yaml.safe_load((job_dir / "embed_job.json").read_text())
+    assert req["output"] == str(out) and req["settings"] == {"size": 32}
+    assert read_record(job_dir)["expect"] == [str(out), f"{out}.settings.json"]
