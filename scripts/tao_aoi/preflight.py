@@ -1,0 +1,218 @@
+"""Pre-flight: every read-only check before the single approval gate, in nine sections.
+
+Nothing is written and nothing is started. Blockers come in two kinds: *hard* ones the user must
+fix (missing inputs, leakage, an empty mining pool, a KPI text that does not parse, no
+max_iterations) and *fixable* ones the run can fix itself after approval (the toolkit's Python
+packages, a container image to pull).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tao_aoi import changenet_csv, dataset_checks, defaults, interpreter, leakage, metric_contract, sdg_pool
+from tao_aoi import search_space, train_spec, versions
+from tao_aoi.errors import UserError
+from tao_aoi.layout import Workspace
+
+CREDENTIALS = ("NGC_KEY", "NGC_API_KEY", "HF_TOKEN")
+IMAGES = {"docker": ("pyt", "data_services"), "slurm": ("pyt", "data_services")}
+PACKAGES = ("numpy", "pandas", "pyarrow", "yaml", "sklearn", "optuna", "PIL", "jinja2", "fastjsonschema", "faiss")
+
+
+def _network_mode() -> str:
+    if os.environ.get("AIR_GAPPED") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return "air-gapped (AIR_GAPPED/HF_HUB_OFFLINE set: no pulls, --pull=never)"
+    return "network allowed"
+
+
+def _images(backend: str, hard: list, fixable: list) -> list[dict[str, str]]:
+    if backend == "local":
+        return [{"key": "all", "image": "-", "status": "not needed (local backend)"}]
+    rows = []
+    docker = shutil.which("docker")
+    for key in IMAGES[backend]:
+        image = versions.image(key)
+        if docker is None:
+            status = "UNKNOWN (no docker client)"
+            if backend == "docker":
+                hard.append("docker is not installed; the docker backend needs a Docker engine with GPUs")
+        else:
+            proc = subprocess.run([docker, "image", "inspect", image], capture_output=True, timeout=60)
+            status = "PRESENT" if proc.returncode == 0 else "MISSING"
+            if status == "MISSING":
+                if "air-gapped" in _network_mode():
+                    hard.append(f"image {image} is missing and the machine is air-gapped; stage it first")
+                else:
+                    fixable.append(f"pull {image} (needs NGC_KEY/NGC_API_KEY)")
+        rows.append({"key": key, "image": image, "status": status})
+    return rows
+
+
+def _csv_summary(name: str, path: Path, root: Path, lights: list[str], ext: str, hard: list) -> dict[str, Any]:
+    if not path.is_file():
+        hard.append(f"{name} {path} does not exist")
+        return {"name": name, "path": str(path), "rows": None}
+    try:
+        df = changenet_csv.read(path, what=name, allow_empty=(name == "mining pool"))
+    except UserError as exc:
+        hard.append(str(exc))
+        return {"name": name, "path": str(path), "rows": None}
+    missing = changenet_csv.missing_images(df, root, lights, ext) if len(df) else []
+    if missing:
+        hard.append(f"{name}: {len(missing)} missing image(s), e.g. line {missing[0][0]}: {missing[0][1]}")
+    return {"name": name, "path": str(path), "rows": int(len(df)), "missing_files": len(missing),
+            "labels": {str(k): int(v) for k, v in df["label"].value_counts().sort_index().items()}, "_df": df}
+
+
+def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_target: str | None,
+        trials: int = defaults.AUTOML_TRIALS, algorithm: str = "bayesian", num_sdg: int = defaults.NUM_SDG,
+        top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float = defaults.MIN_SIMILARITY,
+        dry_run_sec: float | None = None) -> dict[str, Any]:
+    ws = Workspace.at(workspace)
+    hard: list[str] = []
+    fixable: list[str] = []
+    # 1. workspace / host / platform / network
+    sec1 = {"workspace": str(ws.root), "host": socket.gethostname(), "platform": f"{platform.system()} "
+            f"{platform.machine()}, {os.cpu_count()} CPUs", "backend": backend, "network": _network_mode()}
+    if not ws.root.is_dir():
+        hard.append(f"workspace {ws.root} does not exist")
+    py_ready = interpreter.venv_python() and os.path.exists(interpreter.venv_python())
+    missing_pkgs = [m for m in PACKAGES if importlib.util.find_spec(m) is None]
+    if missing_pkgs or not py_ready:
+        fixable.append(f"install the toolkit's Python environment: python3 {Path(__file__).parents[1] / 'setup_env.py'}"
+                       + (f" (missing: {', '.join(missing_pkgs)})" if missing_pkgs else ""))
+    sec1["python_env"] = "ready" if not missing_pkgs else f"missing {', '.join(missing_pkgs)}"
+    # 2. credentials (names only)
+    sec2 = {name: ("SET" if os.environ.get(name) else "UNSET") for name in CREDENTIALS}
+    # 3. images
+    sec3 = _images(backend, hard, fixable)
+    # 4. data
+    spec_path = ws.baseline_spec
+    lights, ext = [], ".png"
+    if spec_path.is_file():
+        try:
+            spec = train_spec.load(spec_path)
+            lights, ext = train_spec.lights(spec, spec_path), train_spec.image_ext(spec, spec_path)
+        except UserError as exc:
+            hard.append(str(exc))
+    else:
+        hard.append(f"train spec {spec_path} does not exist")
+    tables = [_csv_summary(n, p, ws.images, lights, ext, hard) for n, p in (
+        ("training set", ws.training_csv), ("validation set", ws.validation_csv), ("KPI set", ws.kpi_csv),
+        ("mining pool", ws.mining_pool_csv))]
+    frames = {t["name"]: t.pop("_df") for t in tables if "_df" in t}
+    leaks: dict[str, int] = {}
+    held = [(str(p), frames[n]) for n, p in (("validation set", ws.validation_csv), ("KPI set", ws.kpi_csv)) if n in frames]
+    for name in ("training set", "mining pool"):
+        if name in frames and held and len(frames[name]):
+            found = leakage.find_leaks(frames[name], None, held, ws.images)
+            leaks[name] = int(len(found))
+            if len(found) and name == "training set":
+                hard.append(f"training set leaks {len(found)} sample(s) into validation/KPI, e.g. {found.iloc[0]['key']}")
+    if "mining pool" in frames and not len(frames["mining pool"]):
+        hard.append(f"mining pool {ws.mining_pool_csv} is empty; DEFT needs real labelled images to mine from")
+    if "training set" in frames:
+        bad = dataset_checks.noncanonical_labels(changenet_csv.read(ws.training_csv, canonicalize=False)["label"])
+        if bad:
+            fixable.append(f"{len(bad)} non-canonical label(s) in the training set (e.g. line {bad[0][0]}: "
+                           f"{bad[0][1]!r}); assembly writes them canonically")
+    sdg = {"path": str(ws.sdg_pool)}
+    if ws.sdg_pool.is_dir():
+        try:
+            files, facts = sdg_pool.scan(ws.sdg_pool)
+            sdg.update(samples_per_label=sdg_pool.samples_per_label(files), unpaired_files=facts["unpaired_files"])
+        except UserError as exc:
+            hard.append(str(exc))
+    else:
+        sdg["status"] = "absent (SDG routes will be empty)"
+    sec4 = {"csvs": tables, "leakage": leaks, "sdg_pool": sdg, "lights": lights, "image_ext": ext}
+    # 5-7. phase configs
+    space = search_space.default_for_backend("local" if backend == "slurm" else backend)
+    sec5 = {"algorithm": algorithm, "trials": trials, "metric": "FAR@100% recall on the validation set (minimize)",
+            "search_space": sorted(space["params"]), "mode_collapse_guard": "a one-class model is infeasible"}
+    contract = None
+    if kpi_target:
+        try:
+            contract = metric_contract.parse_kpi_target(kpi_target)
+        except UserError as exc:
+            hard.append(str(exc))
+    else:
+        hard.append("no KPI target: pass --kpi-target, e.g. 'FAR < 0.1% at Recall=100%'")
+    if max_iterations is None:
+        hard.append("max_iterations is required and never guessed: pass --max-iterations N")
+    elif max_iterations < 1:
+        hard.append(f"max_iterations must be >= 1, got {max_iterations}")
+    sec6 = {"max_iterations": max_iterations, "kpi_contract": metric_contract.render(contract) if contract else None,
+            "top_k_per_target": top_k_per_target, "min_similarity": min_similarity, "num_sdg": num_sdg,
+            "top_k_per_label": defaults.TOP_K_PER_LABEL, "baseline": "pre-seeded from the Phase 1 winner (no retrain)"}
+    sec7 = {"warm_start": "best DEFT iteration by the contract: its combined CSV and its checkpoint",
+            "pinned": space.get("architecture", []), "learning_rate": "narrowed around the winner for fine-tuning",
+            "regression_guard": "Phase 3 ships only if it beats every DEFT candidate on the contract"}
+    # 8. compute estimate
+    per_trial = dry_run_sec
+    sec8: dict[str, Any] = {"per_trial_sec": per_trial, "source": "measured 1-epoch dry run" if per_trial else
+                            "not measured (pass --dry-run to time one training epoch)"}
+    if per_trial and max_iterations:
+        epochs = int(train_spec.get(train_spec.load(spec_path), "train.num_epochs", 10) or 10)
+        train_sec = per_trial * epochs
+        sec8.update(phase1_sec=round(trials * train_sec, 1), deft_sec=round(max_iterations * 1.5 * train_sec, 1),
+                    phase3_sec=round(trials * 1.5 * train_sec, 1))
+        sec8["total_sec"] = round(sec8["phase1_sec"] + sec8["deft_sec"] + sec8["phase3_sec"], 1)
+    # 9. confirmation
+    sec9 = ("Reply 'go' to run all three phases without further questions (only hard stops pause the run)."
+            if not hard else "Fix the hard blockers above first; nothing has been started.")
+    return {"sections": {"1_workspace": sec1, "2_credentials": sec2, "3_images": sec3, "4_data": sec4,
+                         "5_phase1": sec5, "6_phase2": sec6, "7_phase3": sec7, "8_compute": sec8,
+                         "9_confirm": sec9},
+            "hard_blockers": hard, "fixable_blockers": fixable, "ready": not hard}
+
+
+def dry_run(workspace: str | Path, backend: str) -> float:
+    """Seconds for one training epoch on the base set (the local backend, or the chosen one)."""
+    import tempfile
+
+    from tao_aoi.backends import get_backend
+    from tao_aoi.backends.base import TrainJob
+
+    ws = Workspace.at(workspace)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.monotonic()
+        get_backend("local" if backend == "slurm" else backend).train(TrainJob(
+            spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv, images_root=ws.images,
+            output_dir=Path(tmp) / "train", overrides={"train.num_epochs": 1}))
+        return time.monotonic() - t0
+
+
+def render(report: dict[str, Any]) -> str:
+    s = report["sections"]
+    out = ["PRE-FLIGHT SUMMARY", "", "1. Workspace / host / platform / network"]
+    out += [f"   {k}: {v}" for k, v in s["1_workspace"].items()]
+    out += ["2. Credentials (names only)", "   " + ", ".join(f"{k}={v}" for k, v in s["2_credentials"].items())]
+    out += ["3. Container images"] + [f"   {r['key']}: {r['image']} {r['status']}" for r in s["3_images"]]
+    out += ["4. Data (rows per label; missing files; leakage)"]
+    for t in s["4_data"]["csvs"]:
+        if t.get("rows") is None:
+            out.append(f"   {t['name']}: UNREADABLE ({t['path']})")
+        else:
+            labels = ", ".join(f"{k} {v}" for k, v in t["labels"].items())
+            out.append(f"   {t['name']}: {t['rows']} rows ({labels}); missing files {t['missing_files']}")
+    out.append(f"   leakage into validation/KPI: {s['4_data']['leakage'] or 'not checked'}")
+    out.append(f"   SDG pool: {s['4_data']['sdg_pool']}")
+    out += ["5. Phase 1 (AutoML)"] + [f"   {k}: {v}" for k, v in s["5_phase1"].items()]
+    out += ["6. Phase 2 (DEFT)"] + [f"   {k}: {v}" for k, v in s["6_phase2"].items()]
+    out += ["7. Phase 3 (AutoML refinement)"] + [f"   {k}: {v}" for k, v in s["7_phase3"].items()]
+    out += ["8. Compute estimate"] + [f"   {k}: {v}" for k, v in s["8_compute"].items()]
+    if report["hard_blockers"]:
+        out += ["", "HARD BLOCKERS (fix before running):"] + [f"   - {b}" for b in report["hard_blockers"]]
+    if report["fixable_blockers"]:
+        out += ["", "Fixed by the run after approval:"] + [f"   - {b}" for b in report["fixable_blockers"]]
+    out += ["", f"9. {s['9_confirm']}"]
+    return "\n".join(out)
