@@ -55,16 +55,12 @@ def table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = 
     return {"columns": cols, "rows": rows}
 
 
-def frame_table(df: Any, limit: int = sources.TABLE_ROWS) -> dict[str, Any]:
-    head = df.head(limit)
-    return {"columns": [str(c) for c in head.columns], "rows": [[cell(v) for v in r] for r in head.itertuples(index=False)],
-            "total": int(len(df)), "shown": int(len(head))}
+def csv_table(data: sources.Csv, limit: int = sources.TABLE_ROWS) -> dict[str, Any]:
+    return {"columns": data.columns, "rows": data.rows[:limit], "total": len(data), "shown": min(limit, len(data))}
 
 
 def per_label_counts(doc: Doc) -> dict[str, int]:
-    if not doc.ok or "label" not in doc.data.columns:
-        return {}
-    return {str(k): int(v) for k, v in doc.data["label"].value_counts().sort_index().items()}
+    return doc.data.tally("label", canonical=True) if doc.ok and "label" in doc.data.columns else {}
 
 
 def missing(doc: Doc, what: str, stage_status: str | None) -> str:
@@ -451,7 +447,7 @@ class Report:
             else:
                 sec["mining_message"] = missing(mining["mined"], "mined_rows.csv", _stage_status(rec, "mining"))
             if mining["knn"].ok:
-                sec["knn"] = frame_table(mining["knn"].data)
+                sec["knn"] = csv_table(mining["knn"].data)
             elif mining["knn"].status == "unreadable":
                 sec["knn_message"] = missing(mining["knn"], "knn_summary.csv", None)
             out.append(sec)
