@@ -72,6 +72,9 @@ def main() -> int:
 
     import sklearn.metrics  # noqa: F401  (import cost is not the metric's cost)
 
+    import os
+
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are best of several runs)")
     print(f"{'rows':>10} {'ours O(n)':>11} {'ours Curve':>11} {'sklearn roc':>12} {'1 pass':>9} "
           f"{'FAR@100%':>9}  ratio sklearn/ours")
     results = {}

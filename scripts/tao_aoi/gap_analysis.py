@@ -329,12 +329,11 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     t = sel.point.threshold
     weak = weakness(scores, positive, t)
     wrong = positive != (scores > t)
-    issue, quality = label_noise.find(scores, positive)
-    df["weakness"], df["misclassified"] = weak, wrong
-    df["label_issue"], df["label_quality"] = issue, quality
-
     codes, _ = pd.factorize(df["label"], sort=True)
     keep = top_k_per_label(codes, weak, top_k)
+    issue, quality = label_noise.find(scores, positive, quality_rows=keep)
+    df["weakness"], df["misclassified"] = weak, wrong
+    df["label_issue"], df["label_quality"] = issue, quality
     kept = df.iloc[keep].reset_index(drop=True)
     starts = np.searchsorted(codes[keep], codes[keep], side="left")
     kept["weak_rank"] = np.arange(keep.size) - starts + 1

@@ -17,7 +17,7 @@ import numpy as np
 METHOD = "cleanlab.filter.find_label_issues(prune_by_noise_rate) on Platt-scaled siamese_score"
 
 
-def pred_probs(scores: np.ndarray, positive: np.ndarray, max_fit_rows: int = 200_000, seed: int = 0) -> np.ndarray:
+def pred_probs(scores: np.ndarray, positive: np.ndarray, max_fit_rows: int = 100_000, seed: int = 0) -> np.ndarray:
     """(n, 2) [p(PASS), p(defect)] from a logistic fit of the label on the standardised score.
 
     Two parameters need no million rows: above ``max_fit_rows`` the fit uses a seeded sample of
@@ -42,16 +42,24 @@ def pred_probs(scores: np.ndarray, positive: np.ndarray, max_fit_rows: int = 200
     return np.column_stack((1.0 - p, p))
 
 
-def find(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(issue flags, label quality in [0, 1]) per row; needs both classes present."""
+def find(scores: np.ndarray, positive: np.ndarray, quality_rows: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(issue flag per row, label quality in [0, 1]); needs both classes present.
+
+    Quality (cleanlab's self-confidence) is per row, so it is computed only for ``quality_rows``
+    when given (NaN elsewhere); the flags need every row's statistics.
+    """
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
     positive = np.asarray(positive, dtype=bool)
     probs = pred_probs(scores, positive)
     y = positive.astype(np.int64)
+    rows = np.arange(y.size) if quality_rows is None else np.asarray(quality_rows, dtype=np.int64)
+    quality = np.full(y.size, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "too few examples in class" on small sets: it flags less, which is fine
         issues = find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
-        quality = get_label_quality_scores(y, probs)
-    return np.asarray(issues, dtype=bool), np.asarray(quality, dtype=np.float64)
+        if rows.size:
+            quality[rows] = get_label_quality_scores(y[rows], probs[rows])
+    return np.asarray(issues, dtype=bool), quality
