@@ -177,7 +177,7 @@ class SlurmCluster:
 
     def config_text(self) -> str:
         d = self.dir
-        cpus = os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0)) or 1  # nproc: never more than slurmd will find
         lines = [
             "ClusterName=taoaoi",
             f"SlurmctldHost={self.hostname}(127.0.0.1)",  # no reliance on the hostname resolving
