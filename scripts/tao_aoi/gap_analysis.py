@@ -10,7 +10,9 @@ column. The top-K weakest rows per label are kept and expanded to one row per li
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from tao_aoi import changenet_csv, kpi, labels, label_noise
+from tao_aoi import atomic, changenet_csv, kpi, label_noise, labels, train_spec
 from tao_aoi.errors import HardStop, UserError
 
 GAPS_COLUMNS = ("filepath", "input_path", "object_name", "label", "siamese_score", "weakness", "light")
@@ -36,6 +38,16 @@ class Selection:
     n_feasible: int
     best_reachable_recall: float
     fixed: bool
+
+
+class Unreachable(HardStop):
+    """No threshold keeps recall >= min_recall; carries the best recall that is reachable."""
+
+    def __init__(self, min_recall: float, best_recall: float, fixed: float | None):
+        self.min_recall, self.best_recall, self.fixed = min_recall, best_recall, fixed
+        where = f"at the fixed threshold {fixed!r}" if fixed is not None else "at any threshold"
+        super().__init__(f"recall target {min_recall:g} is unreachable: the best recall {where} is "
+                         f"{best_recall:.6g}; see unreachable_kpi.txt")
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -74,14 +86,6 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float
     i = int(feasible[np.lexsort((thr[feasible], precision[feasible], f1[feasible]))[-1]])
     point = kpi.Point(float(thr[i]), int(tp[i]), int(fp[i]), curve.n_pass - int(fp[i]), int(fn[i]))
     return Selection(point, int(thr.size), int(feasible.size), best_recall, fixed_threshold is not None)
-
-
-class Unreachable(HardStop):
-    def __init__(self, min_recall: float, best_recall: float, fixed: float | None):
-        self.min_recall, self.best_recall, self.fixed = min_recall, best_recall, fixed
-        where = f"at the fixed threshold {fixed!r}" if fixed is not None else "at any threshold"
-        super().__init__(f"recall target {min_recall:g} is unreachable: the best recall {where} is "
-                         f"{best_recall:.6g}; see unreachable_kpi.txt")
 
 
 def weakness(scores: np.ndarray, positive: np.ndarray, threshold: float) -> np.ndarray:
@@ -139,7 +143,7 @@ def _tile(path: str, missing: list[str]):
     try:
         with Image.open(path) as im:
             return ImageOps.pad(im.convert("RGB"), (THUMB, THUMB), color=(40, 40, 40))
-    except (FileNotFoundError, IsADirectoryError, OSError):
+    except OSError:  # missing, a directory, or not an image
         missing.append(path)
         tile = Image.new("RGB", (THUMB, THUMB), (90, 0, 0))
         ImageDraw.Draw(tile).text((8, THUMB // 2 - 6), "MISSING", fill=(255, 255, 255))
@@ -163,8 +167,6 @@ def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequenc
             x, y = c * (THUMB + 4), r * (THUMB + cap)
             draw.text((x + 2, y + 1), f"{light} {'test' if col == 'input_path' else 'golden'}", fill=(0, 0, 0))
             sheet.paste(_tile(path, missing), (x, y + cap))
-    from tao_aoi import atomic
-
     with atomic.atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
     return missing
@@ -297,8 +299,6 @@ IMAGES_DIR = "rca_images"
 
 
 def _remove(paths: Sequence[Path]) -> None:
-    import shutil
-
     for p in paths:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -310,10 +310,6 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
         pass_label: str = labels.PASS) -> dict[str, Any]:
     """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable."""
-    import os
-
-    from tao_aoi import atomic, train_spec
-
     if top_k < 1:
         raise UserError(f"--top-k-per-label {top_k} must be a positive integer")
     out = Path(results_dir)
