@@ -234,14 +234,15 @@ def test_wrapper_script_exit_codes(tmp_path, script):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def test_sweep_reports_several_recall_targets():
+def test_one_curve_answers_every_recall_target():
     df = scored_frame(400, seed=11)
     y = (df["label"] != "PASS").to_numpy()
     s = df["siamese_score"].to_numpy()
-    far = kpi.sweep(s, y, (100, 95, 90))
+    curve = kpi.Curve(s, y)
+    far = kpi.far_at_recalls(s, y, (100, 95, 90, 42.5))
     for r, v in far.items():
-        assert v == kpi.at_recall(s, y, float(r)).far_pct
-    assert far["100"] >= far["95"] >= far["90"]
+        assert v == curve.at_recall(float(r)).far_pct
+    assert far["100"] >= far["95"] >= far["90"] >= far["42.5"]
 
 
 def test_per_label_counts_misses_only_for_defects():

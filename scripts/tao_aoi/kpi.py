@@ -277,7 +277,6 @@ def operating_point(scores: np.ndarray, positive: np.ndarray, name: str, target:
     raise ValueError(f"no operating point for {name!r}")
 
 
-def sweep(scores: np.ndarray, positive: np.ndarray, recall_targets: Sequence[float]) -> dict[str, float]:
-    """FAR (%) at several recall targets from one Curve."""
-    curve = Curve(scores, positive)
-    return {f"{r:g}": curve.at_recall(r).far_pct for r in recall_targets}
+def far_at_recalls(scores: np.ndarray, positive: np.ndarray, recall_targets: Sequence[float]) -> dict[str, float]:
+    """FAR (%) at a few recall targets: one O(n) order statistic each beats one sort for a handful."""
+    return {f"{r:g}": at_recall(scores, positive, r).far_pct for r in recall_targets}

@@ -45,7 +45,7 @@ def analyze(csv_path: str, *, point_name: str, point_target: float, contract: di
     result: dict[str, Any] = point.as_dict()
     result["per_label"] = kpi.per_label(df["label"], positive, scores > point.threshold)
     result["operating_point"] = {"name": point_name, "target": point_target}
-    result["far_at_recall_pct"] = kpi.sweep(scores, positive, REPORTED_RECALLS)
+    result["far_at_recall_pct"] = kpi.far_at_recalls(scores, positive, REPORTED_RECALLS)
     result["pass_label"] = labels.canonical_label(pass_label)
     result["inference_csv"] = str(csv_path)
     if contract is None:
