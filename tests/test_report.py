@@ -128,7 +128,7 @@ def test_renders_after_every_stage_of_a_run(tmp_path):
 def test_partial_run_shows_what_exists_and_what_does_not(partial):
     html = (partial.results / "DEFT_Loop_Report.html").read_text()
     assert banner(html) == ("progress", "In progress: next iter1/assemble")
-    assert f"{fmt.num(far_pct('baseline', 400))}%" in html
+    assert f"{fmt.num(far_pct('baseline'))}%" in html
     assert "best so far" in html
     sec = html.split('id="data"')[1]
     assert "AnomalyGen cannot synthesise it" in sec  # routing table (TOMBSTONE dropped)
@@ -182,6 +182,17 @@ def test_best_is_the_state_rule_even_when_a_failed_iteration_looks_better(finish
     report = build.Report(sources.Run(run.results, st, run.events), "now")
     assert report.best == metric_contract.pick_best(st["metric_contract"], state.candidates(st)) == "final_automl"
     assert report.banner()["detail"].startswith("best FAR 2.25% at final_automl")
+
+
+def test_pipeline_stop_before_deft_is_a_hard_stop(tmp_path):
+    run = tmp_path / "run"
+    (run / "automl" / "phase1").mkdir(parents=True)
+    why = "no feasible AutoML trial among 8 (8 collapsed to one class, 0 pruned, 0 failed); widen the search space"
+    (run / "pipeline_state.json").write_text(json.dumps({"schema_version": 1, "status": "failed", "failure": why,
+                                                         "done": [], "phase1": None, "phase3": None}))
+    html = render_text(run)
+    assert banner(html) == ("stopped", "Hard stop before the DEFT loop")
+    assert why in html and "not run yet" in html
 
 
 def test_not_started_and_unreadable_runs(tmp_path, script):

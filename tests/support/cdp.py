@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -102,7 +103,7 @@ class Chromium:
                     pass
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()  # our own child, by its pid
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the process group this object started (its own session)
             self.proc.wait(timeout=10)
         finally:
             for fd in (self._to_chrome, self._from_chrome):

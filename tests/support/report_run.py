@@ -7,8 +7,8 @@ follow the documented formats elsewhere (SDG allocation, mining, assembly, AutoM
 The RCA report's TODOs are filled in as the agent would. The run can be stopped after any stage,
 failed at any stage, or finished with Phase 3.
 
-Synthetic KPI: 400 PASS rows, FAR = false alarms / 400 at recall 100%, so each iteration's FAR is
-exact (8.5% -> 4.25% -> 1.75% with a 2% target; Phase 3 regresses to 2.25%).
+Synthetic KPI: FAR at recall 100% is exact by construction, 8.5% -> 4.25% -> 1.75% -> 1.25% (the
+2% default target is met at iter2); Phase 3 regresses to 2.25%. n_pass must be a multiple of 400.
 TODO(issue 7): once scripts/make_demo_workspace.py + run_pipeline.py land, test_report's
 real-pipeline test renders a genuine tiny run; keep this builder for partial/failed/hostile runs.
 """
@@ -37,8 +37,9 @@ HOSTILE = '<script>window.__pwned=1</script>'
 HOSTILE_ATTR = '"><img src=x onerror="window.__pwned=2">'
 
 
-def far_pct(label: str, n_pass: int) -> float:
-    return 100.0 * FALSE_ALARMS[label] / n_pass
+def far_pct(label: str) -> float:
+    """The FAR the builder gives ``label`` (its false alarms scale with the PASS count)."""
+    return 100.0 * FALSE_ALARMS[label] / 400
 
 
 class RunBuilder:
@@ -275,18 +276,28 @@ class RunBuilder:
             "lights": list(LIGHTS)})
 
     def _out_mining(self, st: dict, step: stages.Step) -> None:
+        """mine_pool.py's outputs (mining.run's columns and summary keys) without the embedder."""
         d = self._dir(step)
         n = iteration_number(step.iter)
-        rows = [{"input_path": f"pool/b{i % 7}/test", "golden_path": f"pool/b{i % 7}/golden",
-                 "label": ["MISSING", "SHIFT"][i % 2], "object_name": f"POOL_{step.iter}_C{i}"} for i in range(6 + 2 * n)]
-        changenet_csv.write(pd.DataFrame(rows), d / "mined_rows.csv")
-        knn = pd.DataFrame({"target": [f"KPI_C{400 + i}" for i in range(4)], "label": ["MISSING", "SHIFT"] * 2,
-                            "candidates": [25, 25, 25, 25], "above_min_similarity": [9, 4, 7, 2],
-                            "kept": [3, 2, 3, 1], "max_similarity": [0.981234, 0.953, 0.97, 0.9012]})
+        mined = pd.DataFrame([{"input_path": f"pool/b{i % 7}/test", "golden_path": f"pool/b{i % 7}/golden",
+                               "label": ["MISSING", "SHIFT"][i % 2], "object_name": f"POOL_{step.iter}_C{i}",
+                               "source": "mined", "similarity": round(0.99 - 0.01 * i, 6),
+                               "target": f"kpi/b{i % 7}/test/KPI_C{400 + i % 4}", "iteration": step.iter}
+                              for i in range(6 + 2 * n)])
+        changenet_csv.write(mined, d / "mined_rows.csv")
+        knn = pd.DataFrame({"target": [f"kpi/b{i}/test/KPI_C{400 + i}" for i in range(4)],
+                            "label": ["MISSING", "SHIFT"] * 2, "candidates": [5, 5, 5, 5],
+                            "above_floor": [4, 3, 5, 2], "mined_earlier": [0, 0, n - 1, 0], "new": [3, 2, 3, 1],
+                            "best_similarity": [0.981234, 0.953, 0.97, 0.9012]})
         if self.hostile:
             knn["target"] = knn["target"].astype(object)
             knn.loc[0, "target"] = HOSTILE
         changenet_csv.write(knn, d / "knn_summary.csv")
+        atomic.write_json(d / "mining_summary.json", {
+            "iteration": step.iter, "targets": 4, "top_k_per_target": 5, "min_similarity": 0.9, "pool_rows": 60,
+            "excluded_heldout": 0, "method": "exact (numpy)", "embedder": {"name": "local-hist", "bins": 16},
+            "candidates": 20, "above_floor": 14, "mined_earlier": n - 1, "mined": len(mined),
+            "mined_labels": mined["label"].value_counts().sort_index().to_dict()})
 
     def _out_assemble(self, st: dict, step: stages.Step) -> None:
         n = iteration_number(step.iter)
@@ -335,26 +346,29 @@ class RunBuilder:
         atomic.write_text(self.R.inference_spec, yaml.safe_dump({"inference": {"checkpoint": rec["artifacts"]["checkpoint"]}}))
 
     # ------------------------------------------------------------------ AutoML
-    def automl(self, phase: str, n_trials: int, *, minimize: bool = True) -> dict[str, Any]:
-        """automl/<phase>/best_rec.json with every trial (Optuna-style number/value/state/params)."""
+    def automl(self, phase: str, n_trials: int) -> dict[str, Any]:
+        """automl/<phase>/best_rec.json in automl.best_record's shape (flat dotted params, every trial)."""
         rng = np.random.default_rng(7 if phase == "phase1" else 8)
         trials = []
         for i in range(n_trials):
             state_ = "PRUNED" if i % 5 == 3 else "FAIL" if i == n_trials - 2 else "COMPLETE"
-            lr = float(10 ** rng.uniform(-5, -3))
             value = None if state_ == "FAIL" else round(float(12 - 6 * (1 - np.exp(-i / 6)) + rng.normal(0, 1.2)), 4)
-            params = {"train": {"optim": {"lr": lr, "weight_decay": float(rng.choice([0.0, 1e-4, 1e-3]))}},
-                      "model": {"backbone": str(rng.choice(["vit_small", "vit_base"]))}}
+            params = {"train.optim.lr": float(10 ** rng.uniform(-5, -3)),
+                      "train.optim.weight_decay": float(rng.choice([0.0, 1e-4, 1e-3])),
+                      "model.backbone.type": str(rng.choice(["vit_small", "vit_base"]))}
             if self.hostile and i == 0:
                 params[HOSTILE] = HOSTILE_ATTR
-            trials.append({"number": i, "value": value, "state": state_, "params": params,
-                           "duration_sec": round(float(rng.uniform(20, 90)), 1)})
-        done = [t for t in trials if t["state"] == "COMPLETE"]
-        best = min(done, key=lambda t: t["value"]) if minimize else max(done, key=lambda t: t["value"])
-        doc = {"schema_version": 1, "metric_name": "val_far_pct", "direction": "minimize" if minimize else "maximize",
-               "algorithm": "bayesian (TPE)", "best": {"number": best["number"], "value": best["value"],
-                                                        "params": best["params"],
-                                                        "checkpoint": str(self.R.automl(phase) / f"trial_{best['number']}" / "best.ckpt")},
+            trials.append({"number": i, "state": state_, "value": value, "params": params,
+                           "feasible": None if state_ != "COMPLETE" else i != 2,  # trial 2 collapsed to one class
+                           "duration_sec": round(float(rng.uniform(20, 90)), 1),
+                           "checkpoint": str(self.R.automl(phase) / f"trial_{i}" / "best.ckpt")})
+        ok = [t for t in trials if t["state"] == "COMPLETE" and t["feasible"]]
+        best = min(ok, key=lambda t: (t["value"], t["number"]))
+        doc = {"schema_version": 1, "metric_name": "val_far_pct_at_recall_100", "metric_set": "validation",
+               "direction": "minimize", "algorithm": "bayesian",
+               "best": {"trial": best["number"], "score": best["value"], "params": best["params"],
+                        "checkpoint": best["checkpoint"]},
+               "counts": {s: sum(1 for t in trials if t["state"] == s) for s in ("COMPLETE", "PRUNED", "FAIL")},
                "trials": trials}
         atomic.write_json(self.R.automl(phase) / "best_rec.json", doc)
         return doc

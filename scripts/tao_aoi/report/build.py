@@ -98,6 +98,7 @@ class Report:
         self._row_counts: dict[str, Doc] = {}
         self.datasets = {lb: sources.dataset_files(self.R, lb, self.records.get(lb))
                          for lb in self.labels if lb.startswith("iter")}
+        self._known_rows = self._known_row_counts()
 
     # ------------------------------------------------------------------ best
     def _best(self) -> str | None:
@@ -139,6 +140,17 @@ class Report:
         }
 
     def banner(self) -> dict[str, Any]:
+        """The DEFT state's verdict; the three-phase runner's own failure (pipeline_state.json) is added."""
+        out = self._deft_banner()
+        ps = sources.pipeline_state(self.R)
+        if ps.get("status") == "failed" and out["kind"] != "stopped":
+            stop = f"The pipeline stopped: {cell(ps.get('failure'))}"
+            if not self.st:
+                return {"kind": "stopped", "headline": "Hard stop before the DEFT loop", "detail": stop, "sub": ""}
+            out["sub"] = (out.get("sub", "") + " " + stop).strip()
+        return out
+
+    def _deft_banner(self) -> dict[str, Any]:
         st = self.st
         if not st:
             return {"kind": "progress", "headline": "DEFT loop not started",
@@ -202,23 +214,32 @@ class Report:
                 out[e["iter"]] = out.get(e["iter"], 0.0) + float(e.get("duration_sec") or 0.0)
         return out
 
+    def _known_row_counts(self) -> dict[str, int]:
+        """Row counts the assembly already reported (combined and previous CSVs), by resolved path."""
+        known: dict[str, int] = {}
+        for lb, files in self.datasets.items():
+            val = files["validation"]
+            for path, key in ((self.R.combined_csv(iteration_number(lb)), "combined_rows"),
+                              (val.get("previous_csv"), "previous_rows")):
+                if path and fmt.is_number(val.get(key)):
+                    known[str(Path(path).resolve())] = val.get(key)
+        return known
+
     def training_rows(self, label: str) -> Any:
+        """Rows of the CSV the iteration trained on: from the validation reports, else counted once."""
         rec = self.records.get(label) or {}
         if label.startswith("iter"):
-            v = self.datasets[label]["validation"].get("combined_rows")
-            if fmt.is_number(v):
-                return v
-        path = (rec.get("artifacts") or {}).get("train_csv")
-        if not path and label == "baseline":
-            v = self.datasets.get("iter1", {}).get("validation", Doc(Path(""), "absent")).get("previous_rows")
-            if fmt.is_number(v):
-                return v
-            path = ((self.st or {}).get("config") or {}).get("training_csv")
+            path = str(self.R.combined_csv(iteration_number(label)))
+        else:
+            path = (rec.get("artifacts") or {}).get("train_csv") or ((self.st or {}).get("config") or {}).get("training_csv")
         if not path:
             return None
-        if path not in self._row_counts:  # final_automl reuses a DEFT iteration's CSV
-            self._row_counts[path] = sources.row_count(path)
-        doc = self._row_counts[path]
+        key = str(Path(path).resolve())
+        if key in self._known_rows:
+            return self._known_rows[key]
+        if key not in self._row_counts:
+            self._row_counts[key] = sources.row_count(key)
+        doc = self._row_counts[key]
         return doc.data if doc.ok else None
 
     def new_rows(self, label: str) -> dict[str, Any]:
@@ -336,7 +357,7 @@ class Report:
             direction = d["direction"] or (self.contract or {}).get("direction") or "minimize"
             minimize = direction == "minimize"
             trials = d["trials"]
-            done = [t for t in trials if t["state"] == "COMPLETE" and fmt.is_number(t["value"])]
+            done = [t for t in trials if t["state"] == "COMPLETE" and t["feasible"] and fmt.is_number(t["value"])]
             ranked = sorted(done, key=lambda t: t["value"] if minimize else -t["value"])[:TOP_TRIALS]
             best_id = d["best"]["id"]
             params = list(dict.fromkeys(k for t in ranked for k in t["params"]))[:PARAM_COLUMNS]
@@ -345,6 +366,7 @@ class Report:
                 metric=d["metric"] or "objective", direction=direction, direction_recorded=bool(d["direction"]),
                 algorithm=d["algorithm"], n_trials=len(trials), n_complete=len(done),
                 states={s: sum(1 for t in trials if t["state"] == s) for s in dict.fromkeys(t["state"] for t in trials)},
+                infeasible=sum(1 for t in trials if t["state"] == "COMPLETE" and not t["feasible"]),
                 best={"id": cell(best_id) if best_id is not None else "not recorded",
                       "value": fmt.distinct(d["best"]["value"], values, 4),
                       "checkpoint": d["best"]["checkpoint"] or "",
@@ -446,6 +468,9 @@ class Report:
                 sec["mined_total"] = len(mining["mined"].data)
             else:
                 sec["mining_message"] = missing(mining["mined"], "mined_rows.csv", _stage_status(rec, "mining"))
+            if mining["summary"].ok:
+                ms = mining["summary"]
+                sec["mining_summary"] = [(k, cell(ms.get(k))) for k in sources.MINING_SUMMARY_KEYS if k in ms.data]
             if mining["knn"].ok:
                 sec["knn"] = csv_table(mining["knn"].data)
             elif mining["knn"].status == "unreadable":

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -107,10 +108,10 @@ class Csv:
 
     def tally(self, name: str, canonical: bool = False) -> dict[str, int]:
         """{value: rows}, labels in canonical form when asked (PASS/pass/Pass are one label)."""
-        out: dict[str, int] = {}
-        for v in self.column(name):
-            key = labels.canonical_label(v) if canonical else v.strip()
-            out[key] = out.get(key, 0) + 1
+        counts = Counter(self.column(name))
+        out: Counter[str] = Counter()
+        for v, n in counts.items():
+            out[labels.canonical_label(v) if canonical else v.strip()] += n
         return dict(sorted(out.items()))
 
 
@@ -300,10 +301,17 @@ def sdg_files(R: Results, label: str, record: Mapping[str, Any] | None) -> dict[
             "rows": csv_doc(artifact(R, record, "sdg_rows", label, "sdg", "sdg_rows.csv"))}
 
 
-# mining: <it>/mining/mined_rows.csv (ChangeNet rows), knn_summary.csv (shown as it is).
+# mining: <it>/mining/mined_rows.csv (ChangeNet rows + source, similarity, target), knn_summary.csv
+# (target, label, candidates, above_floor, mined_earlier, new, best_similarity; shown as it is) and
+# mining_summary.json (mine_pool.py): these keys, in this order.
+MINING_SUMMARY_KEYS = ("targets", "pool_rows", "excluded_heldout", "top_k_per_target", "min_similarity", "method",
+                       "embedder", "candidates", "above_floor", "mined_earlier", "mined")
+
+
 def mining_files(R: Results, label: str, record: Mapping[str, Any] | None) -> dict[str, Doc]:
     return {"mined": csv_doc(artifact(R, record, "mined_rows", label, "mining", "mined_rows.csv")),
-            "knn": csv_doc(artifact(R, record, "knn_summary", label, "mining", "knn_summary.csv"))}
+            "knn": csv_doc(artifact(R, record, "knn_summary", label, "mining", "knn_summary.csv")),
+            "summary": json_doc(R.stage_dir(label, "mining") / "mining_summary.json")}
 
 
 # assemble: <it>/dataset/validation_report.json (assemble_dataset.py): previous_rows, new_rows,
@@ -353,8 +361,9 @@ def pipeline_state(R: Results) -> Doc:
     return json_doc(R.pipeline_state)
 
 
-# automl/<phase>/best_rec.json (automl.py). Field aliases, first match wins (the format is settling;
-# TAO's runner used rec_id/score/specs, Optuna uses number/value/params).
+# automl/<phase>/best_rec.json (automl.py): metric_name, metric_set, direction, algorithm,
+# best{trial, score, params (flat dotted), checkpoint}, trials[{number, state, value, params, feasible,
+# duration_sec}]. Aliases, first match wins, also read TAO's runner form (rec_id/score/specs).
 AUTOML_PHASES = (("phase1", "Phase 1: AutoML baseline"), ("phase3", "Phase 3: AutoML refinement"))
 AUTOML_KEYS = {
     "metric": ("metric_name", "metric"),
@@ -394,7 +403,7 @@ def automl_study(R: Results, phase: str) -> Doc:
         if not isinstance(t, Mapping):
             continue
         trials.append({"id": pick(t, K["id"], i), "value": pick(t, K["value"]),
-                       "state": str(pick(t, K["state"], "COMPLETE")).upper(),
+                       "state": str(pick(t, K["state"], "COMPLETE")).upper(), "feasible": t.get("feasible") is not False,
                        "params": flatten(pick(t, K["params"], {})), "duration": pick(t, K["duration"])})
     best = pick(raw, K["best"], {}) or {}
     return Doc(path, data={

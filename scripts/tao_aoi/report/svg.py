@@ -133,7 +133,7 @@ def automl(trials: Sequence[dict[str, Any]], *, minimize: bool, best_id: Any, ti
     best_so_far, path = None, []
     for i, t in pts:
         v = t["value"]
-        if t["state"] == "COMPLETE" and (best_so_far is None or (v < best_so_far if minimize else v > best_so_far)):
+        if t["state"] == "COMPLETE" and t.get("feasible", True) and (best_so_far is None or (v < best_so_far if minimize else v > best_so_far)):
             if best_so_far is not None:
                 path.append(f"L{_f(x(i))},{_f(y(best_so_far))}")
             best_so_far = v
@@ -142,7 +142,7 @@ def automl(trials: Sequence[dict[str, Any]], *, minimize: bool, best_id: Any, ti
         path.append(f"L{_f(x(n - 1))},{_f(y(best_so_far))}")
         out.append(f'<path d="{" ".join(path)}" fill="none" stroke="{GOOD}" stroke-width="2"/>')
     for i, t in pts:
-        done = t["state"] == "COMPLETE"
+        done = t["state"] == "COMPLETE" and t.get("feasible", True)
         is_best = best_id is not None and str(t["id"]) == str(best_id)
         fill = BEST if is_best else (SERIES[4] if done else "none")
         out.append(f'<circle cx="{_f(x(i))}" cy="{_f(y(t["value"]))}" r="{6 if is_best else 3.5}" fill="{fill}" '
@@ -154,7 +154,7 @@ def automl(trials: Sequence[dict[str, Any]], *, minimize: bool, best_id: Any, ti
                f'stroke-width="2"/><text x="{W - PAD_R + 30}" y="{legend_y}" dominant-baseline="middle" '
                f'class="lbl">best so far</text>')
     out.append(f'<circle cx="{W - PAD_R + 17}" cy="{legend_y + 18}" r="3.5" fill="none" stroke="{SERIES[4]}"/>'
-               f'<text x="{W - PAD_R + 30}" y="{legend_y + 18}" dominant-baseline="middle" class="lbl">pruned/failed</text>')
+               f'<text x="{W - PAD_R + 30}" y="{legend_y + 18}" dominant-baseline="middle" class="lbl">pruned/infeasible</text>')
     out.append("</svg>")
     return Markup("\n".join(out))
 
