@@ -162,6 +162,10 @@ def test_finished_run_shows_the_trajectory_and_the_deliverable_the_state_chose(f
     thr = st["iterations"]["iter2"]["metric_result"]["threshold"]
     assert fmt.exact(thr) in html.split('id="deliverable"')[1]
     assert "Phase 3: AutoML refinement" in html and "12 trials" in html
+    for label, phase in (("baseline", "phase1"), ("final_automl", "phase3")):  # Phase 1/3 winners' own trials
+        best = json.loads((finished.results / "automl" / phase / "best_rec.json").read_text())["best"]
+        row = re.search(rf'data-iteration="{label}">(.*?)</tr>', html, re.S).group(1)
+        assert f"AutoML trial {best['trial']}: val_far_pct_at_recall_100 {fmt.num(best['score'])} on the validation" in row
     # training rows, synthetic and mined rows per iteration come from the assembly's validation report
     for label in ("iter1", "iter2"):
         rep = json.loads((finished.results / label / "dataset" / "validation_report.json").read_text())
@@ -363,7 +367,8 @@ def test_real_tiny_pipeline_report(tmp_path, script):
     ws, results = tmp_path / "ws", tmp_path / "ws" / "results" / "run_test"
     script("make_demo_workspace.py", "--out", str(ws), "--preset", "tiny", check=True)
     script("run_pipeline.py", "--workspace", str(ws), "--results-dir", str(results), "--backend", "local",
-           "--max-iterations", "2", "--kpi-target", "FAR < 2% at Recall=100%", "--yes", check=True, timeout=1800)
+           "--max-iterations", "2", "--kpi-target", "FAR < 2% at Recall=100%", "--trials", "4", "--yes", "--quiet",
+           check=True, timeout=1800)
     script("render_report.py", "--results-dir", str(results), check=True)
     page = open_in_browser(results / "DEFT_Loop_Report.html", tmp_path / "browser")
     st = state.load(results)

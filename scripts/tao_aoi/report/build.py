@@ -99,6 +99,7 @@ class Report:
         self.datasets = {lb: sources.dataset_files(self.R, lb, self.records.get(lb))
                          for lb in self.labels if lb.startswith("iter")}
         self._known_rows = self._known_row_counts()
+        self.studies = {phase: sources.automl_study(self.R, phase) for phase, _ in sources.AUTOML_PHASES}
 
     # ------------------------------------------------------------------ best
     def _best(self) -> str | None:
@@ -269,6 +270,11 @@ class Report:
             if fmt.is_number(v) and fmt.is_number(prev) and metric_contract.better(self.contract, prev, v):
                 cls.append("regress")
                 notes.append("regressed vs the previous phase")
+            study = self.studies.get({"baseline": "phase1", "final_automl": "phase3"}.get(lb, ""))
+            if study is not None and study.ok and (lb == "final_automl" or rec.get("source") == "automl_phase1"):
+                b = study.data["best"]
+                notes.append(f"AutoML trial {cell(b['id'])}: {study.data['metric'] or 'objective'} "
+                             f"{fmt.num(b['value'])} on the validation set")
             if lb == "final_automl" and fmt.is_number(v) and self.best and self.best != lb:
                 notes.append(f"did not improve on the contract; {self.best} stays the deliverable")
             failure = self.st.get("failure") or {}
@@ -342,7 +348,7 @@ class Report:
     def automl(self) -> list[dict[str, Any]]:
         out = []
         for phase, title in sources.AUTOML_PHASES:
-            doc = sources.automl_study(self.R, phase)
+            doc = self.studies[phase]
             sec: dict[str, Any] = {"phase": phase, "title": title, "doc": doc}
             if doc.status == "absent":
                 sec["message"] = "not run yet" if phase == "phase1" or not self.st or self.st["status"] != "complete" \
