@@ -175,6 +175,7 @@ def test_finished_run_shows_the_trajectory_and_the_deliverable_the_state_chose(f
             [int(c) for c in cells[1:4]]
     assert html.count('src="data:image/jpeg;base64,') == 20  # 10 spot-check sheets per RCA, 2 RCAs
     assert "mislabeled" in html and "label says PASS, solder bridge visible" in html  # agent verdicts
+    assert "KPI set per label at iter2" in html and "recall 99.5%: FAR" in html
 
 
 def test_best_is_the_state_rule_even_when_a_failed_iteration_looks_better(finished, tmp_path):
@@ -251,7 +252,7 @@ def test_a_failed_render_leaves_the_previous_report(finished, tmp_path, monkeypa
 
 def test_hostile_values_are_text(hostile):
     html = (hostile.results / "DEFT_Loop_Report.html").read_text()
-    assert HOSTILE not in html and "<img src=x" not in html and "onerror=" not in html.replace("onerror=&#34;", "")
+    assert HOSTILE not in html and "<img src=x" not in html and not re.search(r"<[^>]*\sonerror\s*=", html)
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
     assert "<script" not in html.lower()
     assert "is outside the results folder; not embedded" in html  # rca_images entry pointing at ../../../etc/passwd

@@ -301,6 +301,20 @@ class Report:
                                title=f"{c['display_name']} per phase (KPI set)") if points else None
         return {"rows": rows, "chart": chart, "metric": c["display_name"], "unit": c["unit"]}
 
+    def kpi_detail(self) -> dict[str, Any]:
+        """The best iteration's KPI set per label and its FAR at other recall targets (metric_result.json)."""
+        if not self.best:
+            return {}
+        doc = sources.metric_file(self.R, self.best, self.records.get(self.best))
+        if not doc.ok:
+            return {"label": self.best, "message": missing(doc, "metric_result.json", "ok")}
+        per = doc.get("per_label") or {}
+        sweep = doc.get("far_at_recall_pct") or {}
+        return {"label": self.best,
+                "per_label": table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
+                                   columns=("total", "misclassified", "missed")),
+                "sweep": [(f"recall {k}%", f"FAR {fmt.num(v)}%") for k, v in sweep.items()]}
+
     # ------------------------------------------------------------------ training-set growth
     def growth(self) -> dict[str, Any]:
         if not self.st:
@@ -526,6 +540,6 @@ class Report:
 
     def context(self) -> dict[str, Any]:
         return {"run": self.header(), "banner": self.banner(), "trajectory": self.trajectory(),
-                "growth": self.growth(), "automl": self.automl(), "rca": self.rca(), "stages": self.stage_tables(),
+                "growth": self.growth(), "kpi": self.kpi_detail(), "automl": self.automl(), "rca": self.rca(), "stages": self.stage_tables(),
                 "deliverable": self.deliverable(), "events": self.events(), "pipeline": self.pipeline(),
                 "best": self.best, "warn_share": fmt.num(100 * SYNTHETIC_WARN_SHARE) + "%"}

@@ -79,17 +79,18 @@ def text_doc(path: Path, limit: int = TEXT_LIMIT) -> Doc:
 
 
 def yaml_doc(path: Path) -> Doc:
-    """The file's text (shown as is), after checking it parses with yaml.safe_load."""
-    doc = text_doc(path)
-    if not doc.ok:
-        return doc
-    import yaml
+    """The file's text (shown as is, truncated), after checking the whole file parses with yaml.safe_load."""
+    def read(p: Path) -> str:
+        import yaml
 
-    try:
-        yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        return Doc(path, "unreadable", reason=f"not valid YAML: {_short(exc)}")
-    return doc
+        text = p.read_text(encoding="utf-8")
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML: {_short(exc)}") from None
+        return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "\n[... truncated ...]\n"
+
+    return _guard(path, read)
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,8 @@ def artifact(R: Results, record: Mapping[str, Any] | None, key: str, label: str,
 
 # --------------------------------------------------------------------------- per-stage files
 # evaluate: <it>/inference/metric_result.json (analyze_kpi.py). The state keeps name, value, unit,
-# passed, failures, threshold, far_pct, recall_pct, precision_pct, f1, counts; the file adds:
-METRIC_FILE_KEYS = ("per_label", "far_at_recall_pct")
+# passed, failures, threshold, far_pct, recall_pct, precision_pct, f1, counts; from the file the report
+# adds per_label{label: total, misclassified, missed} and far_at_recall_pct{recall: far}.
 
 
 def metric_file(R: Results, label: str, record: Mapping[str, Any] | None) -> Doc:
