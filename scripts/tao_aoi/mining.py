@@ -3,29 +3,35 @@
 Targets (the weak samples routed to mining) and the mining pool are embedded by the same backend
 embedder; the settings recorded beside each embedding file must match or the run stops (mixing
 embedders makes cosine meaningless). For each target the ``top_k`` nearest pool rows are kept if
-their cosine similarity is at least ``min_similarity``. Rows mined by an earlier iteration are
-skipped (ledger keyed by normalised sample identity, so moving the results folder breaks nothing;
-rerunning the same iteration replaces its own entries). Pool rows that are the same sample as a
-validation/KPI row are excluded and counted, never mined.
-Search: exact numpy matrix products in blocks (memory-bounded) for normal pools; a faiss HNSW index
-above ``ANN_MIN_POOL`` rows (measured in bench/mining.py).
+their cosine similarity is at least ``min_similarity``; a pool row near several targets goes to the
+most similar one. Rows mined by an earlier iteration are skipped (ledger keyed by normalised sample
+identity, so moving the results folder breaks nothing; rerunning the same iteration replaces its own
+entries). Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
+mined. Mined rows are written with their paths relative to the image root.
+Search: exact numpy matrix products in blocks (memory-bounded, ties to the lower pool row) for
+normal pools; a faiss HNSW index above ``ANN_MIN_POOL`` rows (measured in bench/mining.py).
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, labels, leakage
+from tao_aoi import atomic, changenet_csv, labels, leakage, train_spec
 from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import HardStop, UserError
 
-ANN_MIN_POOL = 200_000   # below this exact search is fast enough (bench/mining.py)
-BLOCK_BYTES = 64 << 20   # similarity block size for exact search
+# bench/mining.py (500 targets, 2 cores): exact search never lost to HNSW build+query; see the figures there.
+ANN_MIN_POOL = 200_000
+BLOCK_BYTES = 64 << 20   # working memory of one exact-search block (similarities + argpartition indices)
+SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
 SUMMARY_COLUMNS = ["target", "label", "candidates", "above_floor", "mined_earlier", "new", "best_similarity"]
+EXTRA_COLUMNS = ["source", "similarity", "target", "iteration"]
+POOL_CACHE, POOL_CACHE_SOURCE = "pool_embeddings.parquet", "pool_embeddings.source.json"
 
 
 # ------------------------------------------------------------------ embeddings
@@ -36,8 +42,28 @@ def settings_file(parquet: Path) -> Path:
 
 
 def read_embeddings(parquet: Path) -> tuple[np.ndarray, dict]:
-    df = pd.read_parquet(parquet, columns=["embedding"])
-    emb = np.stack(df["embedding"].to_numpy()).astype(np.float32) if len(df) else np.zeros((0, 0), np.float32)
+    """(rows x dim float32 matrix, embedder settings) from an embed job's parquet, without per-row objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        col = pq.read_table(parquet, columns=["embedding"]).column("embedding").combine_chunks()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{parquet} has no readable 'embedding' column ({' '.join(str(exc).split())[:200]}); "
+                        f"re-embed it") from None
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        raise UserError(f"{parquet}: column 'embedding' is {col.type}, not a list of numbers; re-embed it")
+    if col.null_count:
+        raise HardStop(f"{parquet}: {col.null_count} rows have no embedding; the embedder failed on them")
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != lengths[0]).any():
+        raise HardStop(f"{parquet}: embeddings have different lengths ({lengths.min()}..{lengths.max()}); re-embed it")
+    dim = int(lengths[0]) if len(lengths) else 0
+    emb = np.array(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(col), dim)
+    if not np.isfinite(emb).all():
+        bad = int((~np.isfinite(emb)).any(axis=1).sum())
+        raise HardStop(f"{parquet}: {bad} embeddings contain NaN or infinity; the embedder failed on them")
     try:
         settings = json.loads(settings_file(parquet).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -46,7 +72,8 @@ def read_embeddings(parquet: Path) -> tuple[np.ndarray, dict]:
 
 
 def embed_rows(backend, rows: pd.DataFrame, images_root: Path, spec: Path, out: Path) -> tuple[np.ndarray, dict]:
-    csv = out.with_suffix(".rows.csv")
+    """Embed ``rows`` through the backend into ``out``; the job's input CSV is removed afterwards."""
+    csv = out.with_name(out.stem + ".rows.csv")
     changenet_csv.write(rows[list(changenet_csv.REQUIRED)], csv)
     handle = backend.embed(EmbedJob(csv=csv, images_root=images_root, spec=spec, output=out))
     if handle.state != "COMPLETE":
@@ -54,80 +81,131 @@ def embed_rows(backend, rows: pd.DataFrame, images_root: Path, spec: Path, out: 
     emb, settings = read_embeddings(out)
     if len(emb) != len(rows):
         raise HardStop(f"{out} has {len(emb)} embeddings for {len(rows)} rows; the embedder dropped rows")
+    csv.unlink(missing_ok=True)
     return emb, settings
 
 
-def _fingerprint(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+def _pool_source(pool_csv: Path, images_root: Path, spec: Path) -> dict:
+    """What the cached pool embedding was computed from: the pool's content, image root, lights."""
+    digest = hashlib.sha256()
+    with open(pool_csv, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    s = train_spec.load(spec)
+    return {"pool_sha256": digest.hexdigest(), "images_root": str(images_root),
+            "lights": train_spec.lights(s, spec), "image_ext": train_spec.image_ext(s, spec)}
 
 
 def pool_embeddings(backend, pool: pd.DataFrame, pool_csv: Path, images_root: Path, spec: Path,
-                    cache_dir: Path | None, workdir: Path) -> tuple[np.ndarray, dict]:
-    """Embed the pool, reusing a cached embedding of the same pool file (pools are large, static)."""
-    if cache_dir is not None:
-        out = cache_dir / "pool_embeddings.parquet"
-        meta = cache_dir / "pool_embeddings.source.json"
-        if out.is_file() and meta.is_file():
-            try:
-                if json.loads(meta.read_text())["pool"] == _fingerprint(pool_csv):
-                    emb, settings = read_embeddings(out)
-                    if len(emb) == len(pool):
-                        return emb, settings
-            except (OSError, KeyError, json.JSONDecodeError):
-                pass
-        emb, settings = embed_rows(backend, pool, images_root, spec, out)
-        atomic.write_json(meta, {"pool": _fingerprint(pool_csv)})
-        return emb, settings
-    return embed_rows(backend, pool, images_root, spec, workdir / "pool_embeddings.parquet")
+                    cache_dir: Path | None, workdir: Path) -> tuple[np.ndarray, dict, str]:
+    """Embed the pool, or reuse the cache embedded from the same pool content: (emb, settings, source)."""
+    if cache_dir is None:
+        return (*embed_rows(backend, pool, images_root, spec, workdir / POOL_CACHE), "embedded")
+    out, meta = cache_dir / POOL_CACHE, cache_dir / POOL_CACHE_SOURCE
+    source = _pool_source(pool_csv, images_root, spec)
+    try:
+        if json.loads(meta.read_text(encoding="utf-8")) == source:
+            emb, settings = read_embeddings(out)
+            if len(emb) == len(pool):
+                return emb, settings, "cache"
+    except (OSError, ValueError, UserError):
+        pass
+    meta.unlink(missing_ok=True)  # the marker goes first: a run killed while re-embedding never trusts a torn cache
+    emb, settings = embed_rows(backend, pool, images_root, spec, out)
+    atomic.write_json(meta, source)
+    return emb, settings, "embedded"
 
 
 # ------------------------------------------------------------------ search
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to unit L2 norm as C-contiguous float32 (zero rows stay zero)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1, norms)
+    norms[norms == 0] = 1
+    if inplace and x.flags.writeable:
+        x /= norms
+        return x
+    return x / norms
 
 
-def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine top-k by blocked matrix products: (similarities, indices), each (n_targets, k), best first."""
-    t, p = _normalise(targets), _normalise(pool)
-    k = min(k, len(p))
-    block = max(1, BLOCK_BYTES // max(1, 4 * len(p)))
-    sims = np.empty((len(t), k), np.float32)
-    idx = np.empty((len(t), k), np.int64)
-    for start in range(0, len(t), block):
-        s = t[start:start + block] @ p.T
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(s.shape[1]), (len(s), 1))
-        ps = np.take_along_axis(s, part, axis=1)
-        order = np.lexsort((part, -ps), axis=1)  # by similarity desc, ties by pool index
-        idx[start:start + block] = np.take_along_axis(part, order, axis=1)
-        sims[start:start + block] = np.take_along_axis(ps, order, axis=1)
+def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine top-k by blocked matrix products: (similarities, indices), each (n_targets, min(k, pool)).
+
+    Best first; equal similarities go to the lower pool index, also across the k-th boundary.
+    ``unit=True``: the rows are already unit float32 (skips a copy of the pool).
+    """
+    t, p = (targets, pool) if unit else (unit_rows(targets), unit_rows(pool))
+    n, size = len(t), len(p)
+    k = min(k, size)
+    sims = np.empty((n, k), np.float32)
+    idx = np.empty((n, k), np.int64)
+    if k == 0:
+        return sims, idx
+    block = max(1, BLOCK_BYTES // (12 * size))  # float32 similarities + int64 argpartition output
+    for start in range(0, n, block):
+        neg = -t[start:start + block] @ p.T  # negated cosine: ascending order = best first
+        if k < size:
+            part = np.argpartition(neg, k, axis=1)  # [:, :k] the k best, [:, k] the (k+1)-th best
+            top = part[:, :k].copy()
+            vals = np.take_along_axis(neg, top, axis=1)
+            kth = vals.max(axis=1)
+            after = np.take_along_axis(neg, part[:, k:k + 1], axis=1)[:, 0]
+            del part
+            for r in np.flatnonzero(after <= kth):  # a tie straddles the boundary: choose by index
+                cand = np.flatnonzero(neg[r] <= kth[r])
+                cand = cand[np.lexsort((cand, neg[r, cand]))[:k]]
+                top[r], vals[r] = cand, neg[r, cand]
+        else:
+            top = np.broadcast_to(np.arange(size), neg.shape).copy()
+            vals = neg
+        order = np.lexsort((top, vals), axis=1)
+        idx[start:start + block] = np.take_along_axis(top, order, axis=1)
+        sims[start:start + block] = -np.take_along_axis(vals, order, axis=1)
     return sims, idx
 
 
-def knn_ann(targets: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate cosine top-k with a faiss HNSW index over unit vectors (inner product)."""
-    import faiss
+def knn_ann(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate cosine top-k with a faiss HNSW index (inner product over unit rows).
 
-    t, p = _normalise(targets).astype(np.float32), _normalise(pool).astype(np.float32)
-    index = faiss.IndexHNSWFlat(p.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 80
-    index.add(p)
-    index.hnsw.efSearch = max(64, 4 * k)
-    sims, idx = index.search(t, min(k, len(p)))
-    return sims, idx.astype(np.int64)
+    Same shape and order as ``knn_exact``; a slot the graph could not fill has index -1. The index
+    is built on one thread: faiss's parallel HNSW insertion is not deterministic, and a rerun must
+    mine the same rows.
+    """
+    try:
+        import faiss
+    except ImportError:
+        raise UserError("--method ann needs faiss-cpu; run scripts/setup_env.py or use --method exact") from None
+    t, p = (targets, pool) if unit else (unit_rows(targets), unit_rows(pool))
+    k = min(k, len(p))
+    if k == 0:
+        return np.empty((len(t), 0), np.float32), np.empty((len(t), 0), np.int64)
+    index = faiss.IndexHNSWFlat(p.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.add(p)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    index.hnsw.efSearch = max(HNSW_EF_SEARCH, 4 * k)
+    sims, idx = index.search(t, k)
+    idx = idx.astype(np.int64)
+    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), np.where(idx < 0, np.inf, -sims)), axis=1)
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
-def knn(targets: np.ndarray, pool: np.ndarray, k: int, method: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+def knn(targets: np.ndarray, pool: np.ndarray, k: int, method: str = "auto",
+        unit: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
+    """Top-k cosine neighbours with the search ``method`` (auto|exact|ann); returns the method used."""
     if method == "auto":
         method = "ann" if len(pool) >= ANN_MIN_POOL else "exact"
     if method == "ann":
-        s, i = knn_ann(targets, pool, k)
-        return s, i, "faiss-hnsw"
-    s, i = knn_exact(targets, pool, k)
-    return s, i, "exact"
+        return (*knn_ann(targets, pool, k, unit), "faiss-hnsw")
+    if method == "exact":
+        return (*knn_exact(targets, pool, k, unit), "exact")
+    raise UserError(f"--method {method!r} is not one of auto, exact, ann")
 
 
 # ------------------------------------------------------------------ ledger
@@ -140,7 +218,7 @@ def read_history(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
         mined = data["mined"]
         assert isinstance(mined, dict)
-    except (json.JSONDecodeError, KeyError, TypeError, AssertionError):
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
         raise UserError(f"--history {path} is not a mining ledger ({{'mined': {{key: iteration}}}}); restore or remove it") from None
     return {str(k): str(v) for k, v in mined.items()}
 
@@ -148,45 +226,71 @@ def read_history(path: Path) -> dict[str, str]:
 # ------------------------------------------------------------------ the stage
 
 
-def targets_from_gaps(path: Path) -> pd.DataFrame:
+def resolved(df: pd.DataFrame, images_root: Path, csv_dir: Path | None = None) -> pd.DataFrame:
+    """A copy with input_path/golden_path relative to the image root (``images/x``, ``./x`` -> ``x``)."""
+    out = df.copy()
+    for col in ("input_path", "golden_path"):
+        out[col] = leakage.resolve_dirs(df[col], images_root, csv_dir).to_numpy()
+    return out
+
+
+def targets_from_gaps(path: Path, images_root: Path) -> tuple[pd.DataFrame, pd.Series]:
+    """One ChangeNet row per weak sample (the gaps have one row per light) and its sample key."""
     if not path.is_file():
         raise UserError(f"--targets {path} does not exist; run route_samples.py first (it writes mining_gaps.parquet)")
-    gaps = pd.read_parquet(path)
-    if gaps.empty:
-        return pd.DataFrame(columns=list(changenet_csv.REQUIRED))
+    try:
+        gaps = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--targets {path} cannot be read as parquet ({' '.join(str(exc).split())[:200]}); "
+                        f"rerun route_samples.py") from None
     for col in ("input_path", "object_name", "label"):
         if col not in gaps.columns:
             raise UserError(f"--targets {path} is missing column {col!r}; regenerate it with gap_analysis/route_samples")
     if "golden_path" not in gaps.columns:
         raise UserError(f"--targets {path} has no golden_path column; rerun gap_analysis.py on an inference.csv "
                         f"that keeps golden_path")
-    t = gaps[list(changenet_csv.REQUIRED)].astype(str).drop_duplicates(["input_path", "object_name"])
+    t = gaps[list(changenet_csv.REQUIRED)].reset_index(drop=True)
+    for col in changenet_csv.REQUIRED:
+        blank = np.flatnonzero((t[col].isna() | (t[col].astype(str).str.strip() == "")).to_numpy())
+        if blank.size:
+            raise UserError(f"--targets {path} row {int(blank[0])}: empty {col!r}; rerun gap_analysis/route_samples")
+        t[col] = t[col].astype(str).str.strip()
     t["label"] = t["label"].map(labels.canonical_label)
-    return t.reset_index(drop=True)
+    keys = leakage.sample_keys(t, images_root)
+    first = ~keys.duplicated().to_numpy()
+    return resolved(t[first], images_root).reset_index(drop=True), keys[first].reset_index(drop=True)
+
+
+def _settings_diff(a: dict, b: dict) -> tuple[dict, dict]:
+    diff = sorted((set(a) | set(b)) - {k for k in set(a) & set(b) if a[k] == b[k]})
+    return {k: a.get(k) for k in diff}, {k: b.get(k) for k in diff}
 
 
 def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path, results_dir: str | Path,
          spec: str | Path, backend, top_k: int, min_similarity: float, history: str | Path, iteration: str,
          exclude: list[str] = (), cache_dir: str | Path | None = None, method: str = "auto") -> dict:
+    """The mining stage: writes mined_rows.csv, knn_summary.csv, mining_summary.json; updates the ledger."""
     if top_k < 1:
         raise UserError(f"--top-k-per-target must be >= 1, got {top_k}")
     if not -1.0 <= min_similarity <= 1.0:
         raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {min_similarity}")
+    if method not in ("auto", "exact", "ann"):
+        raise UserError(f"--method {method!r} is not one of auto, exact, ann")
     out = Path(results_dir).resolve()
     root = Path(images_root).resolve()
     pool_path = Path(pool_csv)
-    targets = targets_from_gaps(Path(targets_path))
+    targets, tkeys = targets_from_gaps(Path(targets_path), root)
     hist_path = Path(history)
     ledger = read_history(hist_path)
     earlier = {k for k, it in ledger.items() if it != iteration}
     summary = {"iteration": iteration, "targets": int(len(targets)), "top_k_per_target": top_k,
                "min_similarity": min_similarity, "pool_rows": 0, "excluded_heldout": 0, "method": None,
-               "embedder": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0, "mined": 0,
-               "mined_labels": {}}
-    extra_cols = ["source", "similarity", "target", "iteration"]
+               "embedder": None, "pool_embeddings": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0,
+               "mined": 0, "mined_labels": {}}
     with atomic.atomic_dir(out) as tmp:
-        mined = pd.DataFrame(columns=list(changenet_csv.REQUIRED) + extra_cols)
+        mined = pd.DataFrame(columns=list(changenet_csv.REQUIRED) + EXTRA_COLUMNS)
         per_target = pd.DataFrame(columns=SUMMARY_COLUMNS)
+        new_keys: set[str] = set()
         if len(targets):
             pool = changenet_csv.read(pool_path, what="mining pool CSV", allow_empty=True)
             summary["pool_rows"] = int(len(pool))
@@ -194,53 +298,63 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                 raise HardStop(f"mining pool {pool_path} is empty but {len(targets)} weak samples were routed to "
                                f"mining; add labelled images to the pool or route them elsewhere, then retry mining")
             pool_keys = leakage.sample_keys(pool, root, pool_path)
-            held = set()
+            pool = resolved(pool, root, pool_path.parent)  # what the embedder reads and mined rows say
+            held: set[str] = set()
             for csv in exclude:
                 held |= set(leakage.sample_keys(changenet_csv.read(csv, what="held-out CSV"), root, csv))
             usable = ~pool_keys.isin(held).to_numpy()
+            pool_keys = pool_keys.to_numpy()
             summary["excluded_heldout"] = int((~usable).sum())
+            if not usable.any():
+                raise HardStop(f"mining pool {pool_path} is empty once held-out samples are removed: all {len(pool)} "
+                               f"rows are validation/KPI samples (--exclude); mine from a pool of other images")
             t_emb, t_set = embed_rows(backend, targets, root, Path(spec), tmp / "target_embeddings.parquet")
-            p_emb, p_set = pool_embeddings(backend, pool, pool_path, root, Path(spec),
-                                           Path(cache_dir) if cache_dir else None, tmp)
-            if t_set != p_set:
-                raise HardStop(f"embedder mismatch: targets were embedded with {t_set} but the pool with {p_set}; "
-                               f"delete the stale pool embedding cache and retry mining")
+            cache = Path(cache_dir) if cache_dir else None
+            p_emb, p_set, summary["pool_embeddings"] = pool_embeddings(backend, pool, pool_path, root, Path(spec),
+                                                                       cache, tmp)
+            if t_set != p_set or t_emb.shape[1] != p_emb.shape[1]:
+                a, b = _settings_diff(t_set, p_set) if t_set != p_set else ({"dim": t_emb.shape[1]}, {"dim": p_emb.shape[1]})
+                fix = (f"delete the stale pool embedding cache {cache} and retry mining" if summary["pool_embeddings"] == "cache"
+                       else f"the {backend.name} backend's embedder changed between two calls; retry mining")
+                raise HardStop(f"embedder mismatch: targets embedded with {a} but the pool with {b}; {fix}")
             summary["embedder"] = t_set
             pool_idx = np.flatnonzero(usable)
-            sims, idx, summary["method"] = knn(t_emb, p_emb[pool_idx], top_k, method)
-            idx = pool_idx[idx]
-            tkeys = leakage.sample_keys(targets, root)
+            unit_rows(t_emb, inplace=True)
+            search = unit_rows(p_emb, inplace=True) if usable.all() else unit_rows(p_emb[pool_idx], inplace=True)
+            del p_emb
+            sims, idx, summary["method"] = knn(t_emb, search, top_k, method, unit=True)
             n_t, k = idx.shape
-            cand = pd.DataFrame({"t": np.repeat(np.arange(n_t), k), "p": idx.ravel(), "sim": sims.ravel()})
-            cand["key"] = pool_keys.to_numpy()[cand["p"].to_numpy()]
-            cand["floor"] = cand["sim"] >= min_similarity
+            found = (idx >= 0).ravel()
+            cand = pd.DataFrame({"t": np.repeat(np.arange(n_t), k)[found], "p": pool_idx[idx.ravel()[found]],
+                                 "sim": np.clip(sims.ravel()[found], -1.0, 1.0)})
+            cand["key"] = pool_keys[cand["p"].to_numpy()]
+            cand["floor"] = cand["sim"] >= min_similarity - SIM_TOLERANCE
             cand["earlier"] = cand["key"].isin(earlier)
-            keep = cand[cand["floor"] & ~cand["earlier"]].sort_values(["sim", "t"], ascending=[False, True],
+            keep = cand[cand["floor"] & ~cand["earlier"]].sort_values(["sim", "t", "p"], ascending=[False, True, True],
                                                                          kind="stable")
             keep = keep.drop_duplicates("key", keep="first")
             g = cand.groupby("t")
+            every = range(n_t)
             per_target = pd.DataFrame({
                 "target": tkeys.to_numpy(),
                 "label": targets["label"].to_numpy(),
-                "candidates": g.size().reindex(range(n_t), fill_value=0).to_numpy(),
-                "above_floor": g["floor"].sum().reindex(range(n_t), fill_value=0).to_numpy(),
+                "candidates": g.size().reindex(every, fill_value=0).to_numpy(),
+                "above_floor": g["floor"].sum().reindex(every, fill_value=0).to_numpy(),
                 "mined_earlier": (cand["floor"] & cand["earlier"]).groupby(cand["t"]).sum()
-                .reindex(range(n_t), fill_value=0).to_numpy(),
-                "new": keep.groupby("t").size().reindex(range(n_t), fill_value=0).to_numpy(),
-                "best_similarity": g["sim"].max().reindex(range(n_t)).round(6).to_numpy(),
+                .reindex(every, fill_value=0).to_numpy(),
+                "new": keep.groupby("t").size().reindex(every, fill_value=0).to_numpy(),
+                "best_similarity": g["sim"].max().reindex(every).round(6).to_numpy(),
             })
-            rows = pool.iloc[keep["p"].to_numpy()].copy()
+            rows = pool.iloc[keep["p"].to_numpy()].reset_index(drop=True)
             rows["source"] = "mined"
             rows["similarity"] = keep["sim"].round(6).to_numpy()
             rows["target"] = tkeys.to_numpy()[keep["t"].to_numpy()]
             rows["iteration"] = iteration
-            mined = rows.reset_index(drop=True)
+            mined = rows
             summary.update(candidates=int(len(cand)), above_floor=int(cand["floor"].sum()),
                            mined_earlier=int((cand["floor"] & cand["earlier"]).sum()), mined=int(len(mined)),
                            mined_labels={str(a): int(b) for a, b in mined["label"].value_counts().sort_index().items()})
             new_keys = set(keep["key"])
-        else:
-            new_keys = set()
         changenet_csv.write(mined, tmp / "mined_rows.csv")
         changenet_csv.write(per_target, tmp / "knn_summary.csv")
         atomic.write_json(tmp / "mining_summary.json", summary)
