@@ -24,3 +24,14 @@ SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
 # AutoML.
 AUTOML_TRIALS = 8              # trials per AutoML phase (make demo); real TAO runs use 5-20
 SEED = 1234                    # sampler and training seed
+
+# The embedded local model (backends/local.py). A spec value wins; these fill keys a spec lacks.
+LOCAL_MODEL = {
+    "train.optim.lr": 2e-3,
+    "train.optim.weight_decay": 1e-4,         # L2 penalty (sklearn's alpha)
+    "model.hidden_width": 64,
+    "train.num_epochs": 30,
+    "dataset.classify.batch_size": 64,
+    "train.classify.cls_weight": 3.0,         # defect-class weight; TAO's [pass, defect] list also accepted
+    "train.seed": SEED,
+}

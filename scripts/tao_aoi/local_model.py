@@ -1,0 +1,203 @@
+"""The embedded CPU model: a scikit-learn MLP on golden-vs-test difference features.
+
+It stands in for TAO Visual ChangeNet where there is no GPU: one hidden ReLU layer, Adam, trained
+epoch by epoch with ``partial_fit`` so validation FAR@100% recall can be reported (and pruned on)
+after every epoch, like TAO's ``val_far`` monitor; the best epoch (lowest val FAR, then lowest
+validation log-loss) is the one kept. Hyper-parameters come from the spec's TAO key names
+(``defaults.LOCAL_MODEL``). A checkpoint is the feature standardisation, the weights and JSON
+metadata (``checkpoint.py``); fine-tuning reloads all three, so the features keep their meaning.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from tao_aoi import checkpoint, defaults, features, kpi, train_spec
+from tao_aoi.errors import UserError
+
+FORMAT = "tao-aoi-local-mlp"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    lr: float
+    weight_decay: float
+    hidden_width: int
+    epochs: int
+    batch_size: int
+    cls_weight: float          # weight of a defect row relative to a PASS row
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_KEYS = {  # field -> (spec key, type, lower bound, bound inclusive)
+    "lr": ("train.optim.lr", float, 0.0, False),
+    "weight_decay": ("train.optim.weight_decay", float, 0.0, True),
+    "hidden_width": ("model.hidden_width", int, 1, True),
+    "epochs": ("train.num_epochs", int, 1, True),
+    "batch_size": ("dataset.classify.batch_size", int, 1, True),
+    "cls_weight": ("train.classify.cls_weight", float, 0.0, False),
+    "seed": ("train.seed", int, 0, True),
+}
+
+
+def hyperparams(spec: Mapping[str, Any], where: str | Path = "train spec") -> Hyperparams:
+    """Read and check the tunable values; a spec key wins over ``defaults.LOCAL_MODEL``."""
+    values = {}
+    for name, (key, kind, low, inclusive) in _KEYS.items():
+        raw = train_spec.get(spec, key, defaults.LOCAL_MODEL[key])
+        if key == "train.classify.cls_weight" and isinstance(raw, (list, tuple)):
+            if len(raw) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw) \
+                    or raw[0] <= 0:
+                raise UserError(f"{where}: {key} must be a number (defect weight) or [pass, defect] weights, "
+                                f"got {raw!r}")
+            raw = raw[1] / raw[0]
+        ok_type = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        if kind is int and ok_type and float(raw).is_integer():
+            raw = int(raw)
+        if not ok_type or (kind is int and not isinstance(raw, int)) or not math.isfinite(raw) \
+                or raw < low or (raw == low and not inclusive):
+            need = f"{'an integer' if kind is int else 'a number'} {'>=' if inclusive else '>'} {low:g}"
+            raise UserError(f"{where}: {key} must be {need}, got {raw!r}")
+        values[name] = kind(raw)
+    return Hyperparams(**values)
+
+
+@dataclass
+class Model:
+    """Everything inference needs; arrays are float32."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coefs: list[np.ndarray]
+    intercepts: list[np.ndarray]
+    meta: dict[str, Any]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """P(defect) per row: the siamese_score (high = defect)."""
+        h = (x - self.mean) / self.scale
+        for w, b in zip(self.coefs[:-1], self.intercepts[:-1]):
+            h = np.maximum(h @ w + b, 0.0)
+        z = (h @ self.coefs[-1] + self.intercepts[-1]).ravel().astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+    @property
+    def feature_config(self) -> features.FeatureConfig:
+        return features.FeatureConfig.from_dict(self.meta["features"], "checkpoint")
+
+    def save(self, path: str | Path) -> None:
+        arrays = {"mean": self.mean, "scale": self.scale}
+        for i, (w, b) in enumerate(zip(self.coefs, self.intercepts)):
+            arrays[f"coef_{i}"], arrays[f"intercept_{i}"] = w, b
+        checkpoint.save(path, arrays, {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
+                                        "layers": len(self.coefs)})
+
+
+def load(path: str | Path, lights: Sequence[str] | None = None) -> Model:
+    """A checkpoint written by ``Model.save``; UserError naming the file if it is not one."""
+    arrays, meta = checkpoint.load(path, FORMAT, FORMAT_VERSION)
+    try:
+        layers = int(meta["layers"])
+        coefs = [arrays[f"coef_{i}"].astype(np.float32) for i in range(layers)]
+        intercepts = [arrays[f"intercept_{i}"].astype(np.float32) for i in range(layers)]
+        model = Model(arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32), coefs, intercepts, meta)
+        cfg = features.FeatureConfig.from_dict(meta["features"], path)
+        n_in = features.n_features(len(meta["lights"]), cfg)
+        dims = [n_in] + [w.shape[1] for w in coefs]
+        if model.mean.shape != (n_in,) or model.scale.shape != (n_in,) or dims[-1] != 1 or any(
+                w.shape != (a, b) or c.shape != (b,) for w, c, a, b in zip(coefs, intercepts, dims, dims[1:])):
+            raise ValueError("array shapes do not fit together")
+        if not all(np.isfinite(a).all() for a in [model.mean, model.scale, *coefs, *intercepts]):
+            raise ValueError("non-finite weights")
+    except (KeyError, TypeError, ValueError, UserError) as exc:
+        raise UserError(f"checkpoint {path} is corrupt ({exc}); retrain to get a new best.ckpt") from None
+    if lights is not None and list(meta["lights"]) != list(lights):
+        raise UserError(f"checkpoint {path} was trained on lights {meta['lights']}, the spec has {list(lights)}; "
+                        f"use the spec it was trained with (its experiment.yaml)")
+    return model
+
+
+def val_far_pct(scores: np.ndarray, positive: np.ndarray) -> float:
+    """FAR (%) at 100% recall: share of PASS rows scoring at or above the lowest defect score."""
+    return float(kpi.at_recall(scores, positive, 100.0).far_pct)
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))
+
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: Hyperparams, *,
+        lights: Sequence[str], cfg: features.FeatureConfig, init: Model | None = None,
+        on_epoch: EpochHook | None = None) -> tuple[Model, list[dict[str, float]]]:
+    """Train; returns the best epoch's model and the per-epoch history (epoch 0-based)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    if init is not None:
+        mean, scale = init.mean, init.scale
+        width = init.coefs[0].shape[1]
+        if len(init.coefs) != 2 or width != hp.hidden_width:
+            raise UserError(f"the init checkpoint has hidden width {width}, the spec asks for {hp.hidden_width}; "
+                            f"set model.hidden_width to {width} to fine-tune it")
+    else:
+        mean = x.mean(0).astype(np.float32)
+        scale = x.std(0).astype(np.float32)
+        scale[scale < 1e-6] = 1.0
+    xs = ((x - mean) / scale).astype(np.float32)
+    weight = np.where(y, hp.cls_weight, 1.0)
+    clf = MLPClassifier(hidden_layer_sizes=(hp.hidden_width,), alpha=hp.weight_decay, learning_rate_init=hp.lr,
+                        batch_size=min(hp.batch_size, len(xs)), solver="adam",
+                        random_state=np.random.RandomState(hp.seed))  # one stream: each epoch shuffles anew
+    classes = np.array([False, True])
+    if init is not None:
+        # Build the estimator's structure with one call, then replace weights and optimizer state.
+        clf.partial_fit(xs[:2], y[:2], classes=classes)
+        clf.coefs_ = [w.astype(np.float32).copy() for w in init.coefs]
+        clf.intercepts_ = [b.astype(np.float32).copy() for b in init.intercepts]
+        del clf._optimizer
+        clf.t_, clf.n_iter_, clf.loss_curve_ = 0, 0, []
+
+    def snapshot() -> Model:
+        return Model(mean, scale, [w.astype(np.float32).copy() for w in clf.coefs_],
+                     [b.astype(np.float32).copy() for b in clf.intercepts_], {})
+
+    history: list[dict[str, float]] = []
+    best: tuple[float, float] | None = None
+    best_model: Model | None = None
+    with features.one_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for epoch in range(hp.epochs):
+            t0 = time.perf_counter()
+            clf.partial_fit(xs, y, sample_weight=weight, classes=classes)
+            current = snapshot()
+            p_val = current.scores(x_val)
+            far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
+            metrics = {"train_loss": float(clf.loss_), "val_loss": loss, "val_far": far,
+                       "epoch_sec": time.perf_counter() - t0}
+            if best is None or (far, loss) < best:
+                best, best_model = (far, loss), current
+                best_model.meta["best_epoch"] = epoch
+            metrics["best_val_far"] = best[0]
+            history.append({"epoch": epoch, **metrics})
+            if on_epoch is not None:
+                on_epoch(epoch, dict(metrics))
+    assert best_model is not None and best is not None
+    best_model.meta.update({
+        "lights": list(lights), "features": cfg.as_dict(), "hyperparameters": hp.as_dict(),
+        "val_far_pct": best[0], "val_loss": best[1], "epochs_run": hp.epochs, "train_rows": int(len(x)),
+        "fine_tuned": init is not None,
+    })
+    return best_model, history
