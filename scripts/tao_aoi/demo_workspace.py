@@ -301,3 +301,38 @@ def describe(manifest: Mapping) -> str:
     lines.append(f"  missing from base train: {', '.join(fam['missing_from_base_train'])}; "
                  f"rare: {', '.join(fam['rare_in_base_train']) or 'none'}")
     return "\n".join(lines)
+
+
+def similarity_check(workspace: str | Path, floor: float = defaults.MIN_SIMILARITY,
+                     k: int = defaults.TOP_K_PER_TARGET):
+    """Is the mining floor meaningful on this workspace? For every KPI row (the weak samples DEFT
+    mines for come from there), its ``k`` nearest mining-pool rows by the local embedder's cosine:
+    one line per (label, severity) with the share of targets that find a same-label row at or above
+    ``floor``, the share of kept neighbours (>= floor) that have the target's label, and how many
+    other-label pool rows per target clear the floor."""
+    import pandas as pd
+
+    from tao_aoi import changenet_csv, features
+
+    ws = Workspace.at(workspace)
+    spec = train_spec.load(ws.baseline_spec)
+    lights, ext = train_spec.lights(spec), train_spec.image_ext(spec)
+    kpi = changenet_csv.read(ws.kpi_csv)
+    pool = changenet_csv.read(ws.mining_pool_csv)
+    sim = features.embeddings(kpi, ws.images, lights, ext) @ features.embeddings(pool, ws.images, lights, ext).T
+    truth = pd.read_csv(ws.root / "demo_truth.csv", dtype=str, keep_default_na=False)
+    severity = kpi.merge(truth[truth["split"] == "kpi"], on=["input_path", "object_name"], how="left",
+                         suffixes=("", "_t"))["severity"].fillna("").to_numpy()
+    pool_labels = pool["label"].to_numpy()
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    top_sim = np.take_along_axis(sim, top, axis=1)
+    rows = []
+    for (label, sev), idx in kpi.groupby([kpi["label"], severity]).indices.items():
+        kept = top_sim[idx] >= floor
+        same = (pool_labels[top[idx]] == label) & kept
+        other = (sim[idx][:, pool_labels != label] >= floor).sum(axis=1)
+        rows.append({"label": label, "severity": sev, "targets": len(idx),
+                     "with_same_label_hit": float(same.any(axis=1).mean()),
+                     "kept_same_label_share": float(same.sum() / max(int(kept.sum()), 1)),
+                     "other_label_rows_above_floor": float(other.mean())})
+    return pd.DataFrame(rows)

@@ -14,8 +14,9 @@ The residual difference is pooled on a coarse grid (signed and absolute, per cha
 and summarised by a few global statistics; the golden's pooled intensity is added so the model
 knows which structure a difference sits on. Everything is numpy over a whole chunk of rows.
 
-The embedder for mining is the signed pooled difference, L2-normalised: two rows are close in
-cosine when the same kind of change sits at the same place, whatever the component looks like.
+The embedder for mining is the signed pooled difference, mirrored into a canonical pose and
+L2-normalised: two rows are close in cosine when the same kind of change sits at the same place
+(up to a mirror), whatever the component looks like.
 
 Decoding images dominates the cost, so results are cached in-process per row, keyed by every
 file's path, mtime and size (an edited image is recomputed); AutoML trials and repeated stages in
@@ -263,9 +264,17 @@ def _chunk_vectors(test_u8: np.ndarray, gold_u8: np.ndarray, cfg: FeatureConfig)
 
 
 def embedding_from_features(x: np.ndarray, n_lights: int, cfg: FeatureConfig = DEFAULT) -> np.ndarray:
-    """The mining embedding: the signed pooled difference block of a feature row, unit length."""
-    d = embedding_dim(n_lights, cfg)
-    e = np.ascontiguousarray(x[:, :d], dtype=np.float32)
+    """The mining embedding: the signed pooled difference block of a feature row, mirrored into a
+    canonical pose (its first moments along x and y made non-negative: a part shifted left and one
+    shifted right, or a bridge above and one below the body, become the same picture), unit length."""
+    g = cfg.grid
+    e = x[:, :embedding_dim(n_lights, cfg)].reshape(len(x), n_lights, 3, g, g).astype(np.float32)
+    pos = np.arange(g, dtype=np.float32) - (g - 1) / 2
+    flip_x = np.einsum("nlcij,j->n", e, pos) < 0
+    e[flip_x] = e[flip_x][..., :, ::-1]
+    flip_y = np.einsum("nlcij,i->n", e, pos) < 0
+    e[flip_y] = e[flip_y][..., ::-1, :]
+    e = e.reshape(len(x), -1)
     norm = np.linalg.norm(e, axis=1, keepdims=True)
     return e / np.maximum(norm, 1e-12)
 
