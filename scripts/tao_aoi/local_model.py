@@ -164,7 +164,9 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     classes = np.array([False, True])
     if init is not None:
         # Build the estimator's structure with one call, then replace weights and optimizer state.
-        clf.partial_fit(xs[:2], y[:2], classes=classes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "batch_size larger than sample size"
+            clf.partial_fit(xs[:2], y[:2], classes=classes)
         clf.coefs_ = [w.astype(np.float32).copy() for w in init.coefs]
         clf.intercepts_ = [b.astype(np.float32).copy() for b in init.intercepts]
         del clf._optimizer
