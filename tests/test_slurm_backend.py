@@ -2,6 +2,7 @@
 single-node cluster running commands and a local-backend train + infer on the tiny demo workspace."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import stat
@@ -58,7 +59,9 @@ def test_local_train_script(tmp_path, monkeypatch):
                     gres="gpu:1", extra_sbatch=["--qos=high"], python="/opt/py/bin/python3")
     h = b.submit_train(TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
                                 val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images",
-                                output_dir=out, init_checkpoint=ws / "prev.ckpt", overrides={"train.optim.lr": 0.5}))
+                                output_dir=out, init_checkpoint=ws / "prev.ckpt",
+                                overrides={"train.optim.lr": 3e-5, "train.classify.cls_weight": [1.0, 10.0],
+                                           "model.note": "yes"}))
     assert (h.backend, h.kind, h.job_id, h.state) == ("slurm", "train", "4242", PENDING)
     lines = script_lines(out, "train")
     assert lines[0] == "#!/bin/bash"
@@ -70,10 +73,11 @@ def test_local_train_script(tmp_path, monkeypatch):
         "#SBATCH --partition=debug", "#SBATCH --account=proj", "#SBATCH --gres=gpu:1", "#SBATCH --qos=high"]
     assert command_argv(lines) == [
         "/opt/py/bin/python3", str(SCRIPTS / "train.py"), "--backend", "local",
-        "--spec", str(out / "job_spec.yaml"), "--train-csv", str(ws / "train/base/training_set.csv"),
+        "--spec", str(ws / "specs/baseline_spec.yaml"), "--train-csv", str(ws / "train/base/training_set.csv"),
         "--val-csv", str(ws / "train/base/validation_set.csv"), "--images-root", str(ws / "images"),
-        "--output-dir", str(out), "--init-checkpoint", str(ws / "prev.ckpt")]
-    assert yaml.safe_load((out / "job_spec.yaml").read_text())["train"]["optim"]["lr"] == 0.5
+        "--output-dir", str(out), "--init-checkpoint", str(ws / "prev.ckpt"),
+        "--set", "train.optim.lr=3.0e-05", "--set", "train.classify.cls_weight=[1.0, 10.0]",
+        "--set", "model.note='yes'"]
     rec = read_record(out)
     assert rec["job_id"] == "4242" and rec["log"] == str(out / "slurm-4242.log")
     assert rec["expect"] == [str(out / "best.ckpt"), str(out / "experiment.yaml"), str(out / "status.json")]
@@ -194,7 +198,7 @@ def test_cancel(slurm_cluster, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_local_train_and_infer_through_slurm(slurm_cluster, tmp_path):
+def test_local_train_infer_and_embed_through_slurm(slurm_cluster, tmp_path):
     needed = [SCRIPTS / n for n in ("make_demo_workspace.py", "train.py", "infer.py")]
     absent = [p.name for p in needed if not p.is_file()]
     if absent:
@@ -202,27 +206,46 @@ def test_local_train_and_infer_through_slurm(slurm_cluster, tmp_path):
     ws = tmp_path / "ws"
     subprocess.run([sys.executable, str(SCRIPTS / "make_demo_workspace.py"), "--out", str(ws), "--preset", "tiny"],
                    check=True, capture_output=True, text=True, env=dict(os.environ, TAO_AOI_NO_REEXEC="1"))
+    spec, images = ws / "specs/baseline_spec.yaml", ws / "images"
     b = get_backend("slurm", poll_sec=0.2, cpus=2, mem="2G", time="00:10:00")
     res = tmp_path / "results"
     t0 = time.monotonic()
-    tr = b.train(TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
-                          val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images",
-                          output_dir=res / "baseline" / "train"))
+    tr = b.train(TrainJob(spec=spec, train_csv=ws / "train/base/training_set.csv",
+                          val_csv=ws / "train/base/validation_set.csv", images_root=images,
+                          output_dir=res / "baseline" / "train", overrides={"train.num_epochs": 8}))
     t1 = time.monotonic()
-    inf = b.infer(InferJob(spec=ws / "specs/baseline_spec.yaml", checkpoint=tr.output_dir / "best.ckpt",
-                           csv=ws / "kpi/testing_set.csv", images_root=ws / "images",
-                           output_dir=res / "baseline" / "inference"))
+    inf = b.infer(InferJob(spec=spec, checkpoint=tr.output_dir / "best.ckpt", csv=ws / "kpi/testing_set.csv",
+                           images_root=images, output_dir=res / "baseline" / "inference"))
     t2 = time.monotonic()
-    print(f"\nslurm local-backend train {t1 - t0:.1f}s, infer {t2 - t1:.1f}s (tiny preset)")
+    print(f"\nslurm local-backend train {t1 - t0:.1f}s, infer {t2 - t1:.1f}s (tiny preset, 8 epochs)")
     assert tr.state == inf.state == COMPLETE
-    for name in ("best.ckpt", "experiment.yaml", "status.json", f"slurm-{tr.job_id}.log"):
+    for name in ("best.ckpt", "experiment.yaml", "status.json", "train.log", f"slurm-{tr.job_id}.log"):
         assert (tr.output_dir / name).is_file(), name
-    assert yaml.safe_load((tr.output_dir / "experiment.yaml").read_text())
+    assert yaml.safe_load((tr.output_dir / "experiment.yaml").read_text())["train"]["num_epochs"] == 8
+    epochs = [json.loads(x) for x in (tr.output_dir / "status.json").read_text().splitlines() if '"epoch"' in x]
+    assert len(epochs) == 8 and all("val_far" in e["kpi"] for e in epochs)
     df = pd.read_csv(inf.output_dir / "inference.csv")
     kpi = pd.read_csv(ws / "kpi/testing_set.csv")
     assert {"input_path", "golden_path", "object_name", "label", "siamese_score"} <= set(df.columns)
     assert len(df) == len(kpi) and df["siamese_score"].notna().all()
     assert read_record(inf.output_dir)["state"] == COMPLETE
+
+    # warm start (the DEFT fine-tune) and the mining embedder, both as batch jobs
+    ft = b.submit_train(TrainJob(spec=spec, train_csv=ws / "train/base/training_set.csv",
+                                 val_csv=ws / "train/base/validation_set.csv", images_root=images,
+                                 output_dir=res / "iter1" / "train", init_checkpoint=tr.output_dir / "best.ckpt",
+                                 overrides={"train.num_epochs": 2}))
+    from tao_aoi.backends.base import EmbedJob
+
+    emb_out = res / "iter1" / "mining" / "targets.parquet"
+    em = b.submit_embed(EmbedJob(csv=ws / "kpi/testing_set.csv", images_root=images, spec=spec, output=emb_out))
+    assert b.wait(ft, poll_sec=0.2, timeout_sec=300) == COMPLETE, ft.detail
+    assert b.wait(em, poll_sec=0.2, timeout_sec=300) == COMPLETE, em.detail
+    exp = yaml.safe_load((ft.output_dir / "experiment.yaml").read_text())
+    assert exp["train"]["pretrained_model_path"] == str(tr.output_dir / "best.ckpt")
+    emb = pd.read_parquet(emb_out)
+    assert len(emb) == len(kpi) and len(emb["embedding"].iloc[0]) > 0
+    assert json.loads(Path(f"{emb_out}.settings.json").read_text())
 
 
 def test_settings_from_environment(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tao_aoi import atomic, defaults, interpreter, train_spec
+from tao_aoi import atomic, defaults, interpreter
 from tao_aoi.backends import tao
 from tao_aoi.backends.base import (CANCELED, COMPLETE, ERROR, PENDING, RUNNING, EmbedJob, InferJob, JobHandle,
                                    TrainJob)
@@ -97,17 +97,12 @@ class SlurmBackend(ExternalBackend):
         job_dir = fresh_job_dir(job.output_dir)
         if self.container:
             return self._submit_tao("train", job, job_dir)
-        spec = Path(job.spec)
-        if job.overrides:  # the CLI takes a spec file, so the overrides travel inside one
-            merged = train_spec.load(spec)
-            for key, value in job.overrides.items():
-                train_spec.set_dotted(merged, key, value)
-            spec = job_dir / "job_spec.yaml"
-            atomic.write_text(spec, train_spec.dump(merged))
-        argv = [*self._cli("train.py"), "--spec", _a(spec), "--train-csv", _a(job.train_csv),
+        argv = [*self._cli("train.py"), "--spec", _a(job.spec), "--train-csv", _a(job.train_csv),
                 "--val-csv", _a(job.val_csv), "--images-root", _a(job.images_root), "--output-dir", str(job_dir)]
         if job.init_checkpoint is not None:
             argv += ["--init-checkpoint", _a(job.init_checkpoint)]
+        for key, value in job.overrides.items():
+            argv += ["--set", f"{key}={_yaml_scalar(key, value)}"]
         return self._submit("train", argv, job_dir, {"expect": _strs(contract_outputs("train", job_dir))})
 
     def submit_infer(self, job: InferJob) -> JobHandle:
@@ -283,6 +278,17 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
     if exe is None:
         raise UserError(f"{argv[0]} not found on PATH; run on a SLURM login node or use --backend local")
     return subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=60)
+
+
+def _yaml_scalar(key: str, value: Any) -> str:
+    """One-line YAML for ``train.py --set key=value`` that parses back to the same value."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9)
+    text = text[:-len("\n...\n")] if text.endswith("\n...\n") else text.rstrip("\n")
+    if "\n" in text or yaml.safe_load(text) != value:
+        raise UserError(f"override {key}={value!r} cannot be passed to train.py --set; use a plain YAML value")
+    return text
 
 
 def _strs(paths: Sequence[Path]) -> list[str]:
