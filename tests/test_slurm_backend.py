@@ -55,6 +55,7 @@ def test_local_train_script(tmp_path, monkeypatch):
     fake_tools(tmp_path, monkeypatch, sbatch="echo 4242")
     ws = tao_workspace.make(tmp_path / "ws")
     out = tmp_path / "out dir" / "train"  # a space must survive #SBATCH parsing
+    (ws / "prev.ckpt").write_bytes(b"ckpt")
     b = get_backend("slurm", partition="debug", account="proj", cpus=4, mem="4G", time="00:10:00",
                     gres="gpu:1", extra_sbatch=["--qos=high"], python="/opt/py/bin/python3")
     h = b.submit_train(TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
@@ -146,6 +147,16 @@ def test_forgotten_job_is_judged_by_its_exit_code_file(tmp_path, monkeypatch):
     h = b.submit_command(["true"], output_dir=out, expect=[out / "result.txt"])
     (out / "result.txt").write_text("ok")
     assert b.status(h) == COMPLETE
+
+
+def test_missing_input_fails_at_submission(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, sbatch="echo 1")
+    ws = tao_workspace.make(tmp_path / "ws")
+    with pytest.raises(UserError, match=r"--checkpoint .*nope.ckpt does not exist"):
+        get_backend("slurm").submit_infer(InferJob(spec=ws / "specs/baseline_spec.yaml", checkpoint=ws / "nope.ckpt",
+                                                   csv=ws / "kpi/testing_set.csv", images_root=ws / "images",
+                                                   output_dir=tmp_path / "inf"))
+    assert not (tmp_path / "inf").exists()
 
 
 def test_no_slurm_on_path(tmp_path, monkeypatch):

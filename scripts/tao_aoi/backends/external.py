@@ -60,6 +60,13 @@ def fresh_job_dir(job_dir: Path) -> Path:
     return job_dir
 
 
+def require_inputs(paths: dict[str, Any]) -> None:
+    """Fail at submission, not after a queue wait, when an input is missing (flag -> path; None skipped)."""
+    for flag, path in paths.items():
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{flag} {path} does not exist; fix the path before submitting")
+
+
 def contract_outputs(kind: str, job_dir: Path, embed_output: Path | None = None) -> list[Path]:
     """The files base.py promises for a finished job of ``kind`` (logs aside)."""
     job_dir = Path(job_dir)
@@ -191,7 +198,7 @@ class ExternalBackend(Backend):
         elif state == COMPLETE:
             try:
                 self._conclude(record, code)
-                detail = record.get("detail") or detail
+                detail = record.get("detail") or f"job {handle.job_id} completed; log {record.get('log')}"
             except UserError as exc:
                 state, detail = ERROR, str(exc)
         handle.state, handle.detail = state, detail

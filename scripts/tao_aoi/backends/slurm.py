@@ -27,7 +27,7 @@ from tao_aoi.backends import tao
 from tao_aoi.backends.base import (CANCELED, COMPLETE, ERROR, PENDING, RUNNING, EmbedJob, InferJob, JobHandle,
                                    TrainJob)
 from tao_aoi.backends.external import (ExternalBackend, check_expected, contract_outputs, fresh_job_dir,
-                                       log_tail, read_record, remove_stale, write_record)
+                                       log_tail, read_record, remove_stale, require_inputs, write_record)
 from tao_aoi.errors import UserError
 
 # SLURM JobState -> base.py state. Anything unlisted counts as ERROR once the job has left the queue.
@@ -94,6 +94,8 @@ class SlurmBackend(ExternalBackend):
 
     # -- submit ---------------------------------------------------------------------------------
     def submit_train(self, job: TrainJob) -> JobHandle:
+        require_inputs({"--spec": job.spec, "--train-csv": job.train_csv, "--val-csv": job.val_csv,
+                        "--images-root": job.images_root, "--init-checkpoint": job.init_checkpoint})
         job_dir = fresh_job_dir(job.output_dir)
         if self.container:
             return self._submit_tao("train", job, job_dir)
@@ -106,6 +108,8 @@ class SlurmBackend(ExternalBackend):
         return self._submit("train", argv, job_dir, {"expect": _strs(contract_outputs("train", job_dir))})
 
     def submit_infer(self, job: InferJob) -> JobHandle:
+        require_inputs({"--spec": job.spec, "--checkpoint": job.checkpoint, "--csv": job.csv,
+                        "--images-root": job.images_root})
         job_dir = fresh_job_dir(job.output_dir)
         if self.container:
             return self._submit_tao("infer", job, job_dir)
@@ -115,6 +119,7 @@ class SlurmBackend(ExternalBackend):
                                                      "input_csv": _a(job.csv)})
 
     def submit_embed(self, job: EmbedJob) -> JobHandle:
+        require_inputs({"embed csv": job.csv, "images root": job.images_root, "spec": job.spec})
         job_dir = fresh_job_dir(Path(f"{os.path.abspath(job.output)}.job"))
         if self.container:
             return self._submit_tao("embed", job, job_dir)
