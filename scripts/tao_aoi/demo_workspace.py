@@ -37,7 +37,7 @@ REAL_FAMILIES = ("PASS",) + pr.FAMILIES
 BASE_MIX = {"PASS": 0.74, "MISSING": 0.12, "BRIDGE": 0.12, "EXCESS_SOLDER": 0.02}
 KPI_MIX = {"PASS": 0.66, "MISSING": 0.06, "BRIDGE": 0.06, "EXCESS_SOLDER": 0.06, "SHIFT": 0.08, "TOMBSTONE": 0.08}
 MINING_MIX = {"PASS": 0.40, **{f: 0.12 for f in pr.FAMILIES}}
-SDG_MIX = {"PASS": 0.2, "EXCESS_SOLDER": 0.4, "MISSING": 0.2, "BRIDGE": 0.2}
+SDG_MIX = {"PASS": 0.35, "EXCESS_SOLDER": 0.35, "MISSING": 0.15, "BRIDGE": 0.15}
 BASE_HARD = {"EXCESS_SOLDER": 0.0}  # the few base EXCESS_SOLDER rows are all easy
 HARD_SHARE = 0.5
 
@@ -51,7 +51,7 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset(designs=2, refs=12, rows={"train": 160, "val": 60, "kpi": 100, "mining": 160}, sdg=40),
+    "tiny": Preset(designs=2, refs=12, rows={"train": 160, "val": 60, "kpi": 100, "mining": 160}, sdg=150),
     "demo": Preset(designs=4, refs=24, rows={"train": 1500, "val": 500, "kpi": 800, "mining": 2000}, sdg=400),
     "large": Preset(designs=8, refs=24, rows={"train": 16000, "val": 4000, "kpi": 6000, "mining": 10000},
                     sdg=2000),
