@@ -131,7 +131,8 @@ def _labels(rng: np.random.Generator, mix: Mapping[str, float], hard_share: Mapp
 
 
 class _Writer:
-    """PNG writer with the folder cache; Pillow's fastest deflate level keeps the build quick."""
+    """PNG writer with a folder cache. Stored (level 0) deflate: noisy 48 px images barely compress,
+    and it encodes 4x faster than level 1 (the build is encode-bound)."""
 
     def __init__(self) -> None:
         self._dirs: set[Path] = set()
@@ -143,7 +144,7 @@ class _Writer:
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
-        Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+        Image.fromarray(pixels).save(path, format="PNG", compress_level=0)
         self.files += 1
 
 
