@@ -18,12 +18,9 @@ venv-test:
 	@$(PYTHON) scripts/setup_env.py --test --quiet
 
 demo: venv
-	@echo "The embedded workspace, model and pipeline runner are not built yet (issues 3-6)."
-	@echo "What exists: the durable run-state scripts. Walking one through its first stage:"
-	@rm -rf demo/state-walkthrough && mkdir -p demo/state-walkthrough/ws/images demo/state-walkthrough/ws/specs demo/state-walkthrough/ws/train/base demo/state-walkthrough/ws/kpi
-	@touch demo/state-walkthrough/ws/specs/baseline_spec.yaml demo/state-walkthrough/ws/train/base/training_set.csv demo/state-walkthrough/ws/train/base/validation_set.csv demo/state-walkthrough/ws/kpi/testing_set.csv
-	@$(PY) scripts/init_deft_state.py --results-dir demo/state-walkthrough/run --workspace demo/state-walkthrough/ws --max-iterations 3 --kpi-target "FAR < 2% at Recall=100%"
-	@$(PY) scripts/next_stage.py --results-dir demo/state-walkthrough/run
+	@test -f $(DEMO_WS)/specs/baseline_spec.yaml || $(PY) scripts/make_demo_workspace.py --out $(DEMO_WS) --preset demo
+	@$(PY) scripts/run_pipeline.py --workspace $(DEMO_WS) --phases all --max-iterations 3 \
+		--kpi-target "FAR < 2% at Recall=100%" --trials 8 --yes
 
 test: venv-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -55,6 +55,12 @@ class SearchConfig:
         return self.storage or f"sqlite:///{self.out_dir / 'study.db'}"
 
 
+def start_point(space: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
+    """Trial 0: the starting spec's own values for the searched keys (clipped into the space)."""
+    spec = train_spec.load(spec_path)
+    return search_space.in_space(space, {k: train_spec.get(spec, k) for k in space["params"]})
+
+
 # ------------------------------------------------------------------ optuna plumbing
 
 
@@ -72,10 +78,9 @@ def make_sampler(algorithm: str, seed: int, number: int, n_trials: int):
         return optuna.samplers.RandomSampler(seed=s)
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=s, n_startup_trials=min(5, max(1, n_trials // 4)),
-                                            warn_independent_sampling=False)
+                                            independent_sampler=optuna.samplers.RandomSampler(seed=s))
     startup = min(10, max(3, n_trials // 4))
-    return optuna.samplers.TPESampler(seed=s, n_startup_trials=startup, multivariate=True,
-                                      warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=s, n_startup_trials=startup, multivariate=True)
 
 
 def make_pruner(algorithm: str, max_epochs: int):
@@ -153,7 +158,10 @@ def evaluate_checkpoint(backend, spec: Path, checkpoint: Path, val_csv: Path, im
     point = kpi.operating_point(scores, positive, "recall_pct", 100.0)
     t = decision_threshold(train_spec.load(spec))
     predicted_defect = int((scores > t).sum())
-    return {"far_pct": float(point.far_pct), "threshold": float(point.threshold),
+    # Tie-breaker when several trials reach the same FAR (often 0 on an easy validation set): how far
+    # the lowest defect score sits above the highest PASS score (negative = overlap).
+    margin = float(scores[positive].min() - scores[~positive].max())
+    return {"far_pct": float(point.far_pct), "threshold": float(point.threshold), "margin": margin,
             "pred_counts": {"defect": predicted_defect, "pass": int(len(scores) - predicted_defect)},
             "collapsed": predicted_defect in (0, len(scores))}
 
@@ -193,6 +201,7 @@ def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, 
     trial.set_user_attr("spec", str(out / "train" / "experiment.yaml"))
     trial.set_user_attr("pred_counts", ev["pred_counts"])
     trial.set_user_attr("feasible", not ev["collapsed"])
+    trial.set_user_attr("val_margin", ev["margin"])
     trial.set_user_attr("duration_sec", round(time.monotonic() - t0, 3))
     return "COMPLETE", ev["far_pct"]
 
@@ -271,7 +280,10 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def best_record(cfg: SearchConfig) -> dict[str, Any]:
-    """best_rec.json: the best feasible complete trial (ties to the earlier) and every trial."""
+    """best_rec.json: the best feasible complete trial and every trial.
+
+    Best = lowest validation FAR; ties by the larger score margin between the classes, then the earlier trial.
+    """
     optuna = _optuna()
     from optuna.trial import TrialState
 
@@ -282,6 +294,7 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
         rows.append({
             "number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
             "feasible": t.user_attrs.get("feasible"), "pred_counts": t.user_attrs.get("pred_counts"),
+            "val_margin": t.user_attrs.get("val_margin"),
             "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
             "duration_sec": t.user_attrs.get("duration_sec"), "checkpoint": t.user_attrs.get("checkpoint"),
             "start_point": bool(t.user_attrs.get("start_point")), "adopted": bool(t.user_attrs.get("adopted")),
@@ -295,7 +308,7 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
                        f"{sum(t.state == TrialState.PRUNED for t in trials)} pruned, "
                        f"{sum(t.state == TrialState.FAIL for t in trials)} failed); widen the search space or "
                        f"check the training data")
-    best = min(ok, key=lambda t: (t.value, t.number))
+    best = min(ok, key=lambda t: (t.value, -float(t.user_attrs.get("val_margin") or 0.0), t.number))
     spec = train_spec.load(cfg.spec)
     budget = {k.split(".")[-1]: train_spec.get(spec, k) for k in search_space.BUDGET_KEYS
               if train_spec.get(spec, k) is not None}

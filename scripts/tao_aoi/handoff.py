@@ -54,7 +54,7 @@ def sane_winner(rec: Mapping[str, Any], where: str) -> dict[str, Any]:
     if not ok:
         raise HardStop(f"{where}: no usable AutoML trial (all collapsed to one class, failed, or lost their "
                        f"checkpoint); rerun automl.py with more trials or a wider space")
-    return min(ok, key=lambda t: (sign * t["value"], t["number"]))
+    return min(ok, key=lambda t: (sign * t["value"], -float(t.get("val_margin") or 0.0), t["number"]))
 
 
 def adopt_checkpoint(results_dir: str | Path, label: str, trial: Mapping[str, Any], train_csv: str | None,

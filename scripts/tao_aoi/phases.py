@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, defaults, handoff, pipeline, search_space, state, train_spec
+from tao_aoi import atomic, automl, handoff, pipeline, search_space, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -118,10 +118,9 @@ def _init_config(opts: Options, R: Results) -> dict[str, Any]:
 def _search(opts: Options, out: Path, spec: Path, train_csv: str, val_csv: str, *, space: dict,
             warm: str | None, progress: pipeline.Progress) -> dict[str, Any]:
     ws = Workspace.at(opts.workspace)
-    start = search_space.in_space(space, {k: train_spec.get(train_spec.load(spec), k) for k in space["params"]})
     cfg = automl.SearchConfig(spec=spec, train_csv=Path(train_csv), val_csv=Path(val_csv), images_root=ws.images,
                               out_dir=out, space=space, algorithm=opts.algorithm, n_trials=opts.trials,
-                              seed=opts.seed, warm_start=Path(warm) if warm else None, start_params=start)
+                              seed=opts.seed, warm_start=Path(warm) if warm else None, start_params=automl.start_point(space, spec))
     backend = get_backend("local" if opts.backend == "slurm" else opts.backend)
     t0 = time.monotonic()
 

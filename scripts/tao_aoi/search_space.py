@@ -139,15 +139,18 @@ def for_warm_start(space: Mapping[str, Any], winner: Mapping[str, Any], lr_shrin
 
 
 def in_space(space: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``values`` that lies inside the space (to enqueue a starting point as trial 0)."""
+    """A starting point inside the space from ``values`` (numbers clipped into range), to enqueue as
+    trial 0; empty when a parameter is missing or a categorical value is not a choice."""
     out = {}
     for key, d in space["params"].items():
-        if key not in values:
-            continue
-        v = values[key]
+        v = values.get(key)
         if d["type"] == "categorical":
-            if v in d["choices"]:
-                out[key] = v
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and d["low"] <= v <= d["high"]:
-            out[key] = int(v) if d["type"] == "int" else float(v)
-    return out if len(out) == len(space["params"]) else {}
+            if v not in d["choices"]:
+                return {}
+            out[key] = v
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = min(max(v, d["low"]), d["high"])
+            out[key] = int(round(v)) if d["type"] == "int" else float(v)
+        else:
+            return {}
+    return out

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import automl, cli, defaults, search_space, train_spec
+from tao_aoi import automl, cli, defaults, search_space
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Workspace
@@ -67,12 +67,11 @@ def config_from_args(args) -> automl.SearchConfig:
         raise UserError(f"--warm-start {warm} does not exist")
     space = search_space.load(args.search_space) if args.search_space else \
         search_space.default_for_backend("local" if args.backend == "slurm" else args.backend)
-    start = search_space.in_space(space, {k: train_spec.get(train_spec.load(spec), k) for k in space["params"]})
     return automl.SearchConfig(
         spec=spec, train_csv=Path(args.train_csv).resolve(), val_csv=Path(args.val_csv).resolve(),
         images_root=Path(args.images_root).resolve() if args.images_root else ws.images,
         out_dir=Path(args.results_dir).resolve(), space=space, algorithm=args.algorithm, n_trials=args.trials,
-        seed=args.seed, storage=args.storage, warm_start=warm, start_params=start)
+        seed=args.seed, storage=args.storage, warm_start=warm, start_params=automl.start_point(space, spec))
 
 
 def _printer(args, n: int):
