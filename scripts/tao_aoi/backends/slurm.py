@@ -206,8 +206,10 @@ class SlurmBackend(ExternalBackend):
         lines = ["#!/bin/bash", f"# tao-aoi {kind} job written by the slurm backend; resubmit with: sbatch <this file>"]
         lines += [f"#SBATCH {_directive(o)}" for o in options]
         lines.append("set -u")
-        lines += [f"export {k}={shlex.quote(str(v))}" for k, v in sorted((env or {}).items())
-                  if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+        for key, value in sorted((env or {}).items()):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise UserError(f"environment name {key!r} is not a shell variable name")
+            lines.append(f"export {key}={shlex.quote(str(value))}")
         rc = shlex.quote(str(job_dir)) + '/slurm-"$SLURM_JOB_ID".rc'
         lines += [shlex.join(argv), "rc=$?",
                   f"printf '%s\\n' \"$rc\" > {rc}.tmp && mv -f {rc}.tmp {rc}", 'exit "$rc"']
