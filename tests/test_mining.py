@@ -177,13 +177,14 @@ vectors = st.lists(st.tuples(st.integers(0, len(PALETTE) - 1), st.sampled_from([
 
 
 @settings(max_examples=150, deadline=None)
-@given(vectors, vectors, st.integers(1, 20), st.sampled_from([16, 40, 1 << 20]))
-def test_exact_knn_equals_brute_force_with_ties(targets, pool, k, block_bytes):
+@given(vectors, vectors, st.integers(1, 20), st.sampled_from([16, 400, 1 << 20]), st.sampled_from([1, 3, 2048]))
+def test_exact_knn_equals_brute_force_with_ties(targets, pool, k, block_bytes, target_block):
     # Duplicates and symmetric directions tie bit for bit: the lower pool index must win, also when the
-    # tie straddles the k-th place; k may exceed the pool; tiny blocks force several matrix products.
+    # tie straddles the k-th place or a pool chunk; k may exceed the pool; tiny blocks force several
+    # target blocks and pool chunks.
     t = np.array([PALETTE[i] * s for i, s in targets], np.float32)
     p = np.array([PALETTE[i] * s for i, s in pool], np.float32)
-    with mock.patch.object(mining, "BLOCK_BYTES", block_bytes):
+    with mock.patch.object(mining, "BLOCK_BYTES", block_bytes), mock.patch.object(mining, "TARGET_BLOCK", target_block):
         sims, idx = mining.knn_exact(t, p, k)
     ref_s, ref_i = _reference(t.astype(np.float64), p.astype(np.float64), k)
     assert idx.shape == (len(t), min(k, len(p)))

@@ -27,6 +27,7 @@ from tao_aoi.errors import HardStop, UserError
 # bench/mining.py (500 targets, 2 cores): exact search never lost to HNSW build+query; see the figures there.
 ANN_MIN_POOL = 200_000
 BLOCK_BYTES = 64 << 20   # working memory of one exact-search block (similarities + argpartition indices)
+TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
 SUMMARY_COLUMNS = ["target", "label", "candidates", "above_floor", "mined_earlier", "new", "best_similarity"]
@@ -130,10 +131,44 @@ def unit_rows(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     return x / norms
 
 
+def _chunk_top_k(neg: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k smallest negated similarities (unordered) and their columns; ties to the lower column."""
+    size = neg.shape[1]
+    if k >= size:
+        return neg, np.broadcast_to(np.arange(size), neg.shape)
+    part = np.argpartition(neg, k, axis=1)  # [:, :k] the k best, [:, k] the (k+1)-th best
+    top = part[:, :k].copy()
+    vals = np.take_along_axis(neg, top, axis=1)
+    kth = vals.max(axis=1)
+    after = np.take_along_axis(neg, part[:, k:k + 1], axis=1)[:, 0]
+    del part
+    for r in np.flatnonzero(after <= kth):  # a tie straddles the k-th place: choose by column
+        cand = np.flatnonzero(neg[r] <= kth[r])
+        cand = cand[np.lexsort((cand, neg[r, cand]))[:k]]
+        top[r], vals[r] = cand, neg[r, cand]
+    return vals, top
+
+
+def _merge_top_k(best_v: np.ndarray, best_i: np.ndarray, rows: np.ndarray, vals: np.ndarray, ids: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Running top-k (rows sorted by negated similarity, then index) merged with (row, value, index) candidates."""
+    m = len(best_v)
+    rows = np.concatenate([np.repeat(np.arange(m), best_v.shape[1]), rows])
+    vals = np.concatenate([best_v.ravel(), vals])
+    ids = np.concatenate([best_i.ravel(), ids])
+    order = np.lexsort((ids, vals, rows))
+    rows, vals, ids = rows[order], vals[order], ids[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(m))[rows]
+    keep = rank < k
+    return vals[keep].reshape(m, -1), ids[keep].reshape(m, -1)
+
+
 def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Cosine top-k by blocked matrix products: (similarities, indices), each (n_targets, min(k, pool)).
 
-    Best first; equal similarities go to the lower pool index, also across the k-th boundary.
+    Best first; equal similarities go to the lower pool index. The pool is streamed once per block of
+    ``TARGET_BLOCK`` targets, in chunks sized to ``BLOCK_BYTES``, into a running top-k per target; once
+    it is full, a chunk contributes only the entries at least as good as a target's current k-th.
     ``unit=True``: the rows are already unit float32 (skips a copy of the pool).
     """
     t, p = (targets, pool) if unit else (unit_rows(targets), unit_rows(pool))
@@ -143,57 +178,70 @@ def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False)
     idx = np.empty((n, k), np.int64)
     if k == 0:
         return sims, idx
-    block = max(1, BLOCK_BYTES // (12 * size))  # float32 similarities + int64 argpartition output
-    for start in range(0, n, block):
-        neg = -t[start:start + block] @ p.T  # negated cosine: ascending order = best first
-        if k < size:
-            part = np.argpartition(neg, k, axis=1)  # [:, :k] the k best, [:, k] the (k+1)-th best
-            top = part[:, :k].copy()
-            vals = np.take_along_axis(neg, top, axis=1)
-            kth = vals.max(axis=1)
-            after = np.take_along_axis(neg, part[:, k:k + 1], axis=1)[:, 0]
-            del part
-            for r in np.flatnonzero(after <= kth):  # a tie straddles the boundary: choose by index
-                cand = np.flatnonzero(neg[r] <= kth[r])
-                cand = cand[np.lexsort((cand, neg[r, cand]))[:k]]
-                top[r], vals[r] = cand, neg[r, cand]
-        else:
-            top = np.broadcast_to(np.arange(size), neg.shape).copy()
-            vals = neg
-        order = np.lexsort((top, vals), axis=1)
-        idx[start:start + block] = np.take_along_axis(top, order, axis=1)
-        sims[start:start + block] = -np.take_along_axis(vals, order, axis=1)
+    tb = max(1, min(n, TARGET_BLOCK))
+    chunk = max(k + 1, BLOCK_BYTES // (12 * tb))  # float32 similarities + int64 argpartition output
+    for ts in range(0, n, tb):
+        neg_t = -t[ts:ts + tb]  # negated cosine: ascending order = best first
+        m = len(neg_t)
+        best_v, best_i = np.empty((m, 0), np.float32), np.empty((m, 0), np.int64)
+        for ps in range(0, size, chunk):
+            neg = neg_t @ p[ps:ps + chunk].T
+            if best_v.shape[1] == k:
+                hit = neg <= best_v[:, -1:]
+                n_hit = int(np.count_nonzero(hit))
+                if n_hit == 0:
+                    continue
+                if n_hit <= 4 * m * k:
+                    r, c = np.nonzero(hit)
+                    best_v, best_i = _merge_top_k(best_v, best_i, r, neg[r, c], c + ps, k)
+                    continue
+            v, c = _chunk_top_k(neg, k)
+            best_v, best_i = _merge_top_k(best_v, best_i, np.repeat(np.arange(m), v.shape[1]), v.ravel(),
+                                          (c + ps).ravel(), k)
+        sims[ts:ts + tb], idx[ts:ts + tb] = -best_v, best_i
     return sims, idx
 
 
-def knn_ann(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate cosine top-k with a faiss HNSW index (inner product over unit rows).
+def hnsw_index(pool: np.ndarray):
+    """A faiss HNSW inner-product index over unit float32 rows, built on one thread.
 
-    Same shape and order as ``knn_exact``; a slot the graph could not fill has index -1. The index
-    is built on one thread: faiss's parallel HNSW insertion is not deterministic, and a rerun must
-    mine the same rows.
+    faiss inserts in parallel in an unspecified order, so a multi-threaded build is not reproducible;
+    a rerun of an iteration must mine the same rows.
     """
     try:
         import faiss
     except ImportError:
         raise UserError("--method ann needs faiss-cpu; run scripts/setup_env.py or use --method exact") from None
-    t, p = (targets, pool) if unit else (unit_rows(targets), unit_rows(pool))
-    k = min(k, len(p))
-    if k == 0:
-        return np.empty((len(t), 0), np.float32), np.empty((len(t), 0), np.int64)
-    index = faiss.IndexHNSWFlat(p.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWFlat(pool.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        index.add(p)
+        index.add(pool)
     finally:
         faiss.omp_set_num_threads(threads)
+    return index
+
+
+def hnsw_search(index, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of unit float32 ``targets`` in ``index``, ordered like ``knn_exact``; an unfilled slot is -1."""
+    k = min(k, index.ntotal)
+    if k == 0:
+        return np.empty((len(targets), 0), np.float32), np.empty((len(targets), 0), np.int64)
     index.hnsw.efSearch = max(HNSW_EF_SEARCH, 4 * k)
-    sims, idx = index.search(t, k)
+    sims, idx = index.search(targets, k)
     idx = idx.astype(np.int64)
-    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), np.where(idx < 0, np.inf, -sims)), axis=1)
+    missing = idx < 0
+    order = np.lexsort((np.where(missing, np.iinfo(np.int64).max, idx), np.where(missing, np.inf, -sims)), axis=1)
     return np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def knn_ann(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate cosine top-k with a faiss HNSW index; same shape and order as ``knn_exact`` (-1 = unfilled)."""
+    t, p = (targets, pool) if unit else (unit_rows(targets), unit_rows(pool))
+    if len(p) == 0:
+        return np.empty((len(t), 0), np.float32), np.empty((len(t), 0), np.int64)
+    return hnsw_search(hnsw_index(p), t, k)
 
 
 def knn(targets: np.ndarray, pool: np.ndarray, k: int, method: str = "auto",
