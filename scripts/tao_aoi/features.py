@@ -1,6 +1,6 @@
 """Golden-vs-test difference features (the local model's input) and the mining embedder.
 
-Per row, every light's test image is compared with its golden after two corrections that real
+Per row, every light's test image is compared with its golden after three corrections that real
 AOI needs and that make a good part's difference small without hiding a defect:
 
 1. illumination gain, estimated on the outer ring of the image (board only, so a defect on the
@@ -64,6 +64,12 @@ class FeatureConfig:
         if cfg.version != FEATURE_VERSION:
             raise UserError(f"{where}: feature version {cfg.version} is not {FEATURE_VERSION}; retrain or re-embed "
                             f"with this toolkit")
+        try:
+            cfg.cell
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        if not 0 < cfg.ring < cfg.size // 2 or not 0 <= cfg.max_shift < cfg.border + cfg.size // 4:
+            raise UserError(f"{where}: ring {cfg.ring} / max_shift {cfg.max_shift} do not fit a {cfg.size} px image")
         return cfg
 
     @property

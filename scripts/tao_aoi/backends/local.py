@@ -76,10 +76,6 @@ def effective_spec(path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _frame(csv: Path, required, what: str):
-    return changenet_csv.read(csv, required, what=what)
-
-
 def _require_classes(df, csv: Path, what: str) -> None:
     positive = (df["label"] != labels.PASS).to_numpy()
     if positive.all() or not positive.any():
@@ -128,7 +124,7 @@ class LocalBackend(Backend):
         root = Path(job.images_root)
         frames = {}
         for what, csv in (("training CSV", Path(job.train_csv)), ("validation CSV", Path(job.val_csv))):
-            df = _frame(csv, changenet_csv.REQUIRED, what)
+            df = changenet_csv.read(csv, what=what)
             _require_classes(df, csv, what)
             _require_images(df, csv, root, lights, ext)
             frames[what] = df
@@ -184,7 +180,7 @@ class LocalBackend(Backend):
         where = f"train spec {job.spec}"
         lights, ext = train_spec.lights(spec, where), train_spec.image_ext(spec, where)
         csv, root = Path(job.csv), Path(job.images_root)
-        df = _frame(csv, INFER_REQUIRED, "inference CSV")
+        df = changenet_csv.read(csv, INFER_REQUIRED, what="inference CSV")
         model = local_model.load(job.checkpoint, lights)
         _require_images(df, csv, root, lights, ext)
         started = time.perf_counter()
@@ -214,7 +210,7 @@ class LocalBackend(Backend):
         lights, ext = train_spec.lights(spec, where), train_spec.image_ext(spec, where)
         cfg = _embed_config(job.settings)
         csv, root = Path(job.csv), Path(job.images_root)
-        df = _frame(csv, INFER_REQUIRED, "embedding CSV")
+        df = changenet_csv.read(csv, INFER_REQUIRED, what="embedding CSV")
         _require_images(df, csv, root, lights, ext)
         emb = features.embeddings(df, root, lights, ext, cfg)
         table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
