@@ -10,7 +10,7 @@ Defect families and what makes an instance easy or hard:
 - ``MISSING``: body absent (hard: a glue dot of body-like colour remains).
 - ``BRIDGE``: a solder band joining the two pads (hard: thin and faint).
 - ``EXCESS_SOLDER``: an oversized solder blob (hard: one pad, about 1.4x).
-- ``SHIFT``: body displaced against its pads (hard: about 2 px, PASS placement stays within 0.6 px).
+- ``SHIFT``: body displaced against its pads (hard: 2-2.5 px; good parts stay within 0.95 px).
 - ``TOMBSTONE``: one end lifted, body foreshortened, the lifted pad without a joint (hard: part-lift).
 """
 from __future__ import annotations
@@ -107,7 +107,8 @@ def layout(rng: np.random.Generator, n: int) -> Scenes:
 
 def add_nuisance(s: Scenes, rng: np.random.Generator) -> None:
     """What separates a good production image from its golden: camera jitter, illumination,
-    noise, solder volume and placement tolerance. Applied to every test image, good or not."""
+    noise, solder volume, placement tolerance, and the component lot's body colour and marking.
+    Applied to every test image, good or not; the baseline model must learn to ignore all of it."""
     n = len(s.footprint)
     s.jitter = rng.uniform(-1.4, 1.4, (n, 2)).astype(np.float32)
     s.gain = rng.uniform(0.9, 1.1, (n, len(LIGHTS))).astype(np.float32)
