@@ -89,35 +89,61 @@ def test_deft_phase_end_to_end(tiny, tmp_path):
     assert len(values) >= 2 and all(v is not None for v in values)
 
 
-def _kill_loop(argv: list[str], results: Path, kills: int, seed: int, window: float) -> int:
+def _where(results: Path) -> str:
+    """Which phase a killed run was in: the phases done so far and the last logged event."""
+    done = []
+    if (results / "pipeline_state.json").exists():
+        done = json.loads((results / "pipeline_state.json").read_text()).get("done", [])
+    phase = "automl1" if not done else {"automl1": "deft", "deft": "automl3"}.get(done[-1], "end")
+    if (results / "loop_log.jsonl").exists() and "deft" not in done:
+        phase = "deft"
+    if phase == "deft" and (results / "loop_log.jsonl").exists():
+        last = json.loads((results / "loop_log.jsonl").read_text().splitlines()[-1])
+        return f"deft:{last['iter']}/{last['stage']}"
+    return phase
+
+
+def _progress(results: Path) -> int:
+    """Work done so far: AutoML trials started plus log events."""
+    trials = len(list(results.glob("automl/*/trials/trial_*")))
+    log = results / "loop_log.jsonl"
+    return trials + (len(log.read_text().splitlines()) if log.exists() else 0)
+
+
+def _kill_loop(argv: list[str], results: Path, kills: int, seed: int, total: int) -> list[str]:
+    """SIGKILL the run `kills` times, the i-th time at a random moment once it is (i+0.5)/kills through
+    the uninterrupted run's work, so the kills cover the whole timeline (trials, stages, handoffs)."""
     rng = random.Random(seed)
-    done = 0
-    for _ in range(kills * 3):
+    where = []
+    for i in range(kills):
+        target = int(total * (i + 0.5) / kills)
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, TAO_AOI_NO_REEXEC="1"))
-        time.sleep(rng.uniform(0.5, window))
+        while proc.poll() is None and _progress(results) < target:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            done += 1
-        proc.wait()
-        if done >= kills:
-            break
-    return done
+            proc.wait()
+            where.append(_where(results))
+        else:
+            proc.wait()
+    return where
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phases, kills", [("deft", 10), ("all", 10)])
 def test_killed_runs_end_like_an_uninterrupted_run(tiny, tmp_path, phases, kills):
     reference = tmp_path / "reference"
-    t0 = time.monotonic()
     proc = run(pipeline_argv(tiny, reference, phases))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    full = time.monotonic() - t0
 
     results = tmp_path / "killed"
     argv = pipeline_argv(tiny, results, phases)
-    done = _kill_loop(argv, results, kills, seed=11 if phases == "deft" else 12, window=max(2.0, full / 3))
-    assert done >= kills, f"only {done} kills landed before the run finished"
+    where = _kill_loop(argv, results, kills, seed=11 if phases == "deft" else 12, total=_progress(reference))
+    assert len(where) >= kills - 1, f"only {len(where)} kills landed before the run finished: {where}"
+    if phases == "all":  # the kills must reach beyond Phase 1
+        assert {w.split(":")[0] for w in where} >= {"automl1", "deft", "automl3"}, where
     final = run(argv)
     assert final.returncode == 0, final.stderr[-3000:]
     assert log_seqs(results) == list(range(1, len(log_seqs(results)) + 1))
