@@ -94,16 +94,6 @@ def train_infer(ws: Workspace, preset: str, work: Path) -> None:
           f"({n_train * epochs / warm:,.0f} row-epochs/s), tracemalloc peak {peak:,.0f} MiB")
 
 
-def sdg_rows(ws: Workspace, wanted: set[str]) -> pd.DataFrame:
-    """The AnomalyGen pool's pairs of the wanted labels as ChangeNet rows (absolute paths)."""
-    manifest = pd.read_csv(ws.sdg_pool / "SDG_result.csv", dtype=str)
-    manifest = manifest[manifest["label"].isin(wanted)].drop_duplicates("index")
-    stems = manifest["image_name"].str.replace(r"_[^_+]+\.png$", "", regex=True)
-    return pd.DataFrame({"input_path": str(ws.sdg_pool / "reconstructed_image"),
-                         "golden_path": str(ws.sdg_pool / "original_image"),
-                         "label": manifest["label"].to_numpy(), "object_name": stems.to_numpy()})
-
-
 def kpi_far(backend: LocalBackend, ws: Workspace, train_csv: Path, out: Path) -> tuple[float, float]:
     t0 = time.perf_counter()
     backend.train(TrainJob(spec=ws.baseline_spec, train_csv=train_csv, val_csv=ws.validation_csv,
@@ -118,8 +108,7 @@ def headroom(ws: Workspace, manifest: dict, work: Path) -> None:
     fam = manifest["families"]
     wanted = set(fam["missing_from_base_train"]) | set(fam["rare_in_base_train"])
     base = changenet_csv.read(ws.training_csv)
-    pool = changenet_csv.read(ws.mining_pool_csv)
-    added = pd.concat([base, pool[pool["label"].isin(wanted)], sdg_rows(ws, wanted)], ignore_index=True)
+    added = pd.concat([base, demo_workspace.pool_rows_for_missing_families(ws.root)], ignore_index=True)
     added_csv = work / "demo_added.csv"
     added.to_csv(added_csv, index=False)
     backend = LocalBackend()

@@ -379,3 +379,28 @@ def test_feature_cache_skips_decoding_and_notices_edits(broken_ws, monkeypatch):
     third = features.row_features(df, w.images, lights, ".png")
     # only the edited row is recomputed (its images: 2 lights x test + golden), with the same result
     assert str(f) in decoded and len(decoded) <= 4 and np.array_equal(first, third)
+
+
+@pytest.mark.slow
+def test_demo_headroom_for_deft(tmp_path):
+    """Issue 3's done-when on the demo preset: the base set alone leaves KPI FAR@100% recall >= 20%,
+    and adding the pools' rows of the missing families brings it to at most a quarter of that."""
+    from tao_aoi import demo_workspace
+
+    w = Workspace.at(tmp_path / "ws")
+    run_script("make_demo_workspace.py", "--out", w.root, "--preset", "demo", "--quiet", check=True)
+    added = tmp_path / "added.csv"
+    pd.concat([changenet_csv.read(w.training_csv), demo_workspace.pool_rows_for_missing_families(w.root)],
+              ignore_index=True).to_csv(added, index=False)
+    b = get_backend("local")
+    far = {}
+    for name, csv in (("baseline", w.training_csv), ("added", added)):
+        out = tmp_path / name
+        b.train(TrainJob(spec=w.baseline_spec, train_csv=csv, val_csv=w.validation_csv, images_root=w.images,
+                         output_dir=out / "train"))
+        b.infer(InferJob(spec=out / "train" / "experiment.yaml", checkpoint=out / "train" / "best.ckpt",
+                         csv=w.kpi_csv, images_root=w.images, output_dir=out / "inference"))
+        _, scores, positive = kpi.read_inference(str(out / "inference" / "inference.csv"))
+        far[name] = kpi.at_recall(scores, positive, 100.0).far_pct
+    assert far["baseline"] >= 20.0, far
+    assert far["added"] <= far["baseline"] / 4, far

@@ -337,3 +337,26 @@ def similarity_check(workspace: str | Path, floor: float = defaults.MIN_SIMILARI
                      "kept_same_label_share": float(same.sum() / max(int(kept.sum()), 1)),
                      "other_label_rows_above_floor": float(other.mean())})
     return pd.DataFrame(rows)
+
+
+def pool_rows_for_missing_families(workspace: str | Path):
+    """Every pool row of the families the base training set lacks or nearly lacks, as ChangeNet
+    rows: mining-pool rows as they are, AnomalyGen pairs with absolute paths (NG as input, its OK
+    source as golden). Base + these rows is the upper bound DEFT can reach from the pools."""
+    import json
+
+    import pandas as pd
+
+    from tao_aoi import changenet_csv
+
+    ws = Workspace.at(workspace)
+    fam = json.loads((ws.root / "demo_manifest.json").read_text(encoding="utf-8"))["families"]
+    wanted = set(fam["missing_from_base_train"]) | set(fam["rare_in_base_train"])
+    pool = changenet_csv.read(ws.mining_pool_csv)
+    manifest = pd.read_csv(ws.sdg_pool / "SDG_result.csv", dtype=str, keep_default_na=False)
+    manifest = manifest[manifest["label"].isin(wanted)].drop_duplicates("index")
+    stems = [Path(name).stem.rsplit("_", 1)[0] for name in manifest["image_name"]]  # drop _<light>
+    sdg = pd.DataFrame({"input_path": str(ws.sdg_pool / "reconstructed_image"),
+                        "golden_path": str(ws.sdg_pool / "original_image"),
+                        "label": manifest["label"].to_numpy(), "object_name": stems})
+    return pd.concat([pool[pool["label"].isin(wanted)], sdg], ignore_index=True)
