@@ -28,7 +28,11 @@ def _flags(argv: list[str]) -> dict[str, str]:
     return out
 
 
-def fake_outputs(st: dict, step: stages.Step, argv: list[str]) -> None:
+def default_far(n: int) -> float:
+    return 10.0 / (n + 1)
+
+
+def fake_outputs(st: dict, step: stages.Step, argv: list[str], far_of=default_far) -> None:
     flags = _flags(argv)
     n = {"final_automl": 4, "run": 0}.get(step.iter) if step.iter in ("final_automl", "run") else iteration_number(step.iter)
     for key, path in flags.items():
@@ -38,7 +42,7 @@ def fake_outputs(st: dict, step: stages.Step, argv: list[str]) -> None:
         if p.exists() and key != "best-model":
             continue
         if key == "metric-result":
-            far = 10.0 / (n + 1)
+            far = far_of(n)
             atomic.write_json(p, {"far_pct": far, "recall_pct": 100.0, "threshold": 0.5,
                                   "name": "far_pct", "value": far, "constraints": {"recall_pct": 100.0}})
         elif key == "validation-report":
@@ -49,12 +53,13 @@ def fake_outputs(st: dict, step: stages.Step, argv: list[str]) -> None:
             atomic.write_json(p, {"iteration": label})
         else:
             atomic.write_text(p, f"{key} for {step}\n")
-    for key in ("training-spec", "train-csv"):
-        if key in flags and not Path(flags[key]).exists():
-            atomic.write_text(flags[key], "x\n")
+    if "training-spec" in flags and not Path(flags["training-spec"]).exists():
+        atomic.write_text(flags["training-spec"], "train:\n  num_epochs: 3\nmodel:\n  hidden_width: 32\n")
+    if "train-csv" in flags and not Path(flags["train-csv"]).exists():
+        atomic.write_text(flags["train-csv"], "x\n")
 
 
-def drive(results_dir: str, *, with_notes: bool = True, phase3: bool = False) -> dict:
+def drive(results_dir: str, *, with_notes: bool = True, phase3: bool = False, far_of=default_far) -> dict:
     while True:
         st = state.load(results_dir)
         step = stages.expected_next(st)
@@ -69,7 +74,7 @@ def drive(results_dir: str, *, with_notes: bool = True, phase3: bool = False) ->
                     "--checkpoint", str(out / "best.ckpt"), "--training-spec", str(out / "experiment.yaml")]
         else:
             argv = stage_plan.plan(st, step, results_dir)["commit"]
-        fake_outputs(st, step, argv)
+        fake_outputs(st, step, argv, far_of)
         if with_notes:
             log_stage.main(["--results-dir", results_dir, "--iter", step.iter, "--stage", "note",
                             "--status", "ok", "--summary", f"starting {step}"])
