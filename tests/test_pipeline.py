@@ -150,3 +150,34 @@ def test_killed_runs_end_like_an_uninterrupted_run(tiny, tmp_path, phases, kills
     assert commits(results) == commits(reference)
     assert deliverable(results) == deliverable(reference)
     assert combined_csvs(results) == combined_csvs(reference)
+
+
+def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
+    """A pool sample without its OK golden stops iter1/sdg (silent drop); restoring it and rerunning
+    the same command retries that stage and finishes the run."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(tiny, ws, ignore=shutil.ignore_patterns("results"))
+    ok_dir = ws / "augmentation/anomalygen/original_image"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for label in ("PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER"):
+        victim = sorted(ok_dir.glob(f"*+{label}_*"))[0]
+        shutil.move(str(victim), moved / victim.name)
+    results = tmp_path / "run"
+    argv = pipeline_argv(ws, results, "deft", iterations=1)
+    first = run(argv)
+    assert first.returncode == 2
+    assert "silent drop" in first.stderr and first.stderr.strip().count("\n") == 0
+    st = state.load(results)
+    assert st["status"] == "failed" and (st["failure"]["iter"], st["failure"]["stage"]) == ("iter1", "sdg")
+    for f in moved.iterdir():
+        shutil.move(str(f), ok_dir / f.name)
+    second = run(argv)
+    assert second.returncode == 0, second.stderr[-2000:]
+    st = state.load(results)
+    assert st["status"] == "complete"
+    trace = commits(results)
+    assert ("iter1", "sdg", "error") in trace and trace.index(("iter1", "sdg", "error")) + 1 == \
+        trace.index(("iter1", "sdg", "ok"))

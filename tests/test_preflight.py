@@ -1,0 +1,80 @@
+"""Pre-flight: nine sections, hard vs fixable blockers, exit codes, nothing written."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import mini_workspace
+
+KPI = "FAR < 2% at Recall=100%"
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return mini_workspace.build(tmp_path / "ws")
+
+
+def preflight(script, ws, *extra):
+    return script("preflight.py", "--workspace", ws, "--backend", "local", *extra)
+
+
+def test_ready_workspace_prints_nine_sections_and_writes_nothing(ws, script):
+    before = sorted(p.relative_to(ws) for p in ws.rglob("*"))
+    proc = preflight(script, ws, "--max-iterations", "3", "--kpi-target", KPI)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for n in range(1, 10):
+        assert f"\n{n}. " in "\n" + proc.stdout, f"section {n} missing"
+    assert "not needed (local backend)" in proc.stdout
+    assert "NGC_KEY=" in proc.stdout and "HF_TOKEN=" in proc.stdout
+    assert sorted(p.relative_to(ws) for p in ws.rglob("*")) == before
+
+
+def test_json_has_every_section_and_credential_names_only(ws, script, monkeypatch):
+    proc = script("preflight.py", "--workspace", ws, "--max-iterations", "2", "--kpi-target", KPI, "--json",
+                  env={"HF_TOKEN": "hf_secret_value"})
+    report = json.loads(proc.stdout)
+    assert sorted(report["sections"]) == ["1_workspace", "2_credentials", "3_images", "4_data", "5_phase1",
+                                          "6_phase2", "7_phase3", "8_compute", "9_confirm"]
+    assert report["sections"]["2_credentials"]["HF_TOKEN"] == "SET"
+    assert "hf_secret_value" not in proc.stdout
+    assert report["sections"]["6_phase2"]["kpi_contract"].startswith("FAR < 2")
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    ("no_iterations", "max_iterations is required"),
+    ("bad_kpi", "% sign"),
+    ("leak", "leaks 1 sample"),
+    ("empty_pool", "mining pool"),
+    ("missing_kpi", "KPI set"),
+])
+def test_hard_blockers_exit_2_and_are_listed(ws, script, mutate, needle):
+    args = ["--max-iterations", "3", "--kpi-target", KPI]
+    if mutate == "no_iterations":
+        args = ["--kpi-target", KPI]
+    elif mutate == "bad_kpi":
+        args = ["--max-iterations", "3", "--kpi-target", "FAR < 2"]
+    elif mutate == "leak":
+        train = pd.read_csv(ws / "train/base/training_set.csv")
+        kpi = pd.read_csv(ws / "kpi/testing_set.csv")
+        pd.concat([train, kpi.head(1)]).to_csv(ws / "train/base/training_set.csv", index=False)
+    elif mutate == "empty_pool":
+        pd.read_csv(ws / "augmentation/mining_pool/mining_pool.csv").head(0).to_csv(
+            ws / "augmentation/mining_pool/mining_pool.csv", index=False)
+    elif mutate == "missing_kpi":
+        (ws / "kpi/testing_set.csv").unlink()
+    proc = preflight(script, ws, *args)
+    assert proc.returncode == 2
+    assert "HARD BLOCKERS" in proc.stdout and needle in proc.stdout, proc.stdout[-1500:]
+    assert "Fix the hard blockers" in proc.stdout
+
+
+def test_docker_backend_reports_images(ws, script, tmp_path):
+    proc = script("preflight.py", "--workspace", ws, "--backend", "docker", "--max-iterations", "1",
+                  "--kpi-target", KPI, "--json", env={"PATH": str(tmp_path)})  # no docker client on PATH
+    report = json.loads(proc.stdout)
+    images = report["sections"]["3_images"]
+    assert {r["key"] for r in images} == {"pyt", "data_services"}
+    assert all(r["image"].startswith("nvcr.io/") for r in images)
+    assert any("docker is not installed" in b for b in report["hard_blockers"])
