@@ -179,7 +179,7 @@ def main() -> int:
             print(f"; at {queries[d][0]:,} rows the HNSW build alone costs as much as exact search of "
                   f"~{queries[d][1]:,.0f} targets", end="")
         print()
-    print(f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:,}")
+    print(f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:,g}")
     return 0
 
 

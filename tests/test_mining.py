@@ -193,11 +193,13 @@ def test_exact_knn_equals_brute_force_with_ties(targets, pool, k, block_bytes, t
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31), st.integers(1, 7), st.integers(1, 40), st.integers(1, 8), st.integers(1, 50))
-def test_exact_knn_on_random_vectors_is_a_true_top_k(seed, n_t, n_p, dim, k):
+@given(st.integers(0, 2**31), st.integers(1, 7), st.integers(1, 40), st.integers(1, 8), st.integers(1, 50),
+       st.sampled_from([16, 400, 1 << 20]))
+def test_exact_knn_on_random_vectors_is_a_true_top_k(seed, n_t, n_p, dim, k, block_bytes):
     rng = np.random.default_rng(seed)
     t, p = rng.standard_normal((n_t, dim)), rng.standard_normal((n_p, dim)) * rng.uniform(0.1, 10, (n_p, 1))
-    sims, idx = mining.knn_exact(t, p, k)
+    with mock.patch.object(mining, "BLOCK_BYTES", block_bytes):
+        sims, idx = mining.knn_exact(t, p, k)
     ref_s, _ = _reference(t, p, k)
     assert idx.shape == (n_t, min(k, n_p))
     assert all(len(set(row)) == len(row) for row in idx)
@@ -464,3 +466,50 @@ def test_bad_arguments_exit_2(ws, capsys, monkeypatch):
     (ws / "run/mining_history.json").write_text("[]")
     code, _, err, _ = run_mine(ws, capsys, monkeypatch)
     assert code == 2 and "mining_history.json" in err
+
+
+# ------------------------------------------------------------------ the real local embedder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from conftest import run_script
+
+    ws = tmp_path_factory.mktemp("tiny") / "ws"
+    run_script("make_demo_workspace.py", "--out", ws, "--preset", "tiny", "--seed", "3", check=True)
+    return ws
+
+
+def test_local_backend_mines_same_label_rows_on_the_tiny_demo(tiny, tmp_path, script):
+    kpi = pd.read_csv(tiny / "kpi/testing_set.csv", dtype=str)
+    weak = kpi[kpi["label"] != "PASS"]
+    gaps = tmp_path / "mining_gaps.parquet"
+    pd.concat([weak.assign(light=light) for light in mini_workspace.LIGHTS]).to_parquet(gaps)
+    R = tmp_path / "run"
+
+    def mine(iteration, k):
+        return script("mine_pool.py", "--targets", gaps,
+                      "--mining-pool", tiny / "augmentation/mining_pool/mining_pool.csv",
+                      "--images-root", tiny / "images", "--results-dir", R / iteration / "mining",
+                      "--train-spec", tiny / "specs/baseline_spec.yaml", "--backend", "local",
+                      "--top-k-per-target", str(k), "--min-similarity", "0.9", "--history", R / "mining_history.json",
+                      "--iteration", iteration, "--exclude", tiny / "train/base/validation_set.csv",
+                      "--exclude", tiny / "kpi/testing_set.csv", "--embedding-cache", R / "mining_cache", "--json")
+
+    proc = mine("iter1", 2)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["embedder"]["embedder"] == "tao-aoi-local-diff" and s["method"] == "exact"
+    rows = pd.read_csv(R / "iter1/mining/mined_rows.csv", dtype=str)
+    target_label = pd.read_csv(R / "iter1/mining/knn_summary.csv", dtype=str).set_index("target")["label"]
+    same = (rows["target"].map(target_label) == rows["label"]).mean()
+    assert len(rows) >= 20 and same >= 0.95, (len(rows), same)
+    assert set(rows["label"]) == set(weak["label"])  # every weak defect label finds real examples
+
+    proc = mine("iter2", 5)  # the pool embedding comes from the cache and nothing is mined twice
+    assert proc.returncode == 0, proc.stderr
+    s2 = json.loads(proc.stdout)
+    assert s2["pool_embeddings"] == "cache" and s2["mined_earlier"] >= len(rows)
+    again = pd.read_csv(R / "iter2/mining/mined_rows.csv", dtype=str)
+    key = lambda df: set(df["input_path"] + "/" + df["object_name"])  # noqa: E731
+    assert len(again) >= 5 and not key(rows) & key(again)

@@ -8,13 +8,14 @@ most similar one. Rows mined by an earlier iteration are skipped (ledger keyed b
 identity, so moving the results folder breaks nothing; rerunning the same iteration replaces its own
 entries). Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
 mined. Mined rows are written with their paths relative to the image root.
-Search: exact numpy matrix products in blocks (memory-bounded, ties to the lower pool row) for
-normal pools; a faiss HNSW index above ``ANN_MIN_POOL`` rows (measured in bench/mining.py).
+Search: exact numpy matrix products in blocks (memory-bounded, ties to the lower pool row); a faiss
+HNSW index on request (``ANN_MIN_POOL``: bench/mining.py found no pool size where it pays).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,18 @@ from tao_aoi import atomic, changenet_csv, labels, leakage, train_spec
 from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import HardStop, UserError
 
-# bench/mining.py (500 targets, 2 cores): exact search never lost to HNSW build+query; see the figures there.
-ANN_MIN_POOL = 200_000
+# Pool rows from which ``auto`` search builds an HNSW index: never. bench/mining.py (500 targets, k=5,
+# 2 cores) found no crossover up to 1M rows: at 10k rows HNSW build + query cost 8x (216-d, the local
+# embedder) / 11x (768-d) an exact search, 16x at 100k, and the gap grows (build ~N^1.4, exact ~N): at
+# 1M rows exact took 11 s / 28 s, the single-threaded build is forecast at ~1100 s / ~1800 s. Building
+# the index costs as much as exact search of ~4-6k targets; a mining run has 50-500, and reusing an
+# index over a run's 3-5 iterations would not pay either. ``--method ann`` still forces HNSW.
+ANN_MIN_POOL = math.inf
 BLOCK_BYTES = 64 << 20   # working memory of one exact-search block (similarities + argpartition indices)
 TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
+METHODS = ("auto", "exact", "ann")
 SUMMARY_COLUMNS = ["target", "label", "candidates", "above_floor", "mined_earlier", "new", "best_similarity"]
 EXTRA_COLUMNS = ["source", "similarity", "target", "iteration"]
 POOL_CACHE, POOL_CACHE_SOURCE = "pool_embeddings.parquet", "pool_embeddings.source.json"
@@ -253,7 +260,7 @@ def knn(targets: np.ndarray, pool: np.ndarray, k: int, method: str = "auto",
         return (*knn_ann(targets, pool, k, unit), "faiss-hnsw")
     if method == "exact":
         return (*knn_exact(targets, pool, k, unit), "exact")
-    raise UserError(f"--method {method!r} is not one of auto, exact, ann")
+    raise ValueError(f"method {method!r} is not one of {METHODS}")
 
 
 # ------------------------------------------------------------------ ledger
@@ -322,8 +329,8 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
         raise UserError(f"--top-k-per-target must be >= 1, got {top_k}")
     if not -1.0 <= min_similarity <= 1.0:
         raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {min_similarity}")
-    if method not in ("auto", "exact", "ann"):
-        raise UserError(f"--method {method!r} is not one of auto, exact, ann")
+    if method not in METHODS:
+        raise UserError(f"--method {method!r} is not one of {', '.join(METHODS)}")
     out = Path(results_dir).resolve()
     root = Path(images_root).resolve()
     pool_path = Path(pool_csv)
@@ -361,8 +368,10 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             p_emb, p_set, summary["pool_embeddings"] = pool_embeddings(backend, pool, pool_path, root, Path(spec),
                                                                        cache, tmp)
             if t_set != p_set or t_emb.shape[1] != p_emb.shape[1]:
-                a, b = _settings_diff(t_set, p_set) if t_set != p_set else ({"dim": t_emb.shape[1]}, {"dim": p_emb.shape[1]})
-                fix = (f"delete the stale pool embedding cache {cache} and retry mining" if summary["pool_embeddings"] == "cache"
+                a, b = (_settings_diff(t_set, p_set) if t_set != p_set
+                        else ({"dim": t_emb.shape[1]}, {"dim": p_emb.shape[1]}))
+                fix = (f"delete the stale pool embedding cache {cache} and retry mining"
+                       if summary["pool_embeddings"] == "cache"
                        else f"the {backend.name} backend's embedder changed between two calls; retry mining")
                 raise HardStop(f"embedder mismatch: targets embedded with {a} but the pool with {b}; {fix}")
             summary["embedder"] = t_set

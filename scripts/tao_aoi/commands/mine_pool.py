@@ -4,8 +4,10 @@ Embeds the targets (mining_gaps.parquet from route_samples.py) and the mining po
 backend embedder (a settings mismatch is a hard stop), keeps each target's --top-k-per-target
 nearest pool rows with cosine >= --min-similarity, skips rows mined by earlier iterations (the
 --history ledger) and pool rows that are validation/KPI samples (--exclude). Writes mined_rows.csv
-(ChangeNet rows + similarity, target), knn_summary.csv (one row per target) and mining_summary.json.
-Exit 2: empty pool with targets routed to mining, embedder mismatch, bad input.
+(ChangeNet rows + similarity, target; paths relative to --images-root), knn_summary.csv (one row per
+target) and mining_summary.json. With --embedding-cache the pool is embedded once per pool content.
+Exit 2: empty pool with targets routed to mining (also once held-out rows are removed), embedder
+mismatch, bad input.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--iteration", required=True, help="this iteration's label, e.g. iter2")
     p.add_argument("--exclude", action="append", default=[], help="held-out CSV whose samples must never be mined")
     p.add_argument("--embedding-cache", help="folder to cache the pool's embeddings across iterations")
-    p.add_argument("--method", default="auto", choices=("auto", "exact", "ann"),
-                   help=f"k-NN search (auto: exact below {mining.ANN_MIN_POOL} pool rows, else faiss HNSW)")
+    p.add_argument("--method", default="auto", choices=mining.METHODS,
+                   help=f"k-NN search: exact (numpy, blocked), ann (faiss HNSW) or auto (ann from "
+                        f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:g} pool rows; see bench/mining.py)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     summary = mining.mine(args.targets, args.mining_pool, args.images_root, args.results_dir, args.train_spec,
@@ -38,9 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                           args.iteration, exclude=args.exclude, cache_dir=args.embedding_cache, method=args.method)
     if args.json:
         cli.emit_json(summary)
+    elif not summary["targets"]:
+        print("no weak samples were routed to mining; wrote empty mined_rows.csv and knn_summary.csv")
     else:
         print(f"mined {summary['mined']} new rows for {summary['targets']} targets "
               f"({summary['above_floor']} candidates >= {summary['min_similarity']:g}, "
               f"{summary['mined_earlier']} mined earlier, {summary['excluded_heldout']} held-out pool rows excluded; "
-              f"search {summary['method']})")
+              f"search {summary['method']}, pool embeddings {summary['pool_embeddings']})")
     return 0
