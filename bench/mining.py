@@ -41,6 +41,12 @@ def _mem() -> dict[str, float]:
 
 
 def _reset_peak() -> float:
+    """Return freed heap to the OS (else a method reuses the previous one's pages unseen), reset VmHWM."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     return _mem()["VmRSS"]

@@ -376,7 +376,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                 raise HardStop(f"embedder mismatch: targets embedded with {a} but the pool with {b}; {fix}")
             summary["embedder"] = t_set
             pool_idx = np.flatnonzero(usable)
-            unit_rows(t_emb, inplace=True)
+            t_emb = unit_rows(t_emb, inplace=True)
             search = unit_rows(p_emb, inplace=True) if usable.all() else unit_rows(p_emb[pool_idx], inplace=True)
             del p_emb
             sims, idx, summary["method"] = knn(t_emb, search, top_k, method, unit=True)
