@@ -26,10 +26,11 @@ from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import HardStop, UserError
 
 # Pool rows from which ``auto`` search builds an HNSW index: never. bench/mining.py (500 targets, k=5,
-# 2 cores) found no crossover up to 1M rows: at 10k rows HNSW build + query cost 8x (216-d, the local
-# embedder) / 11x (768-d) an exact search, 16x at 100k, and the gap grows (build ~N^1.4, exact ~N): at
-# 1M rows exact took 11 s / 28 s, the single-threaded build is forecast at ~1100 s / ~1800 s. Building
-# the index costs as much as exact search of ~4-6k targets; a mining run has 50-500, and reusing an
+# 2 shared cores, three runs) found no crossover up to 1M rows. HNSW build + query vs exact search:
+# 5-8x at 10k rows (216-d, the local embedder) / 7-11x (768-d), 16x at 100k (builds of 21 s / 46 s,
+# recall@5 1.000 / 0.998), and the gap grows (build ~N^1.4, exact ~N): at 1M rows exact took 9-11 s /
+# 19-28 s, the deterministic single-threaded build is forecast at ~800-1100 s / ~1700 s. Building the
+# index costs as much as exact search of ~2.6-5.6k targets; a mining run has 50-500, and reusing one
 # index over a run's 3-5 iterations would not pay either. ``--method ann`` still forces HNSW.
 ANN_MIN_POOL = math.inf
 BLOCK_BYTES = 64 << 20   # working memory of one exact-search block (similarities + argpartition indices)
