@@ -154,3 +154,12 @@ def iteration_number(label: str) -> int:
 
 def iteration_label(n: int) -> str:
     return "baseline" if n == 0 else f"iter{n}"
+
+
+def comes_before(label: str, other: str) -> bool:
+    """True if iteration ``label`` runs before ``other`` (ledgers skip only earlier iterations' rows, so
+    rerunning an iteration after later ones finds what it found the first time)."""
+    try:
+        return iteration_number(label) < iteration_number(other)
+    except ValueError:
+        return label != other

@@ -4,9 +4,9 @@ Targets (the weak samples routed to mining) and the mining pool are embedded by 
 embedder; the settings recorded beside each embedding file must match or the run stops (mixing
 embedders makes cosine meaningless). For each target the ``top_k`` nearest pool rows are kept if
 their cosine similarity is at least ``min_similarity``; a pool row near several targets goes to the
-most similar one. Rows mined by an earlier iteration are skipped (ledger keyed by normalised sample
+most similar one. Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
 identity, so moving the results folder breaks nothing; rerunning the same iteration replaces its own
-entries). Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
+entries), so a weak sample that recurs reaches its next-nearest rows. Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
 mined. Mined rows are written with their paths relative to the image root.
 Search: exact numpy matrix products in blocks (memory-bounded, ties to the lower pool row); a faiss
 HNSW index on request (``ANN_MIN_POOL``: bench/mining.py found no pool size where it pays).
@@ -24,6 +24,7 @@ import pandas as pd
 from tao_aoi import atomic, changenet_csv, labels, leakage, train_spec
 from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import HardStop, UserError
+from tao_aoi.layout import comes_before
 
 # Pool rows from which ``auto`` search builds an HNSW index: never. bench/mining.py (500 targets, k=5,
 # 2 shared cores, three runs) found no crossover up to 1M rows. HNSW build + query vs exact search:
@@ -38,7 +39,7 @@ TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
 METHODS = ("auto", "exact", "ann")
-SUMMARY_COLUMNS = ["target", "label", "candidates", "above_floor", "mined_earlier", "new", "best_similarity"]
+SUMMARY_COLUMNS = ["target", "label", "candidates", "above_floor", "new", "best_similarity"]
 EXTRA_COLUMNS = ["source", "similarity", "target", "iteration"]
 POOL_CACHE, POOL_CACHE_SOURCE = "pool_embeddings.parquet", "pool_embeddings.source.json"
 
@@ -338,7 +339,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
     targets, tkeys = targets_from_gaps(Path(targets_path), root)
     hist_path = Path(history)
     ledger = read_history(hist_path)
-    earlier = {k for k, it in ledger.items() if it != iteration}
+    earlier = {k for k, it in ledger.items() if comes_before(it, iteration)}
     summary = {"iteration": iteration, "targets": int(len(targets)), "top_k_per_target": top_k,
                "min_similarity": min_similarity, "pool_rows": 0, "excluded_heldout": 0, "method": None,
                "embedder": None, "pool_embeddings": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0,
@@ -358,10 +359,15 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             held: set[str] = set()
             for csv in exclude:
                 held |= set(leakage.sample_keys(changenet_csv.read(csv, what="held-out CSV"), root, csv))
-            usable = ~pool_keys.isin(held).to_numpy()
+            heldout = pool_keys.isin(held).to_numpy()
+            # Rows mined by earlier iterations leave the search too, so a recurring weak sample reaches its
+            # next-nearest rows instead of finding only what it already brought in.
+            mined_before = pool_keys.isin(earlier).to_numpy() & ~heldout
+            usable = ~heldout & ~mined_before
             pool_keys = pool_keys.to_numpy()
-            summary["excluded_heldout"] = int((~usable).sum())
-            if not usable.any():
+            summary["excluded_heldout"] = int(heldout.sum())
+            summary["mined_earlier"] = int(mined_before.sum())
+            if heldout.all():
                 raise HardStop(f"mining pool {pool_path} is empty once held-out samples are removed: all {len(pool)} "
                                f"rows are validation/KPI samples (--exclude); mine from a pool of other images")
             t_emb, t_set = embed_rows(backend, targets, root, Path(spec), tmp / "target_embeddings.parquet")
@@ -378,17 +384,19 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             summary["embedder"] = t_set
             pool_idx = np.flatnonzero(usable)
             t_emb = unit_rows(t_emb, inplace=True)
-            search = unit_rows(p_emb, inplace=True) if usable.all() else unit_rows(p_emb[pool_idx], inplace=True)
-            del p_emb
-            sims, idx, summary["method"] = knn(t_emb, search, top_k, method, unit=True)
+            if len(pool_idx):
+                search = unit_rows(p_emb, inplace=True) if usable.all() else unit_rows(p_emb[pool_idx], inplace=True)
+                del p_emb
+                sims, idx, summary["method"] = knn(t_emb, search, top_k, method, unit=True)
+            else:  # every remaining row was mined by earlier iterations: nothing new to find
+                sims, idx = np.zeros((len(t_emb), 0), np.float32), np.zeros((len(t_emb), 0), np.int64)
             n_t, k = idx.shape
             found = (idx >= 0).ravel()
             cand = pd.DataFrame({"t": np.repeat(np.arange(n_t), k)[found], "p": pool_idx[idx.ravel()[found]],
                                  "sim": np.clip(sims.ravel()[found], -1.0, 1.0)})
             cand["key"] = pool_keys[cand["p"].to_numpy()]
             cand["floor"] = cand["sim"] >= min_similarity - SIM_TOLERANCE
-            cand["earlier"] = cand["key"].isin(earlier)
-            keep = cand[cand["floor"] & ~cand["earlier"]].sort_values(["sim", "t", "p"], ascending=[False, True, True],
+            keep = cand[cand["floor"]].sort_values(["sim", "t", "p"], ascending=[False, True, True],
                                                                          kind="stable")
             keep = keep.drop_duplicates("key", keep="first")
             g = cand.groupby("t")
@@ -398,8 +406,6 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                 "label": targets["label"].to_numpy(),
                 "candidates": g.size().reindex(every, fill_value=0).to_numpy(),
                 "above_floor": g["floor"].sum().reindex(every, fill_value=0).to_numpy(),
-                "mined_earlier": (cand["floor"] & cand["earlier"]).groupby(cand["t"]).sum()
-                .reindex(every, fill_value=0).to_numpy(),
                 "new": keep.groupby("t").size().reindex(every, fill_value=0).to_numpy(),
                 "best_similarity": g["sim"].max().reindex(every).round(6).to_numpy(),
             })
@@ -409,8 +415,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             rows["target"] = tkeys.to_numpy()[keep["t"].to_numpy()]
             rows["iteration"] = iteration
             mined = rows
-            summary.update(candidates=int(len(cand)), above_floor=int(cand["floor"].sum()),
-                           mined_earlier=int((cand["floor"] & cand["earlier"]).sum()), mined=int(len(mined)),
+            summary.update(candidates=int(len(cand)), above_floor=int(cand["floor"].sum()), mined=int(len(mined)),
                            mined_labels={str(a): int(b) for a, b in mined["label"].value_counts().sort_index().items()})
             new_keys = set(keep["key"])
         changenet_csv.write(mined, tmp / "mined_rows.csv")

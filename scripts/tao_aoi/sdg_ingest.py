@@ -19,6 +19,7 @@ import pandas as pd
 
 from tao_aoi import atomic, changenet_csv, labels, sdg_pool, train_spec
 from tao_aoi.errors import HardStop, UserError
+from tao_aoi.layout import comes_before
 
 ROWS_FILE = "sdg_rows.csv"
 ALLOCATION_FILE = "allocation.json"
@@ -116,7 +117,7 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
     alloc = allocate(num_sdg, weak)
     hist_path = Path(history)
     used = _read_history(hist_path)
-    earlier = {s for s, it in used.items() if it != iteration}
+    earlier = {s for s, it in used.items() if comes_before(it, iteration)}
 
     files, facts = sdg_pool.scan(pool) if weak else (pd.DataFrame(columns=["template", "label", "idx", "light"]), {})
     samples = _samples(files, lights) if len(files) else pd.DataFrame(

@@ -287,7 +287,7 @@ class RunBuilder:
         changenet_csv.write(mined, d / "mined_rows.csv")
         knn = pd.DataFrame({"target": [f"kpi/b{i}/test/KPI_C{400 + i}" for i in range(4)],
                             "label": ["MISSING", "SHIFT"] * 2, "candidates": [5, 5, 5, 5],
-                            "above_floor": [4, 3, 5, 2], "mined_earlier": [0, 0, n - 1, 0], "new": [3, 2, 3, 1],
+                            "above_floor": [4, 3, 5, 2], "new": [3, 2, 3, 1],
                             "best_similarity": [0.981234, 0.953, 0.97, 0.9012]})
         if self.hostile:
             knn["target"] = knn["target"].astype(object)

@@ -2,7 +2,7 @@
 
 Embeds the targets (mining_gaps.parquet from route_samples.py) and the mining pool with the same
 backend embedder (a settings mismatch is a hard stop), keeps each target's --top-k-per-target
-nearest pool rows with cosine >= --min-similarity, skips rows mined by earlier iterations (the
+nearest pool rows with cosine >= --min-similarity, leaves rows mined by earlier iterations out of the search (the
 --history ledger) and pool rows that are validation/KPI samples (--exclude). Writes mined_rows.csv
 (ChangeNet rows + similarity, target; paths relative to --images-root), knn_summary.csv (one row per
 target) and mining_summary.json. With --embedding-cache the pool is embedded once per pool content.
