@@ -162,12 +162,27 @@ def evaluate_checkpoint(backend, spec: Path, checkpoint: Path, val_csv: Path, im
     # the lowest defect score sits above the highest PASS score (negative = overlap).
     margin = float(scores[positive].min() - scores[~positive].max())
     return {"far_pct": float(point.far_pct), "threshold": float(point.threshold), "margin": margin,
+            "objective": objective(float(point.far_pct), margin, scores, positive),
             "pred_counts": {"defect": predicted_defect, "pass": int(len(scores) - predicted_defect)},
             "collapsed": predicted_defect in (0, len(scores))}
 
 
-def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, float | None]:
-    """Train + validate one trial; returns (final state name, value)."""
+def objective(far_pct: float, margin: float, scores, positive) -> float:
+    """What the sampler minimises: the FAR, with ties broken by the class margin.
+
+    FAR moves in steps of g = 100 / n_pass; the tie-breaker adds less than g/2, so ranking by the
+    objective is exactly ranking by FAR first and then by the larger margin (scaled by the score range,
+    so it works for probabilities and for TAO's distances alike). Without it the sampler sees a flat
+    0 once several trials separate the validation set perfectly, and learns nothing.
+    """
+    n_pass = int((~positive).sum())
+    spread = float(scores.max() - scores.min()) or 1.0
+    closeness = 0.5 * (1.0 - max(-1.0, min(1.0, margin / spread)))  # 0 = widest margin, 1 = full overlap
+    return far_pct + (50.0 / n_pass) * closeness * 0.999
+
+
+def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, float | None, float | None]:
+    """Train + validate one trial; returns (final state name, objective, validation FAR %)."""
     optuna = _optuna()
     params = dict(trial.params)
     out = cfg.out_dir / "trials" / f"trial_{trial.number:04d}"
@@ -190,10 +205,10 @@ def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, 
                                         init_checkpoint=cfg.warm_start, overrides=params, on_epoch=on_epoch))
     except optuna.TrialPruned:
         trial.set_user_attr("duration_sec", round(time.monotonic() - t0, 3))
-        return "PRUNED", None
+        return "PRUNED", None, None
     if handle.state != "COMPLETE":
         trial.set_user_attr("error", handle.detail or handle.state)
-        return "FAIL", None
+        return "FAIL", None, None
     ckpt = out / "train" / defaults.CHECKPOINT_NAME
     ev = evaluate_checkpoint(backend, out / "train" / "experiment.yaml", ckpt, cfg.val_csv, cfg.images_root,
                              out / "val_inference")
@@ -202,8 +217,9 @@ def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, 
     trial.set_user_attr("pred_counts", ev["pred_counts"])
     trial.set_user_attr("feasible", not ev["collapsed"])
     trial.set_user_attr("val_margin", ev["margin"])
+    trial.set_user_attr("val_far_pct", ev["far_pct"])
     trial.set_user_attr("duration_sec", round(time.monotonic() - t0, 3))
-    return "COMPLETE", ev["far_pct"]
+    return "COMPLETE", ev["objective"], ev["far_pct"]
 
 
 # ------------------------------------------------------------------ the worker loop
@@ -257,7 +273,7 @@ def work(cfg: SearchConfig, backend, on_trial: Callable[[dict], None] | None = N
         trial = _claim(study, cfg, dists)
         if trial is None:
             return ran
-        state, value = run_trial(trial, cfg, backend, max_epochs)
+        state, value, far = run_trial(trial, cfg, backend, max_epochs)
         from optuna.trial import TrialState
 
         if state == "COMPLETE":
@@ -266,7 +282,7 @@ def work(cfg: SearchConfig, backend, on_trial: Callable[[dict], None] | None = N
             study.tell(trial, state=getattr(TrialState, state))
         ran += 1
         if on_trial is not None:
-            on_trial({"number": trial.number, "state": state, "value": value, "params": dict(trial.params)})
+            on_trial({"number": trial.number, "state": state, "value": far, "params": dict(trial.params)})
 
 
 # ------------------------------------------------------------------ results
@@ -282,7 +298,8 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 def best_record(cfg: SearchConfig) -> dict[str, Any]:
     """best_rec.json: the best feasible complete trial and every trial.
 
-    Best = lowest validation FAR; ties by the larger score margin between the classes, then the earlier trial.
+    Best = lowest objective (validation FAR, ties by the larger class margin: see ``objective``), then the
+    earlier trial. ``value``/``score`` report the plain FAR.
     """
     optuna = _optuna()
     from optuna.trial import TrialState
@@ -292,7 +309,8 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
     rows = []
     for t in trials:
         rows.append({
-            "number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+            "number": t.number, "state": t.state.name, "value": t.user_attrs.get("val_far_pct"),
+            "objective": t.value, "params": dict(t.params),
             "feasible": t.user_attrs.get("feasible"), "pred_counts": t.user_attrs.get("pred_counts"),
             "val_margin": t.user_attrs.get("val_margin"),
             "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
@@ -308,7 +326,7 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
                        f"{sum(t.state == TrialState.PRUNED for t in trials)} pruned, "
                        f"{sum(t.state == TrialState.FAIL for t in trials)} failed); widen the search space or "
                        f"check the training data")
-    best = min(ok, key=lambda t: (t.value, -float(t.user_attrs.get("val_margin") or 0.0), t.number))
+    best = min(ok, key=lambda t: (t.value, t.number))
     spec = train_spec.load(cfg.spec)
     budget = {k.split(".")[-1]: train_spec.get(spec, k) for k in search_space.BUDGET_KEYS
               if train_spec.get(spec, k) is not None}
@@ -328,7 +346,8 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
         "base_spec": str(cfg.spec),
         "best": {
             "trial": best.number,
-            "score": best.value,
+            "score": best.user_attrs.get("val_far_pct"),
+            "objective": best.value,
             "params": dict(best.params),
             "specs": nest(best.params),
             "observed_budget": budget,
