@@ -193,3 +193,12 @@ def test_a_model_that_predicts_one_class_is_infeasible(tiny, tmp_path):
     automl.work(cfg, OneClassBackend())
     with pytest.raises(HardStop, match="2 collapsed to one class"):
         automl.write_best(cfg)
+
+
+def test_journal_file_storage_works_for_shared_disks(tiny, tmp_path):
+    cfg = config(tiny, tmp_path / "j", n=2)
+    cfg.storage = f"journal:{tmp_path / 'study.log'}"
+    automl.work(cfg, get_backend("local"))
+    rec = automl.write_best(cfg)
+    assert rec["storage"].startswith("journal:") and [t["number"] for t in rec["trials"]] == [0, 1]
+    assert (tmp_path / "study.log").stat().st_size > 0 and not (tmp_path / "j" / "study.db").exists()

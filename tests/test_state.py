@@ -336,3 +336,25 @@ def test_event_log_tail_reader_handles_long_logs(tmp_path):
                                                    summary="x" * (i % 50), duration_sec=0, kind="log"))
     assert event_log.next_seq(log) == 3001
     assert len(event_log.read_events(log)) == 3000
+
+
+def test_state_scripts_import_no_pandas_or_numpy():
+    """The state scripts run dozens of times per run: their cold start must stay near bare Python."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import tao_aoi.commands.log_stage, tao_aoi.commands.commit_stage, tao_aoi.commands.next_stage\n"
+            "import tao_aoi.commands.init_deft_state, tao_aoi.state, tao_aoi.stage_plan\n"
+            "print(sorted(m for m in ('pandas', 'numpy', 'jsonschema', 'yaml') if m in sys.modules))") % str(SCRIPTS)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"heavy modules imported by the state scripts: {out}"
+
+
+def test_resolve_versions(script):
+    ok = script("resolve_versions.py", "images.tao_toolkit.pyt", check=True)
+    assert ok.stdout.strip().startswith("nvcr.io/nvidia/tao/tao-toolkit:")
+    bad = script("resolve_versions.py", "images.tao_toolkit.nope")
+    assert bad.returncode == 2 and "images.tao_toolkit.nope" in bad.stderr
