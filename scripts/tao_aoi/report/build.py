@@ -365,8 +365,12 @@ class Report:
             doc = self.studies[phase]
             sec: dict[str, Any] = {"phase": phase, "title": title, "doc": doc}
             if doc.status == "absent":
-                sec["message"] = "not run yet" if phase == "phase1" or not self.st or self.st["status"] != "complete" \
-                    else "not run (no Phase 3 results in this folder)"
+                phases = ((sources.pipeline_state(self.R).get("options") or {}).get("phases"))
+                if phases == "deft":
+                    sec["message"] = "not part of this run (run_pipeline.py --phases deft)"
+                else:
+                    sec["message"] = "not run yet" if phase == "phase1" or not self.st or \
+                        self.st["status"] != "complete" else "not run (no Phase 3 results in this folder)"
                 out.append(sec)
                 continue
             if not doc.ok:
