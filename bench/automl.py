@@ -10,7 +10,7 @@ Prints, in one run, on one demo workspace, with one trial budget and the local m
    PASS score) of the trial it picks;
 2. pruning: ``hyperband`` and ``asha`` (TPE plus the pruner on the per-epoch validation FAR) against
    the unpruned TPE searches of the same seeds, run in the same process: epochs actually trained
-   (sum over trials of ``len(intermediate)``, i.e. ``pruned_at_epoch + 1`` for a pruned trial), search
+   (sum over trials of ``len(intermediate)``, i.e. ``pruned_at_epoch`` for a pruned trial), search
    wall time and CPU time, and the best (FAR, margin) each reached, as ratios to the unpruned baseline.
 
 Every search is run as Phase 1 runs it (``automl.work`` + ``automl.write_best`` with the local backend,

@@ -202,3 +202,19 @@ def test_journal_file_storage_works_for_shared_disks(tiny, tmp_path):
     rec = automl.write_best(cfg)
     assert rec["storage"].startswith("journal:") and [t["number"] for t in rec["trials"]] == [0, 1]
     assert (tmp_path / "study.log").stat().st_size > 0 and not (tmp_path / "j" / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_hyperband_prunes_on_the_per_epoch_validation_far(tiny, tmp_path):
+    cfg = config(tiny, tmp_path / "hb", n=8, algorithm="hyperband", seed=1234)
+    automl.work(cfg, get_backend("local"))
+    rec = automl.write_best(cfg)
+    pruned = [t for t in rec["trials"] if t["state"] == "PRUNED"]
+    full = [t for t in rec["trials"] if t["state"] == "COMPLETE"]
+    assert pruned and full, rec["counts"]
+    epochs = automl.train_spec.get(automl.train_spec.load(cfg.spec), "train.num_epochs")
+    first_rung = automl._min_resource(epochs)
+    for t in pruned:  # stopped at a rung, having trained fewer epochs than a full trial
+        assert first_rung <= t["pruned_at_epoch"] < epochs and len(t["intermediate"]) == t["pruned_at_epoch"]
+    assert all(len(t["intermediate"]) == epochs for t in full)
+    assert rec["best"]["trial"] in {t["number"] for t in full}
