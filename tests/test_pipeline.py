@@ -172,12 +172,15 @@ def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
     assert "silent drop" in first.stderr and first.stderr.strip().count("\n") == 0
     st = state.load(results)
     assert st["status"] == "failed" and (st["failure"]["iter"], st["failure"]["stage"]) == ("iter1", "sdg")
+    ps = json.loads((results / "pipeline_state.json").read_text())
+    assert ps["status"] == "failed" and "silent drop" in ps["failure"]
     for f in moved.iterdir():
         shutil.move(str(f), ok_dir / f.name)
     second = run(argv)
     assert second.returncode == 0, second.stderr[-2000:]
     st = state.load(results)
     assert st["status"] == "complete"
+    assert json.loads((results / "pipeline_state.json").read_text())["status"] == "complete"
     trace = commits(results)
     assert ("iter1", "sdg", "error") in trace and trace.index(("iter1", "sdg", "error")) + 1 == \
         trace.index(("iter1", "sdg", "ok"))

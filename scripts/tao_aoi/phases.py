@@ -71,7 +71,7 @@ def results_dir_for(opts: Options, given: str | None) -> Results:
             ps = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if ps.get("options") == asdict(opts) and ps.get("status") not in ("complete", "failed"):
+        if ps.get("options") == asdict(opts) and ps.get("status") != "complete":  # failed: rerun = retry
             return Results.at(p.parent)
     return Results.at(Workspace.at(opts.workspace).results / time.strftime("run_%Y%m%d_%H%M%S"))
 
@@ -156,6 +156,10 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
         diff = [k for k in ps["options"] if ps["options"][k] != asdict(opts).get(k)]
         raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(diff)}); rerun with the same "
                         f"arguments or use a new --results-dir")
+    elif ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
+        progress.note(f"resuming after a hard stop: {ps.get('failure')}")
+        ps["status"] = "in_progress"
+        save_pipeline_state(R, ps)
     ws = Workspace.at(opts.workspace)
     phases = PHASES[opts.phases]
 

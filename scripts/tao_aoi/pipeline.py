@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tao_aoi import stage_plan, stages, state
-from tao_aoi.errors import UserError
+from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import iteration_number
 
 
-class StageFailed(UserError):
+class StageFailed(HardStop):
     """A stage failed and was committed as an error; the run is stopped (hard stop)."""
 
 
