@@ -49,8 +49,8 @@ def mining_labels(path: str | Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in df["label"].value_counts(sort=False).items()}
 
 
-def _sample_ids(df: pd.DataFrame) -> pd.Series:
-    """One id per sample (the parquet has one row per light)."""
+def sample_ids(df: pd.DataFrame) -> pd.Series:
+    """One id per sample of a gaps parquet (it has one row per light); SDG ingest counts with it too."""
     if {"input_path", "object_name"} <= set(df.columns):
         return df["input_path"].astype(str) + "\x00" + df["object_name"].astype(str)
     return df["filepath"].astype(str)
@@ -92,7 +92,7 @@ def route(gaps: pd.DataFrame, sdg_labels: Sequence[str], sdg_counts: dict[str, i
           *, pass_label: str = labels.PASS, exclude_relabel: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Adds ``route``, ``relabel``, ``drop_reason`` columns; returns (rows, per-label summary)."""
     df = gaps.copy()
-    ids = _sample_ids(df)
+    ids = sample_ids(df)
     df["relabel"], relabel_method = relabel_flags(df, ids, pass_label)
     decisions = {lbl: decide(lbl, sdg_labels, sdg_counts, mining_counts) for lbl in pd.unique(df["label"])}
     df["route"] = df["label"].map({k: v[0] for k, v in decisions.items()})
@@ -145,7 +145,7 @@ def run(gaps_path: str | Path, sdg_pool_path: str | Path, mining_pool_path: str 
         why = "; ".join(f"{lbl}: {v['reason'] or 'all rows flagged relabel'}" for lbl, v in info["per_label"].items())
         raise HardStop(f"no weak sample can be routed to SDG or mining ({why}); add those labels to the mining pool "
                        f"or the SDG pool, or widen --sdg-labels, then rerun route_samples.py")
-    ids = _sample_ids(df)
+    ids = sample_ids(df)
     review_cols = [c for c in ("input_path", "object_name", "label", "siamese_score", "weakness", "label_quality",
                                "filepath", "route") if c in df.columns]
     review = df.loc[df["relabel"].to_numpy() & ~ids.duplicated().to_numpy(), review_cols]

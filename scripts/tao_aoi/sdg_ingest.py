@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, labels, sdg_pool, train_spec
+from tao_aoi import atomic, changenet_csv, labels, routing, sdg_pool, train_spec
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import comes_before
 
@@ -33,11 +33,8 @@ def weak_counts(routing_dir: str | Path) -> dict[str, int]:
     df = pd.read_parquet(p)
     if df.empty:
         return {}
-    if {"input_path", "object_name"} <= set(df.columns):
-        ids = df["input_path"].astype(str) + "\x00" + df["object_name"].astype(str)
-    else:
-        ids = df["filepath"].astype(str)
-    per = pd.DataFrame({"label": df["label"].map(labels.canonical_label), "id": ids}).drop_duplicates()
+    per = pd.DataFrame({"label": df["label"].map(labels.canonical_label), "id": routing.sample_ids(df)})
+    per = per.drop_duplicates()
     return {str(k): int(v) for k, v in per.groupby("label").size().items()}
 
 
