@@ -143,24 +143,24 @@ def test_preset_sizes():
     assert sum(demo_workspace.PRESETS["tiny"].rows.values()) < sum(demo_workspace.PRESETS["demo"].rows.values())
 
 
-def floor_summary(table: pd.DataFrame) -> tuple[float, float, float]:
+def floor_summary(table: pd.DataFrame) -> tuple[float, float]:
     """(share of defect targets with a same-family row >= floor, share of kept neighbours of the
-    target's family, worst mean count of other-family rows >= floor)."""
+    target's family) for a search across labels: the embedder's own quality (mining searches within
+    the target's label by default, which makes the second share 1 by construction)."""
     defects = table[table["label"] != "PASS"]
     weight = defects["targets"] / defects["targets"].sum()
     return (float((defects["with_same_label_hit"] * weight).sum()),
-            float((defects["kept_same_label_share"] * weight).sum()),
-            float(defects["other_label_rows_above_floor"].max()))
+            float((defects["kept_same_label_share"] * weight).sum()))
 
 
 def test_mining_floor_keeps_same_family_rows_on_tiny(ws):
     # tiny's pool has ~20 rows per family, so fewer targets find a twin; what is kept must still be right
-    hit, purity, other = floor_summary(demo_workspace.similarity_check(ws.root))
-    assert hit >= 0.3 and purity >= 0.9 and other <= 3
+    hit, purity = floor_summary(demo_workspace.similarity_check(ws.root))
+    assert hit >= 0.8 and purity >= 0.9
 
 
 @pytest.mark.slow
 def test_mining_floor_is_meaningful_on_demo(tmp_path):
     run_script("make_demo_workspace.py", "--out", tmp_path / "ws", "--preset", "demo", "--quiet", check=True)
-    hit, purity, other = floor_summary(demo_workspace.similarity_check(tmp_path / "ws"))
-    assert hit >= 0.85 and purity >= 0.95 and other <= 3
+    hit, purity = floor_summary(demo_workspace.similarity_check(tmp_path / "ws"))
+    assert hit >= 0.95 and purity >= 0.95

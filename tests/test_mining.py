@@ -22,7 +22,7 @@ from PIL import Image
 
 import mini_workspace
 from rca_data import call
-from tao_aoi import changenet_csv, mining, train_spec
+from tao_aoi import changenet_csv, defaults, features, mining, train_spec
 from tao_aoi.backends.base import COMPLETE, ERROR, Backend, JobHandle
 from tao_aoi.commands import mine_pool
 
@@ -128,7 +128,7 @@ def ws(tmp_path) -> Path:
 
 
 def run_mine(ws, capsys, monkeypatch, backend=None, *, iteration="iter1", run="run", k=5, floor=FLOOR,
-             extra=(), targets=None):
+             extra=(), targets=None, any_label=True):
     backend = backend or MeanDiffBackend()
     monkeypatch.setattr(mine_pool, "get_backend", lambda name, **kw: backend)
     R = ws / run
@@ -136,7 +136,8 @@ def run_mine(ws, capsys, monkeypatch, backend=None, *, iteration="iter1", run="r
             "--mining-pool", ws / "augmentation/mining_pool/mining_pool.csv", "--images-root", ws / "images",
             "--results-dir", R / iteration / "mining", "--train-spec", ws / "specs/baseline_spec.yaml",
             "--backend", "local", "--top-k-per-target", str(k), "--min-similarity", f"{floor:g}",
-            "--history", R / "mining_history.json", "--iteration", iteration, "--json", *extra]
+            "--history", R / "mining_history.json", "--iteration", iteration, "--json",
+            *(["--any-label"] if any_label else []), *extra]
     code, out, err = call(mine_pool.main, argv, capsys)
     return code, (json.loads(out) if code == 0 else None), err, R / iteration / "mining"
 
@@ -261,6 +262,48 @@ def test_floor_and_top_k_select_the_expected_rows(ws, capsys, monkeypatch):
     code, s, err, out = run_mine(ws, capsys, monkeypatch, floor=1.0)
     assert code == 0, err
     assert mined_objects(out) == ["twin"]
+
+
+def test_same_label_search_sees_only_the_targets_label(ws, capsys, monkeypatch):
+    # p1 (PASS, 45 deg) is T0's and T1's 5th candidate across labels; restricted, each target sees its own
+    # family only, so a closer row of another label never takes a slot of the top-k
+    write_pool(ws, {**POOL, "near": ("PASS", 1)})
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=2, any_label=False)
+    assert code == 0, err
+    assert s["same_label"] is True
+    assert sorted(mined_objects(out)) == ["m1", "m2", "s1", "s2"]
+    knn = pd.read_csv(out / "knn_summary.csv").set_index("target")
+    assert knn["candidates"].tolist() == [2, 2]
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=2)
+    assert "near" in mined_objects(out) and "m2" not in mined_objects(out)  # across labels the PASS twin wins
+
+
+def test_the_floor_defaults_to_the_embedders_calibration(ws, capsys, monkeypatch):
+    assert mining.floor_for({"embedder": "tao-data-services", "model": "SigLIP"}) == 0.9
+    assert mining.floor_for({"embedder": features.EMBEDDER}) == defaults.MIN_SIMILARITY_BY_EMBEDDER[features.EMBEDDER]
+    assert mining.floor_for({"embedder": "x", "min_similarity": 0.42}) == 0.42
+    assert mining.floor_for({"embedder": "unknown"}) == defaults.MIN_SIMILARITY
+    backend = MeanDiffBackend()
+    monkeypatch.setattr(mine_pool, "get_backend", lambda name, **kw: backend)
+    argv = ["--targets", ws / "run/iter1/routing/mining_gaps.parquet",
+            "--mining-pool", ws / "augmentation/mining_pool/mining_pool.csv", "--images-root", ws / "images",
+            "--results-dir", ws / "run/iter1/mining", "--train-spec", ws / "specs/baseline_spec.yaml",
+            "--history", ws / "run/mining_history.json", "--iteration", "iter1", "--json"]
+    code, out, err = call(mine_pool.main, argv, capsys)
+    s = json.loads(out)
+    assert code == 0 and s["floor_source"] == "embedder" and s["min_similarity"] == defaults.MIN_SIMILARITY
+
+
+def test_pool_standardisation_is_what_the_settings_ask_for():
+    rng = np.random.default_rng(0)
+    pool = rng.normal(5.0, [1.0, 100.0], (200, 2)).astype(np.float32)
+    t = pool[:3] + 1
+    same = mining.comparable(t, pool, {"embedder": "x"})
+    assert same[0] is t and same[1] is pool
+    ts, ps = mining.comparable(t, pool, {"standardise": "pool"})
+    np.testing.assert_allclose(ps.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(ps.std(0), 1, atol=1e-4)
+    np.testing.assert_allclose(ts - ps[:3], (1 / pool.std(0, dtype=np.float64))[None].repeat(3, 0), rtol=1e-4)
 
 
 def test_a_pool_row_near_two_targets_is_mined_once_for_the_closer(ws, capsys, monkeypatch):
@@ -482,6 +525,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_local_backend_mines_same_label_rows_on_the_tiny_demo(tiny, tmp_path, script):
+    # across labels (--any-label) at the embedder's own floor: the neighbours it finds are of the target's family
     kpi = pd.read_csv(tiny / "kpi/testing_set.csv", dtype=str)
     weak = kpi[kpi["label"] != "PASS"]
     gaps = tmp_path / "mining_gaps.parquet"
@@ -493,14 +537,15 @@ def test_local_backend_mines_same_label_rows_on_the_tiny_demo(tiny, tmp_path, sc
                       "--mining-pool", tiny / "augmentation/mining_pool/mining_pool.csv",
                       "--images-root", tiny / "images", "--results-dir", R / iteration / "mining",
                       "--train-spec", tiny / "specs/baseline_spec.yaml", "--backend", "local",
-                      "--top-k-per-target", str(k), "--min-similarity", "0.9", "--history", R / "mining_history.json",
+                      "--top-k-per-target", str(k), "--any-label", "--history", R / "mining_history.json",
                       "--iteration", iteration, "--exclude", tiny / "train/base/validation_set.csv",
                       "--exclude", tiny / "kpi/testing_set.csv", "--embedding-cache", R / "mining_cache", "--json")
 
     proc = mine("iter1", 2)
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
-    assert s["embedder"]["embedder"] == "tao-aoi-local-diff" and s["method"] == "exact"
+    assert s["embedder"]["embedder"] == features.EMBEDDER and s["method"] == "exact"
+    assert s["floor_source"] == "embedder" and s["min_similarity"] == s["embedder"]["min_similarity"]
     rows = pd.read_csv(R / "iter1/mining/mined_rows.csv", dtype=str)
     target_label = pd.read_csv(R / "iter1/mining/knn_summary.csv", dtype=str).set_index("target")["label"]
     same = (rows["target"].map(target_label) == rows["label"]).mean()

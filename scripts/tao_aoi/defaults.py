@@ -4,7 +4,12 @@ None in its code). Scripts, state init, pre-flight and the report all read these
 NUM_SDG = 20                 # synthetic rows ingested per iteration
 TOP_K_PER_LABEL = 50         # RCA: weakest samples kept per raw label
 TOP_K_PER_TARGET = 5         # mining: neighbours per weak target
-MIN_SIMILARITY = 0.9         # mining: cosine floor
+MIN_SIMILARITY = 0.9         # mining: cosine floor of an embedder without its own calibration (SigLIP's)
+MINE_SAME_LABEL = True       # mining: search a target's neighbours among pool rows of its own label
+MIN_SIMILARITY_BY_EMBEDDER = {  # mining: the floor each embedder was calibrated for (bench/embedded.py)
+    "SigLIP": 0.9,
+    "tao-aoi-local-change": 0.8,
+}
 MIN_RECALL = 1.0             # RCA: recall the operating threshold must keep
 RECALL_TARGET_PCT = 100.0    # KPI: default operating point
 SDG_LABELS = ("PASS", "EXCESS_SOLDER", "MISSING", "BRIDGE")  # labels AnomalyGen can synthesise
@@ -34,4 +39,12 @@ LOCAL_MODEL = {
     "dataset.classify.batch_size": 64,
     "train.classify.cls_weight": 3.0,         # defect-class weight; TAO's [pass, defect] list also accepted
     "train.seed": SEED,
+}
+# The local model's boosted trees (local_model.py); not spec keys: TAO's schema has no tree settings.
+LOCAL_TREES = {
+    "per_epoch": 5,       # boosting rounds per epoch (30 epochs: 150 trees)
+    "depth": 4,
+    "min_leaf": 10,
+    "l2": 1.0,            # leaf-value regularisation
+    "shrinkage": 0.1,     # at the default learning rate; scales with train.optim.lr
 }

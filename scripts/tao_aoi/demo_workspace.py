@@ -66,14 +66,14 @@ _LAYOUT_STREAM, _SDG_STREAM, _GOLDEN_STREAM = 0, 5, 6
 _RENDER_CHUNK = 256
 
 
-def spec_dict() -> dict:
-    """The baseline spec the demo ships: TAO's layout and key names, with the local model's values.
+def spec_dict(lights=pr.LIGHTS, image_size: int = IMAGE_SIZE, image_ext: str = IMAGE_EXT) -> dict:
+    """The baseline spec a synthetic workspace ships: TAO's layout and key names, the local model's values.
 
     ``model.hidden_width`` and a scalar ``train.classify.cls_weight`` (defect weight) are the local
     model's (the AutoML search space tunes them); a TAO run would use its own model block instead.
     """
     d = defaults.LOCAL_MODEL
-    lights = {light: i for i, light in enumerate(pr.LIGHTS)}
+    lights = {light: i for i, light in enumerate(lights)}
     dataset_entry = {"csv_path": "", "images_dir": ""}
     return {
         "task": "classify",
@@ -93,13 +93,13 @@ def spec_dict() -> dict:
             "classify": {
                 "train_dataset": dict(dataset_entry), "validation_dataset": dict(dataset_entry),
                 "test_dataset": dict(dataset_entry), "infer_dataset": dict(dataset_entry),
-                "image_ext": IMAGE_EXT,
+                "image_ext": image_ext,
                 "batch_size": d["dataset.classify.batch_size"],
                 "num_input": len(lights),
                 "input_map": lights,
                 "concat_type": "linear",
-                "image_width": IMAGE_SIZE,
-                "image_height": IMAGE_SIZE,
+                "image_width": image_size,
+                "image_height": image_size,
                 "num_classes": 2,
             }
         },
@@ -108,7 +108,7 @@ def spec_dict() -> dict:
     }
 
 
-def _counts(mix: Mapping[str, float], total: int) -> dict[str, int]:
+def counts(mix: Mapping[str, float], total: int) -> dict[str, int]:
     """Exact integer counts summing to ``total`` (largest remainder, ties by mix order)."""
     labels = list(mix)
     raw = np.array([mix[k] for k in labels], float)
@@ -119,10 +119,10 @@ def _counts(mix: Mapping[str, float], total: int) -> dict[str, int]:
     return {k: int(v) for k, v in zip(labels, out)}
 
 
-def _labels(rng: np.random.Generator, mix: Mapping[str, float], hard_share: Mapping[str, float],
+def draw_labels(rng: np.random.Generator, mix: Mapping[str, float], hard_share: Mapping[str, float],
             total: int) -> tuple[np.ndarray, np.ndarray]:
     fam, hard = [], []
-    for label, count in _counts(mix, total).items():
+    for label, count in counts(mix, total).items():
         n_hard = 0 if label == "PASS" else int(round(count * hard_share.get(label, HARD_SHARE)))
         fam += [label] * count
         hard += [True] * n_hard + [False] * (count - n_hard)
@@ -130,21 +130,24 @@ def _labels(rng: np.random.Generator, mix: Mapping[str, float], hard_share: Mapp
     return np.asarray(fam, dtype=object)[order].astype(str), np.asarray(hard, bool)[order]
 
 
-class _Writer:
-    """PNG writer with a folder cache. Stored (level 0) deflate: noisy 48 px images barely compress,
-    and it encodes 4x faster than level 1 (the build is encode-bound)."""
+class ImageWriter:
+    """Image files with a folder cache. PNG is stored (level 0) deflate: noisy small images barely
+    compress, and it encodes 4x faster than level 1 (the build is encode-bound)."""
 
     def __init__(self) -> None:
         self._dirs: set[Path] = set()
         self.files = 0
 
-    def png(self, path: Path, pixels: np.ndarray) -> None:
+    def save(self, path: Path, pixels: np.ndarray, jpeg_quality: int = 90) -> None:
         from PIL import Image
 
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
-        Image.fromarray(pixels).save(path, format="PNG", compress_level=0)
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            Image.fromarray(pixels).save(path, format="JPEG", quality=int(jpeg_quality))
+        else:
+            Image.fromarray(pixels).save(path, format="PNG", compress_level=0)
         self.files += 1
 
 
@@ -155,20 +158,34 @@ def _render_chunks(scenes: pr.Scenes, rng: np.random.Generator):
         yield idx, pr.render(scenes.take(idx), IMAGE_SIZE, rng)
 
 
+def preset_names() -> tuple[str, ...]:
+    """Every preset make_demo_workspace.py offers: this generator's, then the field generator's."""
+    from tao_aoi import field_workspace
+
+    return (*PRESETS, *field_workspace.PRESETS)
+
+
 def build(out: str | Path, preset: str = "demo", seed: int = 0, *, force: bool = False,
           progress: Callable[[str], None] | None = None) -> dict:
-    """Write the workspace at ``out`` (atomically: a failure leaves nothing). Returns the manifest."""
-    if preset not in PRESETS:
-        raise UserError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
+    """Write the workspace at ``out`` (atomically: a failure leaves nothing). Returns the manifest.
+
+    ``preset`` picks the generator too: tiny/demo/large are this module's scenes, field* the
+    independent field generator (field_workspace.py)."""
+    from tao_aoi import field_workspace
+
+    if preset not in preset_names():
+        raise UserError(f"--preset {preset!r} is not one of {', '.join(preset_names())}")
     target = Path(out).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
         raise UserError(f"{target} already exists and is not empty; choose another --out or pass --force to "
                         f"replace it")
-    p = PRESETS[preset]
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     with atomic.atomic_dir(target) as tmp:
-        manifest = _write(Workspace(tmp), p, preset, seed, say)
+        if preset in PRESETS:
+            manifest = _write(Workspace(tmp), PRESETS[preset], preset, seed, say)
+        else:
+            manifest = field_workspace.write(Workspace(tmp), preset, seed, say)
         manifest["build_sec"] = round(time.perf_counter() - started, 3)
         atomic.write_json(tmp / "demo_manifest.json", manifest, fsync=False)
     return manifest
@@ -177,7 +194,7 @@ def build(out: str | Path, preset: str = "demo", seed: int = 0, *, force: bool =
 def _write(ws: Workspace, p: Preset, preset: str, seed: int, say: Callable[[str], None]) -> dict:
     import pandas as pd
 
-    writer = _Writer()
+    writer = ImageWriter()
     lights = pr.LIGHTS
     designs = [f"BRD_{chr(ord('A') + i)}" for i in range(p.designs)]
     layout_rng = np.random.default_rng([seed, _LAYOUT_STREAM])
@@ -188,14 +205,14 @@ def _write(ws: Workspace, p: Preset, preset: str, seed: int, say: Callable[[str]
     for idx, images in _render_chunks(golden, np.random.default_rng([seed, _GOLDEN_STREAM])):
         for j, k in enumerate(idx):
             for light in lights:
-                writer.png(ws.images / "golden" / designs[k // p.refs] / f"{refs[k]}_{light}{IMAGE_EXT}",
+                writer.save(ws.images / "golden" / designs[k // p.refs] / f"{refs[k]}_{light}{IMAGE_EXT}",
                            images[light][j])
 
     truth = []
     for split, (folder, mix, hard_share, stream) in SPLITS.items():
         total = p.rows[split]
         rng = np.random.default_rng([seed, stream])
-        family, hard = _labels(rng, mix, hard_share, total)
+        family, hard = draw_labels(rng, mix, hard_share, total)
         slot = np.arange(total)
         board = slot // p.refs
         design = board % p.designs
@@ -209,7 +226,7 @@ def _write(ws: Workspace, p: Preset, preset: str, seed: int, say: Callable[[str]
         for idx, images in _render_chunks(scenes, rng):
             for j, k in enumerate(idx):
                 for light in lights:
-                    writer.png(ws.images / input_dirs[k] / f"{refs[scene_idx[k]]}_{light}{IMAGE_EXT}",
+                    writer.save(ws.images / input_dirs[k] / f"{refs[scene_idx[k]]}_{light}{IMAGE_EXT}",
                                images[light][j])
         frame = pd.DataFrame({
             "input_path": input_dirs,
@@ -227,37 +244,46 @@ def _write(ws: Workspace, p: Preset, preset: str, seed: int, say: Callable[[str]
 
     say(f"AnomalyGen pool: {p.sdg} pairs")
     sdg = _write_sdg_pool(ws, p, seed, golden, designs, refs, writer)
+    return finish(ws, truth, sdg, writer, spec_dict(), {
+        "generator": "tao-aoi demo workspace", "generator_version": GENERATOR_VERSION, "preset": preset,
+        "seed": seed, "image_size": IMAGE_SIZE, "image_ext": IMAGE_EXT, "lights": list(lights)})
+
+
+def finish(ws: Workspace, truth: list, sdg, writer: ImageWriter, spec: dict, about: dict) -> dict:
+    """The parts every synthetic workspace shares: demo_truth.csv (split, paths, label, severity,
+    footprint per row), the baseline spec, results/, and the manifest (counts per split, label and
+    severity; which families base training lacks or nearly lacks)."""
+    import pandas as pd
+
     truth_df = pd.concat(truth, ignore_index=True)[
         ["split", "input_path", "golden_path", "object_name", "label", "severity", "footprint"]]
     truth_df.to_csv(ws.root / "demo_truth.csv", index=False)
-
     ws.baseline_spec.parent.mkdir(parents=True, exist_ok=True)
-    ws.baseline_spec.write_text(train_spec.dump(spec_dict()), encoding="utf-8")
+    ws.baseline_spec.write_text(train_spec.dump(spec), encoding="utf-8")
     ws.results.mkdir(parents=True, exist_ok=True)
 
-    counts: dict[str, dict] = {}
+    tally: dict[str, dict] = {}
     for split, grp in truth_df.groupby("split", sort=False):
-        counts[split] = {label: {"easy": int((g.severity != "hard").sum()), "hard": int((g.severity == "hard").sum())}
-                         for label, g in grp.groupby("label")}
+        tally[split] = {label: {"easy": int((g.severity != "hard").sum()), "hard": int((g.severity == "hard").sum())}
+                        for label, g in grp.groupby("label")}
     per_sample = sdg.drop_duplicates("index")["label"]
-    counts["sdg"] = {label: int(n) for label, n in per_sample.value_counts().sort_index().items()}
-    present = {k: sorted(v) for k, v in counts.items()}
+    tally["sdg"] = {label: int(n) for label, n in per_sample.value_counts().sort_index().items()}
+    present = {k: sorted(v) for k, v in tally.items()}
+    n_train = sum(sum(v.values()) for v in tally["train"].values())
     return {
-        "generator": "tao-aoi demo workspace", "generator_version": GENERATOR_VERSION, "preset": preset,
-        "seed": seed, "image_size": IMAGE_SIZE, "image_ext": IMAGE_EXT, "lights": list(lights),
-        "files_written": writer.files, "counts": counts,
+        **about, "files_written": writer.files, "counts": tally,
         "families": {
             "base_train": present["train"], "validation": present["val"], "kpi": present["kpi"],
             "sdg_pool": present["sdg"], "mining_pool": present["mining"],
             "missing_from_base_train": sorted(set(present["kpi"]) - set(present["train"])),
-            "rare_in_base_train": sorted(k for k, v in counts["train"].items()
-                                         if sum(v.values()) < 0.05 * p.rows["train"] and k != "PASS"),
+            "rare_in_base_train": sorted(k for k, v in tally["train"].items()
+                                         if sum(v.values()) < 0.05 * n_train and k != "PASS"),
         },
     }
 
 
 def _write_sdg_pool(ws: Workspace, p: Preset, seed: int, golden: pr.Scenes, designs: list[str],
-                    refs: list[str], writer: _Writer):
+                    refs: list[str], writer: ImageWriter):
     """AnomalyGen output layout: reconstructed_image/ (NG) and original_image/ (its OK source) with
     identical names ``<T>+<LABEL>_<idx>_<light>.png`` and an ``SDG_result.csv`` manifest with one row
     per NG file (image_name, template, label, index, light, severity). The OK source is a real good
@@ -265,7 +291,7 @@ def _write_sdg_pool(ws: Workspace, p: Preset, seed: int, golden: pr.Scenes, desi
     import pandas as pd
 
     rng = np.random.default_rng([seed, _SDG_STREAM])
-    family, hard = _labels(rng, SDG_MIX, {}, p.sdg)
+    family, hard = draw_labels(rng, SDG_MIX, {}, p.sdg)
     scene_idx = rng.integers(0, len(golden.footprint), p.sdg)
     ok = golden.take(scene_idx)
     pr.add_nuisance(ok, rng)
@@ -280,7 +306,7 @@ def _write_sdg_pool(ws: Workspace, p: Preset, seed: int, golden: pr.Scenes, desi
         for idx, images in _render_chunks(scenes, rng):
             for j, k in enumerate(idx):
                 for light in pr.LIGHTS:
-                    writer.png(root / folder / f"{names[k]}_{light}{IMAGE_EXT}", images[light][j])
+                    writer.save(root / folder / f"{names[k]}_{light}{IMAGE_EXT}", images[light][j])
     severity = np.where(family == "PASS", "", np.where(hard, "hard", "easy"))
     manifest = pd.DataFrame([
         {"image_name": f"{names[k]}_{light}{IMAGE_EXT}", "template": templates[k], "label": family[k],
@@ -304,23 +330,28 @@ def describe(manifest: Mapping) -> str:
     return "\n".join(lines)
 
 
-def similarity_check(workspace: str | Path, floor: float = defaults.MIN_SIMILARITY,
-                     k: int = defaults.TOP_K_PER_TARGET):
+def similarity_check(workspace: str | Path, floor: float | None = None, k: int = defaults.TOP_K_PER_TARGET):
     """Is the mining floor meaningful on this workspace? For every KPI row (the weak samples DEFT
-    mines for come from there), its ``k`` nearest mining-pool rows by the local embedder's cosine:
+    mines for come from there), its ``k`` nearest mining-pool rows by the local embedder's cosine,
+    compared as mining compares them (``mining.comparable``; floor None = the embedder's own):
     one line per (label, severity) with the share of targets that find a same-label row at or above
     ``floor``, the share of kept neighbours (>= floor) that have the target's label, and how many
     other-label pool rows per target clear the floor."""
     import pandas as pd
 
-    from tao_aoi import changenet_csv, features
+    from tao_aoi import changenet_csv, features, mining
 
     ws = Workspace.at(workspace)
     spec = train_spec.load(ws.baseline_spec)
     lights, ext = train_spec.lights(spec), train_spec.image_ext(spec)
     kpi = changenet_csv.read(ws.kpi_csv)
     pool = changenet_csv.read(ws.mining_pool_csv)
-    sim = features.embeddings(kpi, ws.images, lights, ext) @ features.embeddings(pool, ws.images, lights, ext).T
+    cfg = features.config_for(pool, ws.images, lights, ext)
+    settings = features.embedder_settings(lights, ext, cfg)
+    floor = mining.floor_for(settings) if floor is None else floor
+    t_emb, p_emb = mining.comparable(features.embeddings(kpi, ws.images, lights, ext, cfg),
+                                     features.embeddings(pool, ws.images, lights, ext, cfg), settings)
+    sim = mining.unit_rows(t_emb) @ mining.unit_rows(p_emb).T
     truth = pd.read_csv(ws.root / "demo_truth.csv", dtype=str, keep_default_na=False)
     severity = kpi.merge(truth[truth["split"] == "kpi"], on=["input_path", "object_name"], how="left",
                          suffixes=("", "_t"))["severity"].fillna("").to_numpy()

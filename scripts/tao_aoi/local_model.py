@@ -1,11 +1,24 @@
-"""The embedded CPU model: a scikit-learn MLP on golden-vs-test difference features.
+"""The embedded CPU model: a calibrated ensemble of an MLP and boosted trees on change descriptors.
 
-It stands in for TAO Visual ChangeNet where there is no GPU: one hidden ReLU layer, Adam, trained
-epoch by epoch with ``partial_fit`` so validation FAR@100% recall can be reported (and pruned on)
-after every epoch, like TAO's ``val_far`` monitor; the best epoch (lowest val FAR, then lowest
-validation log-loss) is the one kept. Hyper-parameters come from the spec's TAO key names
-(``defaults.LOCAL_MODEL``). A checkpoint is the feature standardisation, the weights and JSON
-metadata (``checkpoint.py``); fine-tuning reloads all three, so the features keep their meaning.
+It stands in for TAO Visual ChangeNet where there is no GPU. Both members read the position-free
+golden-vs-test descriptors of ``features.py``; the score is the mean of their two probabilities
+(bench/embedded.py and docs/architecture.md hold the candidate table this was chosen from):
+
+- the MLP (one hidden ReLU layer, Adam, scikit-learn ``partial_fit``) learns fine distinctions
+  between known families and fine-tunes smoothly;
+- the boosted trees (``boosted_trees.py``) cannot extrapolate, so a change larger than the
+  training PASS rows show is never a confident PASS: on the field workspace the MLP alone scored
+  an unseen foreign particle below most good parts (KPI FAR 88%), the mean of the two 17%.
+  A mean of probabilities, not of logits, so one member's confident mistake cannot outvote the
+  other.
+
+Training runs epoch by epoch so validation FAR@100% recall can be reported (and pruned on) after
+every epoch, like TAO's ``val_far`` monitor: one MLP epoch plus ``trees_per_epoch`` boosting
+rounds; the best epoch (lowest val FAR, then lowest validation log-loss) is the one kept.
+Hyper-parameters come from the spec's TAO key names (``defaults.LOCAL_MODEL``); ``train.optim.lr``
+sets both members' step (the trees' shrinkage scales with it), so a fine-tuning learning rate
+means smaller steps for both. A checkpoint is the feature standardisation, the MLP weights, the
+tree arrays and JSON metadata (``checkpoint.py``); fine-tuning continues both members.
 """
 from __future__ import annotations
 
@@ -18,11 +31,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from tao_aoi import checkpoint, defaults, features, kpi, train_spec
+from tao_aoi import boosted_trees, checkpoint, defaults, features, kpi, train_spec
 from tao_aoi.errors import UserError
 
-FORMAT = "tao-aoi-local-mlp"
-FORMAT_VERSION = 1
+FORMAT = "tao-aoi-local-ensemble"
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -74,32 +87,41 @@ def hyperparams(spec: Mapping[str, Any], where: str | Path = "train spec") -> Hy
 
 @dataclass
 class Model:
-    """Everything inference needs; arrays are float32."""
+    """Everything inference needs: MLP arrays (float32), the forest, metadata."""
 
     mean: np.ndarray
     scale: np.ndarray
     coefs: list[np.ndarray]
     intercepts: list[np.ndarray]
+    forest: boosted_trees.Forest
     meta: dict[str, Any]
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """P(defect) per row: the siamese_score (high = defect)."""
+    def mlp_scores(self, x: np.ndarray) -> np.ndarray:
         h = (x - self.mean) / self.scale
         for w, b in zip(self.coefs[:-1], self.intercepts[:-1]):
             h = np.maximum(h @ w + b, 0.0)
         z = (h @ self.coefs[-1] + self.intercepts[-1]).ravel().astype(np.float64)
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+        return _sigmoid(z)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """P(defect) per row, the mean of both members: the siamese_score (high = defect)."""
+        return 0.5 * (self.mlp_scores(x) + _sigmoid(self.forest.margin(x)))
 
     @property
     def feature_config(self) -> features.FeatureConfig:
         return features.FeatureConfig.from_dict(self.meta["features"], "checkpoint")
 
     def save(self, path: str | Path) -> None:
-        arrays = {"mean": self.mean, "scale": self.scale}
+        arrays = {"mean": self.mean, "scale": self.scale, **self.forest.arrays("tree_")}
         for i, (w, b) in enumerate(zip(self.coefs, self.intercepts)):
             arrays[f"coef_{i}"], arrays[f"intercept_{i}"] = w, b
         checkpoint.save(path, arrays, {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
-                                        "layers": len(self.coefs)})
+                                        "layers": len(self.coefs), "tree_base": self.forest.base,
+                                        "tree_depth": self.forest.depth})
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
 def load(path: str | Path, lights: Sequence[str] | None = None) -> Model:
@@ -109,14 +131,19 @@ def load(path: str | Path, lights: Sequence[str] | None = None) -> Model:
         layers = int(meta["layers"])
         coefs = [arrays[f"coef_{i}"].astype(np.float32) for i in range(layers)]
         intercepts = [arrays[f"intercept_{i}"].astype(np.float32) for i in range(layers)]
-        model = Model(arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32), coefs, intercepts, meta)
+        forest = boosted_trees.Forest.from_arrays(arrays, "tree_", float(meta["tree_base"]), int(meta["tree_depth"]))
+        model = Model(arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32), coefs, intercepts,
+                      forest, meta)
         cfg = features.FeatureConfig.from_dict(meta["features"], path)
         n_in = features.n_features(len(meta["lights"]), cfg)
         dims = [n_in] + [w.shape[1] for w in coefs]
         if model.mean.shape != (n_in,) or model.scale.shape != (n_in,) or dims[-1] != 1 or any(
                 w.shape != (a, b) or c.shape != (b,) for w, c, a, b in zip(coefs, intercepts, dims, dims[1:])):
             raise ValueError("array shapes do not fit together")
-        if not all(np.isfinite(a).all() for a in [model.mean, model.scale, *coefs, *intercepts]):
+        if forest.n_trees and int(forest.feature.max()) >= n_in:
+            raise ValueError("a tree splits on a feature the descriptors do not have")
+        if not all(np.isfinite(a).all() for a in [model.mean, model.scale, *coefs, *intercepts]) \
+                or not np.isfinite(forest.base):
             raise ValueError("non-finite weights")
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"checkpoint {path} is corrupt ({exc}); retrain to get a new best.ckpt") from None
@@ -146,6 +173,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
+    trees = defaults.LOCAL_TREES
     if init is not None:
         mean, scale = init.mean, init.scale
         width = init.coefs[0].shape[1]
@@ -171,10 +199,14 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         clf.intercepts_ = [b.astype(np.float32).copy() for b in init.intercepts]
         del clf._optimizer
         clf.t_, clf.n_iter_, clf.loss_curve_ = 0, 0, []
+    shrinkage = float(np.clip(trees["shrinkage"] * hp.lr / defaults.LOCAL_MODEL["train.optim.lr"], 1e-3, 0.5))
+    booster = boosted_trees.Booster(x, y, weight, shrinkage=shrinkage, depth=trees["depth"],
+                                    min_leaf=trees["min_leaf"], l2=trees["l2"], seed=hp.seed,
+                                    init=init.forest if init is not None else None)
 
-    def snapshot() -> Model:
+    def snapshot(forest: boosted_trees.Forest) -> Model:
         return Model(mean, scale, [w.astype(np.float32).copy() for w in clf.coefs_],
-                     [b.astype(np.float32).copy() for b in clf.intercepts_], {})
+                     [b.astype(np.float32).copy() for b in clf.intercepts_], forest, {})
 
     history: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
@@ -184,7 +216,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         for epoch in range(hp.epochs):
             t0 = time.perf_counter()
             clf.partial_fit(xs, y, sample_weight=weight, classes=classes)
-            current = snapshot()
+            current = snapshot(booster.rounds(trees["per_epoch"]))
             p_val = current.scores(x_val)
             far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
             metrics = {"train_loss": float(clf.loss_), "val_loss": loss, "val_far": far,
@@ -200,6 +232,6 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     best_model.meta.update({
         "lights": list(lights), "features": cfg.as_dict(), "hyperparameters": hp.as_dict(),
         "val_far_pct": best[0], "val_loss": best[1], "epochs_run": hp.epochs, "train_rows": int(len(x)),
-        "fine_tuned": init is not None,
+        "fine_tuned": init is not None, "trees": best_model.forest.n_trees, "tree_shrinkage": shrinkage,
     })
     return best_model, history

@@ -3,8 +3,13 @@
 Targets (the weak samples routed to mining) and the mining pool are embedded by the same backend
 embedder; the settings recorded beside each embedding file must match or the run stops (mixing
 embedders makes cosine meaningless). For each target the ``top_k`` nearest pool rows are kept if
-their cosine similarity is at least ``min_similarity``; a pool row near several targets goes to the
-most similar one. Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
+their cosine similarity is at least the floor; a pool row near several targets goes to the most
+similar one. The floor is the one the embedder was calibrated for (its settings' ``min_similarity``
+or ``defaults.MIN_SIMILARITY_BY_EMBEDDER``: SigLIP 0.9, the local embedder its own) unless the
+caller gives one. Embedders whose settings say ``standardise: pool`` (the local one) are compared
+after standardising targets and pool by the pool's mean and spread, so every descriptor counts.
+With ``same_label`` (the default: the pool is labelled and routing sent a label to mining to get
+more of that label) a target's neighbours are searched among pool rows of its own label only. Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
 identity, so moving the results folder breaks nothing; rerunning the same iteration replaces its own
 entries), so a weak sample that recurs reaches its next-nearest rows. Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
 mined. Mined rows are written with their paths relative to the image root.
@@ -21,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, labels, leakage, train_spec
+from tao_aoi import atomic, changenet_csv, defaults, labels, leakage, train_spec
 from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import comes_before
@@ -323,13 +328,38 @@ def _settings_diff(a: dict, b: dict) -> tuple[dict, dict]:
     return {k: a.get(k) for k in diff}, {k: b.get(k) for k in diff}
 
 
+def floor_for(settings: dict) -> float:
+    """The similarity floor an embedder was calibrated for (its settings, then the defaults table)."""
+    given = settings.get("min_similarity")
+    if isinstance(given, (int, float)) and not isinstance(given, bool):
+        return float(given)
+    table = defaults.MIN_SIMILARITY_BY_EMBEDDER
+    for key in ("model", "embedder"):
+        if settings.get(key) in table:
+            return float(table[settings[key]])
+    return float(defaults.MIN_SIMILARITY)
+
+
+def comparable(t_emb: np.ndarray, p_emb: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and pool ready for cosine: standardised by the pool when the embedder asks for it."""
+    if settings.get("standardise") != "pool" or not len(p_emb):
+        return t_emb, p_emb
+    mean = p_emb.mean(0, dtype=np.float64).astype(np.float32)
+    spread = p_emb.std(0, dtype=np.float64).astype(np.float32)
+    spread[spread < 1e-6] = 1.0
+    return (t_emb - mean) / spread, (p_emb - mean) / spread
+
+
 def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path, results_dir: str | Path,
-         spec: str | Path, backend, top_k: int, min_similarity: float, history: str | Path, iteration: str,
-         exclude: list[str] = (), cache_dir: str | Path | None = None, method: str = "auto") -> dict:
-    """The mining stage: writes mined_rows.csv, knn_summary.csv, mining_summary.json; updates the ledger."""
+         spec: str | Path, backend, top_k: int, min_similarity: float | None, history: str | Path, iteration: str,
+         exclude: list[str] = (), cache_dir: str | Path | None = None, method: str = "auto",
+         same_label: bool = defaults.MINE_SAME_LABEL) -> dict:
+    """The mining stage: writes mined_rows.csv, knn_summary.csv, mining_summary.json; updates the ledger.
+
+    ``min_similarity`` None = the embedder's calibrated floor (``floor_for``)."""
     if top_k < 1:
         raise UserError(f"--top-k-per-target must be >= 1, got {top_k}")
-    if not -1.0 <= min_similarity <= 1.0:
+    if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
         raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {min_similarity}")
     if method not in METHODS:
         raise UserError(f"--method {method!r} is not one of {', '.join(METHODS)}")
@@ -341,7 +371,8 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
     ledger = read_history(hist_path)
     earlier = {k for k, it in ledger.items() if comes_before(it, iteration)}
     summary = {"iteration": iteration, "targets": int(len(targets)), "top_k_per_target": top_k,
-               "min_similarity": min_similarity, "pool_rows": 0, "excluded_heldout": 0, "method": None,
+               "min_similarity": min_similarity, "floor_source": "given" if min_similarity is not None else None,
+               "same_label": bool(same_label), "pool_rows": 0, "excluded_heldout": 0, "method": None,
                "embedder": None, "pool_embeddings": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0,
                "mined": 0, "mined_labels": {}}
     with atomic.atomic_dir(out) as tmp:
@@ -382,14 +413,34 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                        else f"the {backend.name} backend's embedder changed between two calls; retry mining")
                 raise HardStop(f"embedder mismatch: targets embedded with {a} but the pool with {b}; {fix}")
             summary["embedder"] = t_set
-            pool_idx = np.flatnonzero(usable)
+            if min_similarity is None:
+                min_similarity = floor_for(t_set)
+                summary.update(min_similarity=min_similarity, floor_source="embedder")
+            t_emb, p_emb = comparable(t_emb, p_emb, t_set)
             t_emb = unit_rows(t_emb, inplace=True)
-            if len(pool_idx):
-                search = unit_rows(p_emb, inplace=True) if usable.all() else unit_rows(p_emb[pool_idx], inplace=True)
-                del p_emb
-                sims, idx, summary["method"] = knn(t_emb, search, top_k, method, unit=True)
-            else:  # every remaining row was mined by earlier iterations: nothing new to find
-                sims, idx = np.zeros((len(t_emb), 0), np.float32), np.zeros((len(t_emb), 0), np.int64)
+            p_emb = unit_rows(p_emb, inplace=True)
+            pool_labels = pool["label"].to_numpy()
+            groups = (pd.Series(targets["label"].to_numpy()).groupby(targets["label"].to_numpy()).indices.items()
+                      if same_label else [(None, np.arange(len(targets)))])
+            parts = []
+            for label, t_rows in groups:
+                allowed = usable if label is None else usable & (pool_labels == label)
+                rows_p = np.flatnonzero(allowed)
+                if len(rows_p):
+                    sims_g, idx_g, summary["method"] = knn(t_emb[t_rows], np.ascontiguousarray(p_emb[rows_p]), top_k,
+                                                           method, unit=True)
+                    found_g = idx_g >= 0
+                    idx_g = np.where(found_g, rows_p[np.maximum(idx_g, 0)], -1)
+                else:  # every remaining row of this label was mined earlier (or there is none)
+                    sims_g, idx_g = np.zeros((len(t_rows), 0), np.float32), np.zeros((len(t_rows), 0), np.int64)
+                parts.append((t_rows, sims_g, idx_g))
+            k = max(p[2].shape[1] for p in parts)
+            sims = np.zeros((len(targets), k), np.float32)
+            idx = np.full((len(targets), k), -1, np.int64)
+            for t_rows, sims_g, idx_g in parts:
+                sims[t_rows, :sims_g.shape[1]], idx[t_rows, :idx_g.shape[1]] = sims_g, idx_g
+            del p_emb
+            pool_idx = np.arange(len(pool))
             n_t, k = idx.shape
             found = (idx >= 0).ravel()
             cand = pd.DataFrame({"t": np.repeat(np.arange(n_t), k)[found], "p": pool_idx[idx.ravel()[found]],

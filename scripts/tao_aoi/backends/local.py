@@ -120,7 +120,6 @@ class LocalBackend(Backend):
         hp = local_model.hyperparams(spec, where)
         init_path = _init_checkpoint(job, spec)
         init = local_model.load(init_path, lights) if init_path is not None else None
-        cfg = init.feature_config if init is not None else features.DEFAULT
         root = Path(job.images_root)
         frames = {}
         for what, csv in (("training CSV", Path(job.train_csv)), ("validation CSV", Path(job.val_csv))):
@@ -128,6 +127,8 @@ class LocalBackend(Backend):
             _require_classes(df, csv, what)
             _require_images(df, csv, root, lights, ext)
             frames[what] = df
+        cfg = init.feature_config if init is not None else \
+            features.config_for(frames["training CSV"], root, lights, ext)
         x = features.row_features(frames["training CSV"], root, lights, ext, cfg)
         x_val = features.row_features(frames["validation CSV"], root, lights, ext, cfg)
         y = (frames["training CSV"]["label"] != labels.PASS).to_numpy()
@@ -208,10 +209,10 @@ class LocalBackend(Backend):
         spec = train_spec.load(job.spec)
         where = f"train spec {job.spec}"
         lights, ext = train_spec.lights(spec, where), train_spec.image_ext(spec, where)
-        cfg = _embed_config(job.settings)
         csv, root = Path(job.csv), Path(job.images_root)
         df = changenet_csv.read(csv, INFER_REQUIRED, what="embedding CSV")
         _require_images(df, csv, root, lights, ext)
+        cfg = _embed_config(job.settings, features.config_for(df, root, lights, ext))
         emb = features.embeddings(df, root, lights, ext, cfg)
         table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
         flat = pa.array(np.ascontiguousarray(emb, dtype=np.float32).ravel(), type=pa.float32())
@@ -226,14 +227,15 @@ class LocalBackend(Backend):
                          f"{len(df)} rows embedded ({emb.shape[1]} dims) -> {out}")
 
 
-def _embed_config(settings: Mapping[str, Any]) -> features.FeatureConfig:
-    """Feature settings an embed job may change (grid, size, ...); anything else is an error."""
+def _embed_config(settings: Mapping[str, Any], base: features.FeatureConfig) -> features.FeatureConfig:
+    """Feature settings an embed job may change (size, border, ...) over ``base`` (the settings for
+    the crops at hand); anything else is an error."""
     known = set(features.DEFAULT.as_dict()) - {"version"}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise UserError(f"embed settings {unknown} are not settings of the local embedder (it takes "
                         f"{sorted(known)})")
-    return features.FeatureConfig.from_dict({**features.DEFAULT.as_dict(), **settings}, "embed settings")
+    return features.FeatureConfig.from_dict({**base.as_dict(), **settings}, "embed settings")
 
 
 def _experiment(spec: Mapping[str, Any], job: TrainJob, out: Path, init: Path | None) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Deterministic for a --seed. Presets: tiny (seconds; tests), demo (what `make dem
 large (tens of thousands of rows; benchmarks). The base training set lacks SHIFT and TOMBSTONE
 and nearly lacks EXCESS_SOLDER, which the KPI set has: the gap the DEFT loop closes with the
 AnomalyGen pool (PASS, EXCESS_SOLDER, MISSING, BRIDGE) and the mining pool (every family).
+field-tiny / field: an independent generator drawn like production data (three lights, JPEG,
+72 px crops with the part anywhere in them, nested paths, R12@1 names, extra columns; base
+training lacks TOMBSTONE, POLARITY and FOREIGN_MATERIAL), for tests and benchmarks.
 Refuses a non-empty --out unless --force.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ from tao_aoi import cli, demo_workspace
 def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("make_demo_workspace.py", __doc__)
     p.add_argument("--out", required=True, help="workspace folder to create")
-    p.add_argument("--preset", default="demo", choices=tuple(demo_workspace.PRESETS))
+    p.add_argument("--preset", default="demo", choices=demo_workspace.preset_names())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
