@@ -20,7 +20,7 @@ venv-test:
 demo: venv
 	@test -f $(DEMO_WS)/specs/baseline_spec.yaml || $(PY) scripts/make_demo_workspace.py --out $(DEMO_WS) --preset demo
 	@$(PY) scripts/run_pipeline.py --workspace $(DEMO_WS) --phases all --max-iterations 3 \
-		--kpi-target "FAR < 2% at Recall=100%" --trials 8 --yes
+		--kpi-target "FAR < 1% at Recall=100%" --trials 8 --yes
 
 test: venv-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -385,8 +385,9 @@ def test_feature_cache_skips_decoding_and_notices_edits(broken_ws, monkeypatch):
 
 @pytest.mark.slow
 def test_demo_headroom_for_deft(tmp_path):
-    """Issue 3's done-when on the demo preset: the base set alone leaves KPI FAR@100% recall >= 20%,
-    and adding the pools' rows of the missing families brings it to at most a quarter of that."""
+    """The demo preset needs DEFT: the base set alone misses make demo's target (FAR < 1% at recall
+    100%) by at least 3x, and adding the pools' rows of the missing families meets it (and is at most
+    a quarter of the baseline)."""
     from tao_aoi import demo_workspace
 
     w = Workspace.at(tmp_path / "ws")
@@ -404,5 +405,5 @@ def test_demo_headroom_for_deft(tmp_path):
                          csv=w.kpi_csv, images_root=w.images, output_dir=out / "inference"))
         _, scores, positive = kpi.read_inference(str(out / "inference" / "inference.csv"))
         far[name] = kpi.at_recall(scores, positive, 100.0).far_pct
-    assert far["baseline"] >= 20.0, far
-    assert far["added"] <= far["baseline"] / 4, far
+    assert far["baseline"] >= 3.0, far
+    assert far["added"] < 1.0 and far["added"] <= far["baseline"] / 4, far

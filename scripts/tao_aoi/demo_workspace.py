@@ -2,8 +2,12 @@
 
 The data reproduces the situation the DEFT loop exists for:
 
-- the base training and validation sets (one distribution, disjoint boards) have plenty of PASS,
-  MISSING and BRIDGE, a few easy EXCESS_SOLDER, and no SHIFT or TOMBSTONE at all;
+- the base training set has plenty of PASS, MISSING and BRIDGE, a few easy EXCESS_SOLDER, and no
+  SHIFT or TOMBSTONE at all;
+- the validation set is a held-out production sample (its own boards) with a few of every family:
+  validated on the base distribution alone, every AutoML trial scored FAR 0 and its ranking told
+  nothing about the KPI (Spearman +0.01 over 30 trials; with every family +0.67, and +0.75 for
+  the objective AutoML uses, bench/automl.py);
 - the KPI set holds every family, half of each defect family hard;
 - the AnomalyGen pool holds synthetic NG/OK pairs only for the SDG-supported labels
   (``defaults.SDG_LABELS``), in AnomalyGen's output layout;
@@ -35,6 +39,7 @@ REAL_FAMILIES = ("PASS",) + pr.FAMILIES
 
 # Label mix per split (shares of rows) and the share of each defect family that is hard.
 BASE_MIX = {"PASS": 0.74, "MISSING": 0.12, "BRIDGE": 0.12, "EXCESS_SOLDER": 0.02}
+VAL_MIX = {"PASS": 0.70, "MISSING": 0.06, "BRIDGE": 0.06, "EXCESS_SOLDER": 0.06, "SHIFT": 0.06, "TOMBSTONE": 0.06}
 KPI_MIX = {"PASS": 0.66, "MISSING": 0.06, "BRIDGE": 0.06, "EXCESS_SOLDER": 0.06, "SHIFT": 0.08, "TOMBSTONE": 0.08}
 MINING_MIX = {"PASS": 0.40, **{f: 0.12 for f in pr.FAMILIES}}
 SDG_MIX = {"PASS": 0.35, "EXCESS_SOLDER": 0.35, "MISSING": 0.15, "BRIDGE": 0.15}
@@ -58,7 +63,7 @@ PRESETS = {
 }
 SPLITS = {  # split -> (image folder, label mix, hard shares, rng stream)
     "train": ("train", BASE_MIX, BASE_HARD, 1),
-    "val": ("val", BASE_MIX, BASE_HARD, 2),
+    "val": ("val", VAL_MIX, {}, 2),
     "kpi": ("kpi", KPI_MIX, {}, 3),
     "mining": ("mining", MINING_MIX, {}, 4),
 }

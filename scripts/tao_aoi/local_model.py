@@ -204,9 +204,12 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
                                     min_leaf=trees["min_leaf"], l2=trees["l2"], seed=hp.seed,
                                     init=init.forest if init is not None else None)
 
-    def snapshot(forest: boosted_trees.Forest) -> Model:
+    def snapshot() -> Model:  # the forest is attached at the end: trees are only ever appended
         return Model(mean, scale, [w.astype(np.float32).copy() for w in clf.coefs_],
-                     [b.astype(np.float32).copy() for b in clf.intercepts_], forest, {})
+                     [b.astype(np.float32).copy() for b in clf.intercepts_], booster.forest, {})
+
+    z_val = booster.forest.margin(x_val)
+    best_trees = 0
 
     history: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
@@ -216,19 +219,23 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         for epoch in range(hp.epochs):
             t0 = time.perf_counter()
             clf.partial_fit(xs, y, sample_weight=weight, classes=classes)
-            current = snapshot(booster.rounds(trees["per_epoch"]))
-            p_val = current.scores(x_val)
+            done = booster.forest.n_trees
+            forest = booster.rounds(trees["per_epoch"])
+            z_val += forest.margin(x_val, start=done)
+            current = snapshot()
+            p_val = 0.5 * (current.mlp_scores(x_val) + _sigmoid(z_val))
             far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
             metrics = {"train_loss": float(clf.loss_), "val_loss": loss, "val_far": far,
                        "epoch_sec": time.perf_counter() - t0}
             if best is None or (far, loss) < best:
-                best, best_model = (far, loss), current
+                best, best_model, best_trees = (far, loss), current, forest.n_trees
                 best_model.meta["best_epoch"] = epoch
             metrics["best_val_far"] = best[0]
             history.append({"epoch": epoch, **metrics})
             if on_epoch is not None:
                 on_epoch(epoch, dict(metrics))
     assert best_model is not None and best is not None
+    best_model.forest = booster.forest.take(best_trees)
     best_model.meta.update({
         "lights": list(lights), "features": cfg.as_dict(), "hyperparameters": hp.as_dict(),
         "val_far_pct": best[0], "val_loss": best[1], "epochs_run": hp.epochs, "train_rows": int(len(x)),

@@ -144,14 +144,14 @@ def add_defects(s: Scenes, family: np.ndarray, hard: np.ndarray, rng: np.random.
     s.solder[m] = excess[m]
 
     m = family == "SHIFT"
-    dist = np.where(hard, rng.uniform(2.0, 2.5, n), rng.uniform(3.5, 5.0, n)) * sign
+    dist = np.where(hard, rng.uniform(1.6, 2.1, n), rng.uniform(3.5, 5.0, n)) * sign
     axis = rng.integers(0, 2, n)
     shift = np.zeros((n, 2), np.float32)
     shift[np.arange(n), axis] = dist
     s.body_shift[m] = shift[m]
 
     m = family == "TOMBSTONE"
-    s.lift[m] = np.where(hard, rng.uniform(0.38, 0.52, n), rng.uniform(0.9, 1.0, n))[m]
+    s.lift[m] = np.where(hard, rng.uniform(0.3, 0.42, n), rng.uniform(0.9, 1.0, n))[m]
     s.lift_side[m] = sign[m]
     lifted_pad = (sign > 0).astype(np.int64)  # lift_side +1 lifts the pad at +u (index 1)
     scale = s.solder.copy()

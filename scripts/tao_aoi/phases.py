@@ -36,7 +36,7 @@ class Options:
     algorithm: str
     num_sdg: int
     top_k_per_target: int
-    min_similarity: float
+    min_similarity: float | None    # None: the embedder's calibrated floor
     seed: int
 
     @classmethod
@@ -86,8 +86,9 @@ def plan_text(opts: Options, R: Results) -> str:
         lines.append(f"  Phase 1  AutoML {opts.algorithm}, {opts.trials} trials on the base training set, "
                      f"scored by FAR@100% recall on the validation set")
     if "deft" in ph:
+        floor = "the embedder's floor" if opts.min_similarity is None else f"{opts.min_similarity:g}"
         lines.append(f"  Phase 2  DEFT up to {opts.max_iterations} iterations until {opts.kpi_target!r} on the KPI set "
-                     f"(num_sdg {opts.num_sdg}, top-k {opts.top_k_per_target}, min similarity {opts.min_similarity:g})")
+                     f"(num_sdg {opts.num_sdg}, top-k {opts.top_k_per_target}, min similarity {floor})")
     if "automl3" in ph:
         lines.append(f"  Phase 3  AutoML {opts.trials} trials on DEFT's best training set, warm-started from its "
                      f"checkpoint; the deliverable is the best candidate by the contract")
@@ -111,7 +112,7 @@ def _init_config(opts: Options, R: Results) -> dict[str, Any]:
     args = init_deft_state.build_parser().parse_args([
         "--results-dir", str(R.root), "--workspace", opts.workspace, "--max-iterations", str(opts.max_iterations),
         "--kpi-target", opts.kpi_target, "--backend", opts.backend, "--num-sdg", str(opts.num_sdg),
-        "--top-k-per-target", str(opts.top_k_per_target), "--min-similarity", str(opts.min_similarity)])
+        "--top-k-per-target", str(opts.top_k_per_target), *init_deft_state.similarity_args(opts.min_similarity)])
     return init_deft_state.config_from_args(args)
 
 

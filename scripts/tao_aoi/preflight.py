@@ -74,7 +74,7 @@ def _csv_summary(name: str, path: Path, root: Path, lights: list[str], ext: str,
 
 def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_target: str | None,
         trials: int = defaults.AUTOML_TRIALS, algorithm: str = "bayesian", num_sdg: int = defaults.NUM_SDG,
-        top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float = defaults.MIN_SIMILARITY,
+        top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float | None = None,
         dry_run_sec: float | None = None) -> dict[str, Any]:
     ws = Workspace.at(workspace)
     hard: list[str] = []
@@ -151,7 +151,9 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     elif max_iterations < 1:
         hard.append(f"max_iterations must be >= 1, got {max_iterations}")
     sec6 = {"max_iterations": max_iterations, "kpi_contract": metric_contract.render(contract) if contract else None,
-            "top_k_per_target": top_k_per_target, "min_similarity": min_similarity, "num_sdg": num_sdg,
+            "top_k_per_target": top_k_per_target, "min_similarity": min_similarity if min_similarity is not None else
+            "the embedder's calibrated floor (" + ", ".join(f"{k} {v:g}" for k, v in defaults.MIN_SIMILARITY_BY_EMBEDDER.items())
+            + ")", "num_sdg": num_sdg,
             "top_k_per_label": defaults.TOP_K_PER_LABEL, "baseline": "pre-seeded from the Phase 1 winner (no retrain)"}
     sec7 = {"warm_start": "best DEFT iteration by the contract: its combined CSV and its checkpoint",
             "pinned": space.get("architecture", []), "learning_rate": "narrowed around the winner for fine-tuning",

@@ -93,7 +93,7 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str) -> dict[
                     "--mining-pool", cfg["mining_pool_csv"], "--images-root", cfg["images_root"],
                     "--results-dir", str(d), "--train-spec", cfg["train_spec"], "--backend", backend,
                     "--top-k-per-target", str(cfg.get("top_k_per_target", defaults.TOP_K_PER_TARGET)),
-                    "--min-similarity", f"{cfg.get('min_similarity', defaults.MIN_SIMILARITY):g}",
+                    *(["--min-similarity", f"{cfg['min_similarity']:g}"] if cfg.get("min_similarity") is not None else []),
                     "--history", str(R.mining_history), "--iteration", label,
                     "--exclude", cfg["validation_csv"], "--exclude", cfg["kpi_csv"],
                     "--embedding-cache", str(R.root / "mining_cache")])

@@ -26,7 +26,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG, help="synthetic rows per iteration (default %(default)s)")
     p.add_argument("--top-k-per-label", type=int, default=defaults.TOP_K_PER_LABEL)
     p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--min-similarity", type=float, default=None, help="cosine floor for mining (default: the floor the embedder was calibrated for)")
     p.add_argument("--min-recall", type=float, default=defaults.MIN_RECALL)
     p.add_argument("--sdg-labels", default=",".join(defaults.SDG_LABELS), help="labels the SDG pool may supply")
     for flag, what in (("--train-spec", "specs/baseline_spec.yaml"), ("--training-csv", "train/base/training_set.csv"),
@@ -36,6 +36,11 @@ def build_parser() -> cli.ArgumentParser:
         p.add_argument(flag, help=f"override <workspace>/{what}")
     p.add_argument("--json", action="store_true", help="print the state as JSON")
     return p
+
+
+def similarity_args(value: float | None) -> list[str]:
+    """``--min-similarity`` for a given floor; none for the embedder's own."""
+    return [] if value is None else ["--min-similarity", str(value)]
 
 
 def config_from_args(args) -> dict:
@@ -48,7 +53,7 @@ def config_from_args(args) -> dict:
                     ("--top-k-per-target", args.top_k_per_target - 1)):
         if v < 0:
             raise UserError(f"{flag} is out of range")
-    if not -1.0 <= args.min_similarity <= 1.0:
+    if args.min_similarity is not None and not -1.0 <= args.min_similarity <= 1.0:
         raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {args.min_similarity}")
     if not 0.0 < args.min_recall <= 1.0:
         raise UserError(f"--min-recall must be in (0, 1], got {args.min_recall}")
@@ -70,10 +75,11 @@ def config_from_args(args) -> dict:
         "num_sdg": args.num_sdg,
         "top_k_per_label": args.top_k_per_label,
         "top_k_per_target": args.top_k_per_target,
-        "min_similarity": args.min_similarity,
         "min_recall": args.min_recall,
         "sdg_labels": [s.strip().upper() for s in args.sdg_labels.split(",") if s.strip()],
     }
+    if args.min_similarity is not None:  # else mining uses the embedder's calibrated floor
+        cfg["min_similarity"] = args.min_similarity
     for key in ("train_spec", "training_csv", "validation_csv", "kpi_csv"):
         if not Path(cfg[key]).is_file():
             raise UserError(f"{key} {cfg[key]} does not exist; check --workspace or pass --{key.replace('_', '-')}")

@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--algorithm", default="bayesian")
     p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
     p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--min-similarity", type=float, default=None, help="cosine floor for mining (default: the floor the embedder was calibrated for)")
     p.add_argument("--dry-run", action="store_true", help="time one training epoch for the compute estimate")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -30,7 +30,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--algorithm", default="bayesian", choices=phases.ALGORITHMS, help="AutoML search algorithm")
     p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
     p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--min-similarity", type=float, default=None, help="cosine floor for mining (default: the floor the embedder was calibrated for)")
     p.add_argument("--seed", type=int, default=defaults.SEED)
     p.add_argument("--yes", action="store_true", help="approve the plan without asking (CI / batch)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

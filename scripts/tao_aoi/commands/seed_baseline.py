@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
     p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
     p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
+    p.add_argument("--min-similarity", type=float, default=None, help="cosine floor for mining (default: the floor the embedder was calibrated for)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     config = None
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--results-dir", args.results_dir, "--workspace", args.workspace, "--max-iterations",
             str(args.max_iterations), "--kpi-target", args.kpi_target, "--backend", args.backend,
             "--num-sdg", str(args.num_sdg), "--top-k-per-target", str(args.top_k_per_target),
-            "--min-similarity", str(args.min_similarity)])
+            *init_deft_state.similarity_args(args.min_similarity)])
         config = init_deft_state.config_from_args(init_args)
     out = handoff.seed_baseline(args.best_rec, args.results_dir, args.workspace, config, args.kpi_target)
     if args.json:
