@@ -1,7 +1,7 @@
 """Typed AutoML search spaces: which spec keys are tuned, their ranges, which are pinned.
 
-Keys are dotted spec paths (``train.optim.lr``) so a trial's parameters merge straight into the
-TAO-shaped spec. Budget keys (epochs) are never searched: they are pinned from the spec and
+Keys are dotted spec paths (``train.optim.lr``; ``key[i]`` for one entry of a list such as
+``train.classify.cls_weight[1]``) so a trial's parameters are set straight on the TAO-shaped spec. Budget keys (epochs) are never searched: they are pinned from the spec and
 reported apart (the anchor leaked per-rung epochs into DEFT's baseline spec). Architecture keys are
 pinned when warm-starting, because a checkpoint only loads into the same architecture.
 Spaces are plain data and can be given as a YAML/JSON file (``--search-space``).
@@ -17,17 +17,19 @@ from tao_aoi.errors import UserError
 
 BUDGET_KEYS = ("train.num_epochs",)
 
-# The embedded local model (backends/local.py): an MLP on golden-vs-test difference features.
+# The embedded local model (backends/local.py): an MLP on golden-vs-test difference features. Its keys
+# are TAO's, in the role TAO gives them: embed_dec = classifier head width, cls_weight[1] = the defect
+# class's cross-entropy weight (PASS stays at the spec's cls_weight[0]).
 LOCAL = {
     "model": "local",
     "params": {
         "train.optim.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
         "train.optim.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
-        "model.hidden_width": {"type": "int", "low": 16, "high": 128, "log": True},
+        "model.classify.embed_dec": {"type": "int", "low": 16, "high": 128, "log": True},
         "dataset.classify.batch_size": {"type": "categorical", "choices": [32, 64, 128]},
-        "train.classify.cls_weight": {"type": "float", "low": 1.0, "high": 20.0, "log": True},
+        "train.classify.cls_weight[1]": {"type": "float", "low": 1.0, "high": 20.0, "log": True},
     },
-    "architecture": ["model.hidden_width"],
+    "architecture": ["model.classify.embed_dec"],
     "learning_rate": "train.optim.lr",
 }
 
