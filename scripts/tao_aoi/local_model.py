@@ -142,6 +142,14 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))
 
 
+def _acc_fpr(prefix: str, p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """TAO's per-epoch accuracy and false-positive rate at its decision threshold (p > 0.5 = defect)."""
+    pred = p > 0.5
+    n_pass = int((~y).sum())
+    return {f"{prefix}_acc": float((pred == y).mean()),
+            f"{prefix}_fpr": float((pred & ~y).sum() / n_pass) if n_pass else 0.0}
+
+
 EpochHook = Callable[[int, dict[str, float]], None]
 
 
@@ -191,10 +199,10 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
             t0 = time.perf_counter()
             clf.partial_fit(xs, y, sample_weight=weight, classes=classes)
             current = snapshot()
-            p_val = current.scores(x_val)
+            p_val, p_tr = current.scores(x_val), current.scores(x)
             far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
-            metrics = {"train_loss": float(clf.loss_), "val_loss": loss, "val_far": far,
-                       "epoch_sec": time.perf_counter() - t0}
+            metrics = {"train_loss": float(clf.loss_), **_acc_fpr("train", p_tr, y), "val_loss": loss,
+                       **_acc_fpr("val", p_val, y_val), "val_far": far, "epoch_sec": time.perf_counter() - t0}
             if best is None or (far, loss) < best:
                 best, best_model = (far, loss), current
                 best_model.meta["best_epoch"] = epoch
