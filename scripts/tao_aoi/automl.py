@@ -50,6 +50,9 @@ class SearchConfig:
     study_name: str = STUDY_NAME
     start_params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.space = search_space.active(self.space, train_spec.load(self.spec))  # only keys that take effect
+
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{self.out_dir / 'study.db'}"
@@ -58,6 +61,7 @@ class SearchConfig:
 def start_point(space: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
     """Trial 0: the starting spec's own values for the searched keys (clipped into the space)."""
     spec = train_spec.load(spec_path)
+    space = search_space.active(space, spec)
     return search_space.in_space(space, {k: train_spec.get(spec, k) for k in space["params"]})
 
 
