@@ -415,6 +415,17 @@ def visual_changenet(action: str, spec_file: str) -> int:
     return 0
 
 
+def read_by(action: str, key: str) -> bool:
+    """Does this TAO action open the path under ``key``? (train reads train/validation data and its
+    checkpoints; evaluate/inference their own dataset and checkpoint; every action builds the model.)"""
+    ds = "dataset.classify."
+    own = {"train": (f"{ds}train_dataset.", f"{ds}validation_dataset.", "train."),
+           "evaluate": (f"{ds}test_dataset.", "evaluate."), "inference": (f"{ds}infer_dataset.", "inference.")}
+    if action == "embed" or not key.startswith((ds, "train.", "evaluate.", "inference.")):
+        return True
+    return key.startswith(own[action])
+
+
 def run(args: list[str]) -> int:
     o = parse_run(args)
     check_gpus(o["gpus"])
@@ -437,7 +448,10 @@ def run(args: list[str]) -> int:
     import yaml
 
     spec = yaml.safe_load(Path(spec_file).read_text())
+    action = cmd[1] if cmd[:1] == ["visual_changenet"] else "embed"
     for key, value in spec_paths(spec):
+        if not read_by(action, key):
+            continue
         writes = key.endswith(("results_dir", "dirpath")) or key == "output_parquet"
         if not inside(value, mounts, write=writes):
             print(f"TAO: {key}={value} is not {'writable' if writes else 'visible'} in the container", flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,6 +19,7 @@ from tao_aoi.backends.base import CANCELED, COMPLETE, ERROR, TERMINAL, Backend, 
 from tao_aoi.errors import UserError
 
 RECORD_NAME = "backend_job.json"
+POLL_ENV = "TAO_AOI_JOB_POLL_SEC"
 INFERENCE_COLUMNS = ("input_path", "golden_path", "object_name", "label", "siamese_score")
 TAO_STATUS = "status.json"
 LOG_NAMES = {"train": "train.log", "infer": "infer.log", "evaluate": "evaluate.log", "embed": "embed.log"}
@@ -203,8 +205,14 @@ def _opt_path(value: Any) -> Path | None:
 class ExternalBackend(Backend):
     """Status from the job record + the scheduler, judged once; a failed blocking call is a UserError."""
 
-    def __init__(self, *, poll_sec: float = defaults.JOB_POLL_SEC, timeout_sec: float | None = None) -> None:
-        self.poll_sec = float(poll_sec)
+    def __init__(self, *, poll_sec: float | None = None, timeout_sec: float | None = None) -> None:
+        """``poll_sec``: how often a blocking call asks the scheduler (default: env TAO_AOI_JOB_POLL_SEC,
+        else ``defaults.JOB_POLL_SEC``)."""
+        env = os.environ.get(POLL_ENV, "").strip()
+        try:
+            self.poll_sec = float(poll_sec if poll_sec is not None else env or defaults.JOB_POLL_SEC)
+        except ValueError:
+            raise UserError(f"{POLL_ENV}={env!r} is not a number of seconds") from None
         self.timeout_sec = timeout_sec
 
     @abc.abstractmethod

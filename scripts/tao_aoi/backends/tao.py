@@ -89,6 +89,18 @@ def _spec_with(job_spec: Path, settings: dict[str, Any], overrides: dict[str, An
     return spec
 
 
+def _backbone_mounts(spec: dict[str, Any], where: Path) -> list[tuple[str, bool]]:
+    backbone = train_spec.get(spec, "model.backbone.pretrained_backbone_path")
+    if not (isinstance(backbone, str) and backbone.strip()):
+        return []
+    bb = Path(backbone)
+    if not bb.is_absolute() or not bb.exists():
+        raise UserError(f"{where}: model.backbone.pretrained_backbone_path {backbone} is not an existing "
+                        f"absolute path on this host; stage the backbone file there (it is mounted at the "
+                        f"same path) or leave the key empty")
+    return [(str(bb.parent), False)]
+
+
 def _write_spec(job_dir: Path, spec: dict[str, Any]) -> Path:
     path = job_dir / SPEC_NAME
     atomic.write_text(path, train_spec.dump(spec))
@@ -158,16 +170,9 @@ def _prepare_train(job: TrainJob, job_dir: Path) -> TaoJob:
     for key, value in TOPK_DEFAULTS.items():
         if not isinstance(checkpointer, dict) or key not in checkpointer:
             train_spec.set_dotted(spec, f"train.checkpointer.{key}", value)
-    if train_spec.get(spec, "train.checkpointer.enable_topk") and not train_spec.get(spec, "train.checkpointer.dirpath"):
-        train_spec.set_dotted(spec, "train.checkpointer.dirpath", str(job_dir))  # beside the epoch checkpoints
-    backbone = train_spec.get(spec, "model.backbone.pretrained_backbone_path")
-    if isinstance(backbone, str) and backbone.strip():
-        bb = Path(backbone)
-        if not bb.is_absolute() or not bb.exists():
-            raise UserError(f"{job.spec}: model.backbone.pretrained_backbone_path {backbone} is not an existing "
-                            f"absolute path on this host; stage the backbone file there (it is mounted at the "
-                            f"same path) or leave the key empty")
-        mounts.append((str(bb.parent), False))
+    if train_spec.get(spec, "train.checkpointer.enable_topk"):  # this job's best beside its epoch checkpoints
+        train_spec.set_dotted(spec, "train.checkpointer.dirpath", str(job_dir))  # (a reused spec names an old job)
+    mounts += _backbone_mounts(spec, job.spec)
     for csv in (train, val):
         mounts.extend((d, False) for d in csv.abs_dirs)
     spec_path = _write_spec(job_dir, spec)
@@ -197,6 +202,7 @@ def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
     })
     mounts = [(str(images), False), (str(csv.parent), False), (str(ckpt.parent), False), (str(job_dir), True)]
     mounts.extend((d, False) for d in data.abs_dirs)
+    mounts += _backbone_mounts(spec, job.spec)  # every action builds the model, loading the backbone
     spec_path = _write_spec(job_dir, spec)
     expect = [str(p) for p in contract_outputs(kind, job_dir)]
     return TaoJob(kind, versions.image("pyt"), ["visual_changenet", action, "-e", str(spec_path)],

@@ -85,7 +85,7 @@ def _printer(args, n: int):
     return show
 
 
-def _worker_argv(argv: Sequence[str]) -> list[str]:
+def _worker_argv(argv: Sequence[str], backend: str = "local") -> list[str]:
     args = [a for a in argv if a not in ("--json",)]
     out, skip = [], False
     for a in args:
@@ -98,7 +98,7 @@ def _worker_argv(argv: Sequence[str]) -> list[str]:
         if a.startswith(("--workers=", "--backend=")):
             continue
         out.append(a)
-    return out + ["--worker", "--quiet", "--backend", "local"]
+    return out + ["--worker", "--quiet", "--backend", backend]
 
 
 def run_workers(args, argv: Sequence[str], cfg: automl.SearchConfig) -> None:
@@ -116,9 +116,17 @@ def run_workers(args, argv: Sequence[str], cfg: automl.SearchConfig) -> None:
             raise HardStop(f"AutoML worker jobs failed: {', '.join(bad)} (logs in {cfg.out_dir / 'workers'})")
         return
     env = dict(os.environ, TAO_AOI_NO_REEXEC="1")
-    procs = [subprocess.Popen(worker_argv, env=env) for _ in range(args.workers - 1)]
-    automl.work(cfg, get_backend("docker" if args.backend == "docker" else "local"),
-                on_trial=_printer(args, cfg.n_trials))
+    if args.backend == "docker":  # docker workers on this host: one GPU each
+        from tao_aoi.backends.docker import GPUS_ENV, worker_gpus
+
+        gpus = worker_gpus(args.workers)
+        worker_argv = [sys.executable, str(SCRIPT), *_worker_argv(argv, "docker")]
+        procs = [subprocess.Popen(worker_argv, env={**env, GPUS_ENV: g}) for g in gpus[1:]]
+        backend = get_backend("docker", gpus=gpus[0])
+    else:
+        procs = [subprocess.Popen(worker_argv, env=env) for _ in range(args.workers - 1)]
+        backend = get_backend("local")
+    automl.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
     codes = [p.wait() for p in procs]
     if any(codes):
         raise HardStop(f"{sum(1 for c in codes if c)} AutoML worker process(es) failed (exit codes {codes})")
@@ -129,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     if args.worker:
-        automl.work(cfg, get_backend("local"))
+        automl.work(cfg, get_backend(args.backend))  # docker workers read their GPU from TAO_AOI_DOCKER_GPUS
         return 0
     if not args.quiet and not args.json:
         print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
