@@ -268,3 +268,79 @@ def test_failed_rerun_never_passes_with_the_previous_outputs(fake_docker, ws, tm
     with pytest.raises(UserError, match="wrote no checkpoint"):
         backend().train(train_job(ws, out))
     assert not (out / "best.ckpt").exists() and not list(out.glob("*.pth"))
+
+
+def test_labels_tao_would_misread_go_to_tao_as_a_canonical_copy(fake_docker, ws, tmp_path):
+    csv = ws / "train/base/training_set.csv"
+    df = pd.read_csv(csv)
+    df["label"] = df["label"].map({"PASS": " pass", "MISSING": "missing"})
+    df.to_csv(csv, index=False)
+    out = tmp_path / "t"
+    backend().train(train_job(ws, out))  # the fake fails on 'pass' like TAO would misread it
+    spec = yaml.safe_load((out / tao.SPEC_NAME).read_text())
+    handed = Path(spec["dataset"]["classify"]["train_dataset"]["csv_path"])
+    assert handed == out.resolve() / "inputs" / "training_set.csv"
+    assert set(pd.read_csv(handed)["label"]) == {"PASS", "MISSING"}
+    assert pd.read_csv(csv)["label"].tolist() == df["label"].tolist()  # the user's file is untouched
+    assert read_record(out)["canonical_label_copies"] == [{"source": str(csv.resolve()), "handed_to_tao": str(handed)}]
+    assert spec["dataset"]["classify"]["validation_dataset"]["csv_path"].endswith("train/base/validation_set.csv")
+
+
+def test_job_paths_with_spaces_and_missing_images_fail_before_any_container(fake_docker, ws, tmp_path):
+    with pytest.raises(UserError, match="splits the spec path on spaces"):
+        backend().train(train_job(ws, tmp_path / "my results" / "t"))
+    (ws / "images/boards/b1/golden/C3_UniformLight.png").unlink()
+    with pytest.raises(UserError, match=r"training_set\.csv line 5: image .*C3_UniformLight\.png does not exist"):
+        backend().train(train_job(ws, tmp_path / "t"))
+    assert not (fake_docker / "calls.jsonl").exists()
+
+
+def test_a_finished_job_is_complete_when_judged_from_another_process(fake_docker, ws, tmp_path):
+    """TAO never writes SUCCESS; a job whose container is gone (exit code lost) is judged by its last
+    status line, RUNNING 'Train finished successfully.'."""
+    out = tmp_path / "t"
+    h = backend().submit_train(train_job(ws, out))
+    while (fake_docker / f"{h.job_id}.state").exists() or not (out / "status.json").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    other = backend()  # has no Popen for it; docker inspect says the container is gone
+    h2 = type(h)(h.backend, h.kind, h.job_id, h.output_dir)
+    assert other.status(h2) == COMPLETE and (out / "best.ckpt").is_file()
+    record = read_record(out)
+    record.pop("state")
+    lines = (out / "status.json").read_text().splitlines()
+    (out / "status.json").write_text("\n".join(lines[:-1]) + "\n")  # killed before its last line
+    with pytest.raises(UserError, match="does not end with TAO's 'finished successfully.' line"):
+        tao.conclude(record, None)
+
+
+def test_epoch_metrics_read_taos_status_lines(tmp_path):
+    from tao_aoi.backends.external import epoch_metrics
+
+    def line(**kw):
+        return json.dumps({"date": "1/2/2026", "time": "10:00:00", "status": "RUNNING", "verbosity": "INFO", **kw})
+
+    tao_lines = [
+        line(status="STARTED", message="Starting Visual ChangeNet train."),
+        line(message="Eval metrics generated.", kpi={"val_loss": 0.9, "val_acc": 0.5, "val_fpr": 0.4}),
+        line(message="Training loop in progress", epoch=0, max_epoch=3, kpi={"val_loss": 0.9, "val_acc": 0.5,
+                                                                             "val_fpr": 0.4}),
+        line(message="Train metrics generated.", kpi={"train_loss": 1.0, "train_acc": 0.5, "train_fpr": 0.5}),
+        line(message="Training loop in progress", epoch=1, max_epoch=3, kpi={"train_loss": 1.0}),  # no validation
+        line(message="Train metrics generated.", kpi={"train_loss": 0.8, "train_acc": 0.6, "train_fpr": 0.4}),
+        line(message="Eval metrics generated.", kpi={"val_loss": 0.7, "val_acc": 0.7, "val_fpr": 0.2}),
+        line(message="Training loop in progress", epoch=2, max_epoch=3, kpi={"val_loss": 0.7}),
+        "{torn",
+        line(message="Train finished successfully."),
+    ]
+    path = tmp_path / "status.json"
+    path.write_text("\n".join(tao_lines) + "\n")
+    assert epoch_metrics(path) == [(0, {"val_loss": 0.9, "val_acc": 0.5, "val_fpr": 0.4}),
+                                   (2, {"val_loss": 0.7, "val_acc": 0.7, "val_fpr": 0.2})]
+    assert tao.finished(path)
+    path.write_text("\n".join(tao_lines[:-1] + [line(status="FAILURE", message="CUDA error")]) + "\n")
+    assert not tao.finished(path)
+    local = [line(message="Epoch 0 finished", epoch=0, kpi={"train_loss": 1, "val_loss": 0.5, "val_far": 20.0}),
+             line(message="Epoch 1 finished", epoch=1, kpi={"train_loss": 1, "val_loss": 0.4, "val_far": 10.0})]
+    path.write_text("\n".join(local) + "\n")  # the local backend: one line per epoch holding both
+    assert [e for e, _ in epoch_metrics(path)] == [0, 1] and epoch_metrics(path)[1][1]["val_far"] == 10.0

@@ -226,3 +226,44 @@ def test_conditional_keys_are_searched_only_where_tao_reads_them():
     with pytest.raises(UserError, match="itself searched"):
         search_space.validate({"params": {"a": {"type": "float", "low": 0, "high": 1, "when": {"b": 1}},
                                           "b": {"type": "int", "low": 0, "high": 1}}})
+
+
+RUNNER = """
+import sys
+from nvidia_tao_core.hydra.runner import hydra_runner
+from nvidia_tao_core.config.visual_changenet.default_config import ExperimentConfig
+
+@hydra_runner(config_path=".", config_name="experiment_spec", schema=ExperimentConfig)
+def main(cfg):
+    print("ACCEPTED")
+
+main()
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    {},
+    {"dataset.classify.augmentation.random_rotate.rotate_probability": 0.3},
+    {"model.hidden_width": 64},
+    {"train.classify.cls_weight": 3.0},
+    {"train.optim.lr": "1e-4", "dataset.classify.augmentation_config.augment": True},
+    {"dataset.classify.input_map": {"SolderLight": "zero"}},
+])
+def test_merged_agrees_with_nvidias_own_hydra_runner(tmp_path, edit):
+    """TAO's entrypoint turns ``-e spec.yaml`` into --config-path/--config-name for the hydra runner in
+    nvidia_tao_core; run that very runner on the file and compare its verdict with ours."""
+    import subprocess
+    import sys
+
+    spec = job_spec(tmp_path, train_spec.with_values(demo_workspace.spec_dict("tiny"), edit))
+    (tmp_path / "runner.py").write_text(RUNNER)
+    proc = subprocess.run([sys.executable, "runner.py", "--config-path", str(tmp_path), "--config-name", spec.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    nvidia_accepts = proc.returncode == 0 and "ACCEPTED" in proc.stdout
+    try:
+        tao_schema.merged(spec)
+        ours = True
+    except UserError:
+        ours = False
+    assert ours == nvidia_accepts, proc.stderr[-1500:]
+    assert nvidia_accepts == (not edit or "train.optim.lr" in edit)
