@@ -138,8 +138,15 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
         sec4["tao"] = tao_checks(ws, backend, hard, fixable)
     # 5-7. phase configs
     space = search_space.default_for_backend("local" if backend == "slurm" else backend)
+    if spec_path.is_file():
+        try:  # only the keys that take effect with this spec (e.g. momentum only with sgd)
+            space = search_space.active(space, train_spec.load(spec_path))
+        except UserError as exc:
+            hard.append(str(exc))
     sec5 = {"algorithm": algorithm, "trials": trials, "metric": "FAR@100% recall on the validation set (minimize)",
             "search_space": sorted(space["params"]), "mode_collapse_guard": "a one-class model is infeasible"}
+    if space.get("inactive"):
+        sec5["not_searched"] = space["inactive"]
     contract = None
     if kpi_target:
         try:
