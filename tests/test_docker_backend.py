@@ -279,7 +279,7 @@ def test_labels_tao_would_misread_go_to_tao_as_a_canonical_copy(fake_docker, ws,
     backend().train(train_job(ws, out))  # the fake fails on 'pass' like TAO would misread it
     spec = yaml.safe_load((out / tao.SPEC_NAME).read_text())
     handed = Path(spec["dataset"]["classify"]["train_dataset"]["csv_path"])
-    assert handed == out.resolve() / "inputs" / "training_set.csv"
+    assert handed == out.resolve() / "inputs" / "training-training_set.csv"
     assert set(pd.read_csv(handed)["label"]) == {"PASS", "MISSING"}
     assert pd.read_csv(csv)["label"].tolist() == df["label"].tolist()  # the user's file is untouched
     assert read_record(out)["canonical_label_copies"] == [{"source": str(csv.resolve()), "handed_to_tao": str(handed)}]
@@ -344,3 +344,18 @@ def test_epoch_metrics_read_taos_status_lines(tmp_path):
              line(message="Epoch 1 finished", epoch=1, kpi={"train_loss": 1, "val_loss": 0.4, "val_far": 10.0})]
     path.write_text("\n".join(local) + "\n")  # the local backend: one line per epoch holding both
     assert [e for e, _ in epoch_metrics(path)] == [0, 1] and epoch_metrics(path)[1][1]["val_far"] == 10.0
+
+
+def test_air_gapped_embedding_needs_a_local_model_snapshot(fake_docker, ws, tmp_path, monkeypatch):
+    job = EmbedJob(csv=ws / "kpi/testing_set.csv", images_root=ws / "images", spec=ws / "specs/baseline_spec.yaml",
+                   output=tmp_path / "emb.parquet")
+    with pytest.raises(UserError, match="air-gapped: the embedder's model_path google/siglip.* set TAO_AOI_EMBED_MODEL_PATH"):
+        backend(offline=True).embed(job)
+    snapshot = tmp_path / "models" / "siglip"
+    snapshot.mkdir(parents=True)
+    monkeypatch.setenv("TAO_AOI_EMBED_MODEL_PATH", str(snapshot))
+    assert backend(offline=True).embed(job).state == COMPLETE
+    argv = calls(fake_docker)[-1]
+    assert f"{snapshot}:{snapshot}:ro" in argv and "TELEMETRY_OPT_OUT=1" in argv
+    spec = yaml.safe_load((tmp_path / "emb.parquet.job" / tao.SPEC_NAME).read_text())
+    assert spec["model_path"] == str(snapshot)

@@ -148,13 +148,16 @@ def test_every_spec_the_backends_write_loads_in_the_schema(tmp_path, which, requ
     ckpt = tmp_path / "prev" / "best.ckpt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"PK")
+    snapshot = tmp_path / "models" / "siglip"
+    snapshot.mkdir(parents=True)
     jobs = {
         "train": ("train", TrainJob(output_dir=tmp_path / "t", **kw)),
         "automl trial": ("train", TrainJob(output_dir=tmp_path / "trial", overrides={"train.optim.lr": 3e-5}, **kw)),
         "warm start": ("train", TrainJob(output_dir=tmp_path / "warm", init_checkpoint=ckpt, **kw)),
         "infer": ("infer", InferJob(spec, ckpt, ws / "kpi/testing_set.csv", ws / "images", tmp_path / "i")),
         "evaluate": ("evaluate", InferJob(spec, ckpt, ws / "kpi/testing_set.csv", ws / "images", tmp_path / "e")),
-        "embed": ("embed", EmbedJob(ws / "kpi/testing_set.csv", ws / "images", spec, tmp_path / "emb.parquet")),
+        "embed": ("embed", EmbedJob(ws / "kpi/testing_set.csv", ws / "images", spec, tmp_path / "emb.parquet",
+                                    settings={"model_path": str(snapshot)})),  # air-gapped: a local snapshot
     }
     for name, (kind, job) in jobs.items():
         out = Path(getattr(job, "output_dir", None) or f"{job.output}.job")

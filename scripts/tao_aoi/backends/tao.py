@@ -63,7 +63,7 @@ def prepare(kind: str, job: TrainJob | InferJob | EmbedJob, job_dir: Path, *, of
     elif kind in ("infer", "evaluate"):
         tj = _prepare_infer(job, job_dir, kind)  # type: ignore[arg-type]
     elif kind == "embed":
-        tj = _prepare_embed(job, job_dir)  # type: ignore[arg-type]
+        tj = _prepare_embed(job, job_dir, offline)  # type: ignore[arg-type]
     else:
         raise ValueError(kind)
     remove_stale([*map(Path, tj.record["expect"]), *previous_tao_outputs(job_dir)])
@@ -134,7 +134,7 @@ def _tao_csv(csv: Path, job_dir: Path, images: Path, lights: list[str], ext: str
     canon = raw["label"].map(labels.canonical_label)
     if (canon == raw["label"]).all():
         return _Csv(csv, csv, len(raw), abs_dirs, False)
-    copy = job_dir / INPUTS_DIR / csv.name
+    copy = job_dir / INPUTS_DIR / f"{what.split()[0]}-{csv.name}"  # role prefix: two inputs may share a name
     copy.parent.mkdir(parents=True, exist_ok=True)
     changenet_csv.write(raw.assign(label=canon), copy)
     return _Csv(csv, copy, len(raw), abs_dirs, True)
@@ -211,14 +211,20 @@ def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
                                                    "canonical_label_copies": _copies(data)})
 
 
+EMBED_MODEL_PATH_ENV = "TAO_AOI_EMBED_MODEL_PATH"
+
+
 def embed_settings(job: EmbedJob) -> dict[str, Any]:
+    """The embedder: the job's settings, else TAO_AOI_EMBED_MODEL_PATH (a local snapshot, needed when
+    air-gapped), else the defaults (a Hugging Face id the container downloads)."""
     s = dict(job.settings)
     return {"model": str(s.get("model") or defaults.TAO_EMBED_MODEL),
-            "model_path": str(s.get("model_path") or defaults.TAO_EMBED_MODEL_PATH),
+            "model_path": str(s.get("model_path") or os.environ.get(EMBED_MODEL_PATH_ENV, "").strip()
+                              or defaults.TAO_EMBED_MODEL_PATH),
             "batch_size": int(s.get("batch_size") or defaults.TAO_EMBED_BATCH_SIZE)}
 
 
-def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
+def _prepare_embed(job: EmbedJob, job_dir: Path, offline: bool) -> TaoJob:
     """One image per (row, light) goes to the data-services embedder; rows are reassembled after."""
     import pandas as pd
 
@@ -241,6 +247,9 @@ def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
     if model_path.is_absolute() and not model_path.exists():
         raise UserError(f"embed settings model_path {model_path} does not exist on this host; stage the model "
                         f"snapshot there (it is mounted at the same path)")
+    if offline and not model_path.is_absolute():
+        raise UserError(f"air-gapped: the embedder's model_path {model_path} is a Hugging Face id the container "
+                        f"cannot download; stage the snapshot on this host and set {EMBED_MODEL_PATH_ENV} to it")
     with atomic.atomic_path(job_dir / EMBED_INPUT) as tmp:
         table.to_parquet(tmp, index=False)
     image = versions.image("data_services")
