@@ -13,6 +13,7 @@ needs the wheels.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -75,13 +76,22 @@ def _fix(exc: Any, base: Any) -> str:
     return "give it the type the schema declares" + (f" (default {node!r})" if node not in (None, "???") else "")
 
 
+@functools.lru_cache(maxsize=None)
+def _structured(which: tuple[str, str, str]):
+    """The schema as an OmegaConf node, built once per process (merge copies, never mutates it)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.structured(schema_class(which))
+
+
 def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
     """The spec file merged into NVIDIA's schema exactly as TAO's runner does; UserError naming the
     file, the key and the fix on a refused key or type."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    cls = schema_class(which)
+    base = _structured(which)
+    cls_name = which[2]
     path = Path(spec_path)
     try:
         spec = OmegaConf.load(path)  # TAO's loader (a yaml.SafeLoader that also reads 1e-4 as a float)
@@ -89,7 +99,6 @@ def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
         raise UserError(f"spec {path} does not exist") from None
     except Exception as exc:  # yaml errors and OmegaConf's own
         raise UserError(f"{path} is not a YAML mapping TAO can load: {' '.join(str(exc).split())[:300]}") from None
-    base = OmegaConf.structured(cls)
     try:
         if OmegaConf.is_dict(spec) and "hydra" in spec:  # hydra removes its own node before validating
             spec.pop("hydra")
@@ -97,7 +106,7 @@ def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or "?"
         msg = str(getattr(exc, "msg", exc)).splitlines()[0]
-        raise UserError(f"{path}: {key}: {msg} (NVIDIA's TAO {tao_version()} {cls.__name__} refuses it before "
+        raise UserError(f"{path}: {key}: {msg} (NVIDIA's TAO {tao_version()} {cls_name} refuses it before "
                         f"the job starts); {_fix(exc, base)}") from None
 
 
