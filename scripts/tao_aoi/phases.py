@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, handoff, pipeline, search_space, state
+from tao_aoi import atomic, automl, cli, handoff, pipeline, search_space, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -108,7 +108,7 @@ def confirm(opts: Options, R: Results) -> bool:
 
 
 def _init_config(opts: Options, R: Results) -> dict[str, Any]:
-    args = init_deft_state.build_parser().parse_args([
+    args = cli.parse(init_deft_state.command, [
         "--results-dir", str(R.root), "--workspace", opts.workspace, "--max-iterations", str(opts.max_iterations),
         "--kpi-target", opts.kpi_target, "--backend", opts.backend, "--num-sdg", str(opts.num_sdg),
         "--top-k-per-target", str(opts.top_k_per_target), "--min-similarity", str(opts.min_similarity)])
