@@ -55,7 +55,8 @@ class RecallPercent(click.ParamType):
 
 def percent_arg(x: float) -> str:
     """A recall percent written as RecallPercent reads it back: ``100``, ``99.5``; ``0.5%`` (1% or less)."""
-    return f"{x:g}" if x > 1 else f"{x:g}%"
+    text = f"{x:g}"
+    return text if float(text) > 1 else f"{text}%"
 
 
 class Percent(click.ParamType):
@@ -135,7 +136,8 @@ def command(prog: str, doc: str | None, *, next_step: str) -> Callable[[Callable
 
         callback.__name__ = fn.__name__
         callback.__click_params__ = getattr(fn, "__click_params__", [])  # type: ignore[attr-defined]
-        epilog = "\b\n" + "\n".join(textwrap.wrap(f"Next: {next_step}", 78, subsequent_indent="  "))
+        epilog = "\b\n" + "\n".join(textwrap.wrap(f"Next: {next_step}", 78, subsequent_indent="  ",
+                                                     break_on_hyphens=False, break_long_words=False))
         return click.command(prog, help=doc, epilog=epilog, context_settings=CONTEXT)(callback)
     return wrap
 
@@ -149,23 +151,29 @@ def invoke(cmd: click.Command, argv: Sequence[str] | None = None) -> int:
     """Run a command in-process: its exit code; UserError (and usage errors as UsageError) propagate."""
     args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     try:
-        rv = cmd.main(args, prog_name=cmd.name, standalone_mode=False)
+        rv = cmd.main(list(args), prog_name=cmd.name, standalone_mode=False)  # click consumes its list
     except click.Abort:  # click turns Ctrl-C (and EOF at a prompt) into Abort
         raise KeyboardInterrupt from None
-    except click.NoSuchOption as exc:
-        raise UsageError(_usage(cmd, unknown_options(cmd, args) or exc.format_message())) from None
     except click.ClickException as exc:
-        raise UsageError(_usage(cmd, exc.format_message())) from None
+        raise refused(cmd, args, exc) from None
     return EXIT_OK if rv is None else int(rv)
 
 
 def parse(cmd: click.Command, argv: Sequence[str]) -> SimpleNamespace:
     """A command line's options without running the command (callers reusing a command's checks)."""
+    args = [str(a) for a in argv]
     try:
-        with cmd.make_context(cmd.name, [str(a) for a in argv]) as ctx:
+        with cmd.make_context(cmd.name, list(args)) as ctx:  # click consumes its list
             return namespace(ctx.params)
     except click.ClickException as exc:
-        raise UsageError(_usage(cmd, exc.format_message())) from None
+        raise refused(cmd, args, exc) from None
+
+
+def refused(cmd: click.Command, args: Sequence[str], exc: click.ClickException) -> UsageError:
+    """click's refusal as one line naming the script, the option and where help is."""
+    message = (isinstance(exc, click.NoSuchOption) and unknown_options(cmd, args)) or exc.format_message()
+    text = " ".join(message.split()).rstrip(".")
+    return UsageError(f"{cmd.name}: {text} (see {cmd.name} --help)")
 
 
 def to_argv(cmd: click.Command, args: SimpleNamespace, *, drop: Sequence[str] = ()) -> list[str]:
@@ -181,11 +189,6 @@ def to_argv(cmd: click.Command, args: SimpleNamespace, *, drop: Sequence[str] = 
             for v in value if p.multiple else [value]:
                 out += [p.opts[0], str(v)]
     return out
-
-
-def _usage(cmd: click.Command, message: str) -> str:
-    text = " ".join(message.split()).rstrip(".")
-    return f"{cmd.name}: {text} (see {cmd.name} --help)"
 
 
 def unknown_options(cmd: click.Command, args: Sequence[str]) -> str:
@@ -209,6 +212,8 @@ def unknown_options(cmd: click.Command, args: Sequence[str]) -> str:
             unknown.append(name)
     known = [n for n in takes_value if n.startswith("--")]
     hints = {u: suggestion(u, known) for u in unknown}
+    if not unknown:
+        return ""
     if len(unknown) == 1:
         u = unknown[0]
         return f"No such option: {u}" + (f". Did you mean {hints[u]}?" if hints[u] else "")
@@ -220,7 +225,7 @@ def suggestion(name: str, known: Sequence[str]) -> str:
     import difflib
 
     matches = [k for k in known if k.startswith(name)] if name.startswith("--") else []
-    matches = matches or difflib.get_close_matches(name, known, n=3)
+    matches = matches or difflib.get_close_matches(name, known, n=1)
     return " or ".join(matches)
 
 
