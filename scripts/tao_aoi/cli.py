@@ -124,6 +124,19 @@ def option(flag: str, *names: str, **overrides: Any) -> Callable:
     return click.option(flag, *names, **{**SHARED[flag], **overrides})
 
 
+def options(*flags: str) -> Callable:
+    """Several shared options at once, in this order."""
+    def apply(fn: Callable) -> Callable:
+        for flag in reversed(flags):
+            fn = option(flag)(fn)
+        return fn
+    return apply
+
+
+# The DEFT loop's knobs that run_pipeline.py, preflight.py and seed_baseline.py pass on to init_deft_state.py.
+deft_knobs = options("--num-sdg", "--top-k-per-target", "--min-similarity")
+
+
 def command(prog: str, doc: str | None, *, next_step: str) -> Callable[[Callable], click.Command]:
     """A click command named after its script; ``--help`` shows ``doc`` and ends with the usual next step.
 

@@ -37,10 +37,8 @@ def workspace_overrides(fn):
 @cli.option("--max-iterations", required=True)
 @cli.option("--kpi-target", required=True)
 @cli.option("--backend")
-@cli.option("--num-sdg")
+@cli.deft_knobs
 @cli.option("--top-k-per-label")
-@cli.option("--top-k-per-target")
-@cli.option("--min-similarity")
 @cli.option("--min-recall")
 @cli.option("--sdg-labels")
 @workspace_overrides

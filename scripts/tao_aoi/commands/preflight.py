@@ -24,9 +24,7 @@ from tao_aoi import cli, preflight
 @cli.option("--kpi-target")
 @cli.option("--trials")
 @cli.option("--algorithm")
-@cli.option("--num-sdg")
-@cli.option("--top-k-per-target")
-@cli.option("--min-similarity")
+@cli.deft_knobs
 @click.option("--dry-run", is_flag=True, help="time one training epoch for the compute estimate")
 @cli.option("--json", help="print the report as JSON")
 def command(args) -> int:

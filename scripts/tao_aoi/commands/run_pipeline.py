@@ -30,9 +30,7 @@ from tao_aoi.errors import UserError
 @cli.option("--kpi-target", required=True)
 @cli.option("--trials")
 @cli.option("--algorithm")
-@cli.option("--num-sdg")
-@cli.option("--top-k-per-target")
-@cli.option("--min-similarity")
+@cli.deft_knobs
 @cli.option("--seed")
 @click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
 @cli.option("--quiet")

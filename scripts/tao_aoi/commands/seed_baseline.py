@@ -26,9 +26,7 @@ from tao_aoi.report import fmt
 @cli.option("--max-iterations", help="initialise the run (else it must exist)")
 @cli.option("--kpi-target", help="with --max-iterations: the KPI contract, e.g. 'FAR < 2% at Recall=100%'")
 @cli.option("--backend")
-@cli.option("--num-sdg")
-@cli.option("--top-k-per-target")
-@cli.option("--min-similarity")
+@cli.deft_knobs
 @cli.option("--json")
 def command(args) -> int:
     config = None
