@@ -127,7 +127,7 @@ def _search(opts: Options, out: Path, spec: Path, train_csv: str, val_csv: str, 
     def show(t: dict) -> None:
         done = t["number"] + 1
         value = "" if t["value"] is None else f"val FAR {t['value']:.3f}%"
-        progress.line(done, opts.trials, f"trial {t['number']}", t["state"][:5], time.monotonic() - t0, value)
+        progress.line(done, opts.trials, f"trial {t['number']}", t["state"], time.monotonic() - t0, value)
 
     automl.work(cfg, backend, on_trial=show)
     return automl.write_best(cfg)

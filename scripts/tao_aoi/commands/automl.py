@@ -81,7 +81,8 @@ def _printer(args, n: int):
         value = "" if t["value"] is None else f" val FAR@100%R {t['value']:.3f}%"
         params = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                            for k, v in t["params"].items())
-        print(f"  trial {t['number'] + 1:>3}/{n} {t['state']:<8}{value}  ({params})", flush=True)
+        # Optuna's number, as in trials/trial_NNNN, best_rec.json and the final "best: trial N" line.
+        print(f"  trial {t['number']:>3} of {n} {t['state']:<8}{value}  ({params})", flush=True)
     return show
 
 
