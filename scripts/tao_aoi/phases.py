@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, handoff, pipeline, search_space, state
+from tao_aoi import atomic, automl, handoff, pipeline, search_space, stages, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -23,6 +23,7 @@ from tao_aoi.layout import Results, Workspace
 PHASE_SETS = ("all", "automl", "deft")
 ALGORITHMS = automl.ALGORITHMS
 PHASES = {"all": ("automl1", "deft", "automl3"), "automl": ("automl1",), "deft": ("deft",)}
+ADJUSTABLE = tuple(stages.ADJUSTABLE_CONFIG)  # options a resumed run may change (state.reconfigure)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ def save_pipeline_state(R: Results, ps: dict[str, Any]) -> None:
     atomic.write_json(R.pipeline_state, ps)
 
 
+def same_run(recorded: dict[str, Any], opts: Options) -> bool:
+    """The same run, perhaps with options of iterations not started yet changed (see resume_changes)."""
+    mine = asdict(opts)
+    return set(recorded) == set(mine) and all(recorded[k] == v for k, v in mine.items() if k not in ADJUSTABLE)
+
+
 def results_dir_for(opts: Options, given: str | None) -> Results:
     if given:
         return Results.at(given)
@@ -71,7 +78,7 @@ def results_dir_for(opts: Options, given: str | None) -> Results:
             ps = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if ps.get("options") == asdict(opts) and ps.get("status") != "complete":  # failed: rerun = retry
+        if same_run(ps.get("options") or {}, opts) and ps.get("status") != "complete":  # failed: rerun = retry
             return Results.at(p.parent)
     return Results.at(Workspace.at(opts.workspace).results / time.strftime("run_%Y%m%d_%H%M%S"))
 
@@ -153,10 +160,8 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
               "phase3": None}
         save_pipeline_state(R, ps)
     elif ps["options"] != asdict(opts):
-        diff = [k for k in ps["options"] if ps["options"][k] != asdict(opts).get(k)]
-        raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(diff)}); rerun with the same "
-                        f"arguments or use a new --results-dir")
-    elif ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
+        resume_changes(R, ps, opts, progress)
+    if ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
         save_pipeline_state(R, ps)
@@ -206,6 +211,35 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
     save_pipeline_state(R, ps)
     report = _render_report(R, progress)
     return summarize(R, ps, report)
+
+
+def resume_changes(R: Results, ps: dict[str, Any], opts: Options, progress: pipeline.Progress) -> None:
+    """Accept changed options of iterations not started yet (the documented fix for a pool that ran
+    short: a lower --num-sdg); refuse any other change. Recorded in pipeline_state.json and, through
+    the writer, in the DEFT state with the iteration each change applies from."""
+    new = asdict(opts)
+    diff = [k for k in new if ps["options"].get(k) != new[k]]
+    fixed = [k for k in diff if k not in ADJUSTABLE]
+    if fixed:
+        raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(fixed)}); rerun with the same "
+                        f"arguments (only {', '.join('--' + k.replace('_', '-') for k in ADJUSTABLE)} may change) "
+                        f"or use a new --results-dir")
+    if "deft" in ps["done"] or (R.state.exists() and stages.expected_next(state.load(R.root)) is None):
+        raise UserError(f"the DEFT loop in {R.root} is finished; {', '.join(diff)} can no longer change: rerun "
+                        f"with the options it was started with, or use a new --results-dir")
+    changes = {k: new[k] for k in diff}
+    applies = {}
+    if R.state.exists():
+        st, _ = state.reconfigure(R.root, changes)
+        applies = {k: c["applies_from"] for k, c in st["config_changes"][-1]["changes"].items()}
+    entry = {"changes": {k: {"from": ps["options"][k], "to": new[k], "applies_from": applies.get(k, "iter1")}
+                         for k in diff},
+             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    ps.setdefault("option_changes", []).append(entry)
+    ps["options"] = new
+    save_pipeline_state(R, ps)
+    progress.note("resuming with changed options: " + ", ".join(
+        f"{k} {c['from']} -> {c['to']} (from {c['applies_from']})" for k, c in entry["changes"].items()))
 
 
 def _after(R: Results, st: dict, step, progress: pipeline.Progress) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_aoi import changenet_csv, dataset_checks, defaults, interpreter, leakage, metric_contract, sdg_pool
+from tao_aoi import sdg_supply
 from tao_aoi import search_space, train_spec, versions
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
@@ -72,6 +73,23 @@ def _csv_summary(name: str, path: Path, root: Path, lights: list[str], ext: str,
             "labels": {str(k): int(v) for k, v in df["label"].value_counts().sort_index().items()}, "_df": df}
 
 
+def _sdg_supply(kpi: Any, sdg: dict[str, Any], num_sdg: int, max_iterations: int | None, pool: Path,
+                warnings: list) -> dict[str, Any] | None:
+    """Per-label SDG demand of the whole run vs the pool (sdg_supply.forecast); a warning if it runs short."""
+    if kpi is None or "samples_per_label" not in sdg or not max_iterations or max_iterations < 1:
+        return None
+    counts = {str(k): int(v) for k, v in kpi["label"].value_counts().items()}
+    f = sdg_supply.forecast(counts, sdg["samples_per_label"], sdg_labels=defaults.SDG_LABELS,
+                            top_k_per_label=defaults.TOP_K_PER_LABEL, num_sdg=num_sdg, max_iterations=max_iterations)
+    text = sdg_supply.warning(f, str(pool))
+    if text:
+        warnings.append(text)
+    return {"per_iteration": {k: v["per_iteration"] for k, v in f["labels"].items()},
+            "pool_samples": {k: v["pool_samples"] for k, v in f["labels"].items()},
+            "lasts_iterations": f["lasts_iterations"] if f["lasts_iterations"] is not None else "all",
+            "runs_short_at": f"iter{f['short'][0]['at_iteration']}" if f["short"] else None}
+
+
 def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_target: str | None,
         trials: int = defaults.AUTOML_TRIALS, algorithm: str = "bayesian", num_sdg: int = defaults.NUM_SDG,
         top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float = defaults.MIN_SIMILARITY,
@@ -79,6 +97,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     ws = Workspace.at(workspace)
     hard: list[str] = []
     fixable: list[str] = []
+    warnings: list[str] = []
     # 1. workspace / host / platform / network
     sec1 = {"workspace": str(ws.root), "host": socket.gethostname(), "platform": f"{platform.system()} "
             f"{platform.machine()}, {os.cpu_count()} CPUs", "backend": backend, "network": _network_mode()}
@@ -152,7 +171,8 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
         hard.append(f"max_iterations must be >= 1, got {max_iterations}")
     sec6 = {"max_iterations": max_iterations, "kpi_contract": metric_contract.render(contract) if contract else None,
             "top_k_per_target": top_k_per_target, "min_similarity": min_similarity, "num_sdg": num_sdg,
-            "top_k_per_label": defaults.TOP_K_PER_LABEL, "baseline": "pre-seeded from the Phase 1 winner (no retrain)"}
+            "top_k_per_label": defaults.TOP_K_PER_LABEL, "baseline": "pre-seeded from the Phase 1 winner (no retrain)",
+            "sdg_supply": _sdg_supply(frames.get("KPI set"), sdg, num_sdg, max_iterations, ws.sdg_pool, warnings)}
     sec7 = {"warm_start": "best DEFT iteration by the contract: its combined CSV and its checkpoint",
             "pinned": space.get("architecture", []), "learning_rate": "narrowed around the winner for fine-tuning",
             "regression_guard": "Phase 3 ships only if it beats every DEFT candidate on the contract"}
@@ -172,7 +192,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     return {"sections": {"1_workspace": sec1, "2_credentials": sec2, "3_images": sec3, "4_data": sec4,
                          "5_phase1": sec5, "6_phase2": sec6, "7_phase3": sec7, "8_compute": sec8,
                          "9_confirm": sec9},
-            "hard_blockers": hard, "fixable_blockers": fixable, "ready": not hard}
+            "hard_blockers": hard, "fixable_blockers": fixable, "warnings": warnings, "ready": not hard}
 
 
 def dry_run(workspace: str | Path, backend: str) -> float:
@@ -212,6 +232,8 @@ def render(report: dict[str, Any]) -> str:
     out += ["8. Compute estimate"] + [f"   {k}: {v}" for k, v in s["8_compute"].items()]
     if report["hard_blockers"]:
         out += ["", "HARD BLOCKERS (fix before running):"] + [f"   - {b}" for b in report["hard_blockers"]]
+    if report.get("warnings"):
+        out += ["", "WARNINGS (the run can start; read these first):"] + [f"   - {w}" for w in report["warnings"]]
     if report["fixable_blockers"]:
         out += ["", "Fixed by the run after approval:"] + [f"   - {b}" for b in report["fixable_blockers"]]
     out += ["", f"9. {s['9_confirm']}"]
