@@ -103,8 +103,21 @@ def plan_text(opts: Options, R: Results) -> str:
     return "\n".join(lines)
 
 
-def confirm(opts: Options, R: Results) -> bool:
+def preflight_checks(opts: Options) -> dict[str, Any]:
+    """The pre-flight checks before anything starts: hard blockers stop the run at once (exit 2)."""
+    from tao_aoi import preflight
+
+    report = preflight.run(opts.workspace, opts.backend, opts.max_iterations, opts.kpi_target, trials=opts.trials,
+                           algorithm=opts.algorithm, num_sdg=opts.num_sdg, top_k_per_target=opts.top_k_per_target,
+                           min_similarity=opts.min_similarity, phases=opts.phases)
+    preflight.require_ready(report)
+    return report
+
+
+def confirm(opts: Options, R: Results, warnings: list[str] = ()) -> bool:
     print(plan_text(opts, R))
+    for w in warnings:
+        print(f"  warning: {w}")
     if not sys.stdin.isatty():
         print("(no terminal to confirm on: pass --yes to approve)")
         return False

@@ -108,7 +108,7 @@ def run_step(results_dir: str, st: dict, step: stages.Step, progress: Progress,
         state.commit(results_dir, label=step.iter, stage=step.stage, status="error",
                      summary=f"{Path(argv[0]).name}: {reason}"[:1000], duration_sec=dt)
         progress.line(done_steps(st), total_steps(st), str(step), "ERROR", dt, reason)
-        raise StageFailed(f"{step} failed: {reason} (fix the cause, then rerun the same command to retry it; "
+        raise StageFailed(f"{step} failed in {Path(argv[0]).name}: {reason} (fix the cause, then rerun the same command to retry it; "
                           f"{', '.join('--' + k.replace('_', '-') for k in stages.ADJUSTABLE_CONFIG)} may change "
                           f"on that rerun)") from None
     dt = time.monotonic() - t0

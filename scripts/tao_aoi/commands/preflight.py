@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cli.parser("preflight.py", __doc__)
     p.add_argument("--workspace", required=True)
     p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
+    p.add_argument("--phases", default="all", choices=("all", "automl", "deft"),
+                   help="the phases the run will include (as run_pipeline.py --phases)")
     p.add_argument("--max-iterations", type=int)
     p.add_argument("--kpi-target")
     p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS)
@@ -31,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dry = preflight.dry_run(args.workspace, args.backend) if args.dry_run else None
     report = preflight.run(args.workspace, args.backend, args.max_iterations, args.kpi_target, trials=args.trials,
                            algorithm=args.algorithm, num_sdg=args.num_sdg, top_k_per_target=args.top_k_per_target,
-                           min_similarity=args.min_similarity, dry_run_sec=dry)
+                           min_similarity=args.min_similarity, dry_run_sec=dry, phases=args.phases)
     if args.json:
         cli.emit_json(report)
     else:

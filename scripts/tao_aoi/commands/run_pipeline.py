@@ -4,8 +4,11 @@ Every stage is the same script the skills tell the agent to run, and every resul
 through the single state writer. Prints a progress bar and one status line per stage, and at the
 end the trajectory and the report's path. Killed at any moment and rerun with the same arguments,
 it continues where it stopped (same --results-dir; without one, the newest unfinished run of the
-workspace with the same arguments is resumed). A hard stop exits 2 with the reason; fix the cause
-and rerun the same command to retry that stage.
+workspace with the same arguments is resumed). The pre-flight checks run first: a hard blocker (a
+missing input, leakage, an empty pool, ...) exits 2 before anything starts. A hard stop exits 2 with
+the reason; fix the cause and rerun the same command to retry that stage (--num-sdg,
+--top-k-per-target, --min-similarity and --max-iterations may change on that rerun: they apply
+from the iterations not started yet).
 """
 from __future__ import annotations
 
@@ -48,10 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not ws.is_dir():
         raise UserError(f"--workspace {ws} is not a directory")
     opts = phases.Options.from_args(args, ws)
+    checks = phases.preflight_checks(opts)
     results = phases.results_dir_for(opts, args.results_dir)
-    if not args.yes and not phases.confirm(opts, results):
+    if not args.yes and not phases.confirm(opts, results, checks["warnings"]):
         print("not started (answer 'yes' or pass --yes)")
         return 1
+    if not args.quiet:
+        for w in checks["warnings"] if args.yes else ():
+            print(f"warning: {w}", flush=True)
     t0 = time.monotonic()
     summary = phases.run(opts, results, quiet=args.quiet)
     summary["wall_sec"] = round(time.monotonic() - t0, 1)
