@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, handoff, pipeline, search_space, stages, state
+from tao_aoi import atomic, automl, defaults, handoff, pipeline, search_space, stages, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -28,22 +28,53 @@ ADJUSTABLE = tuple(stages.ADJUSTABLE_CONFIG)  # options a resumed run may change
 
 @dataclass(frozen=True)
 class Options:
+    """The run as the user asked for it. With a time limit, max_iterations and trials may be None:
+    the budget (run_cost.plan, recorded in pipeline_state.json) fills them (``effective``)."""
+
     workspace: str
     backend: str
     phases: str
-    max_iterations: int
+    max_iterations: int | None
     kpi_target: str
-    trials: int
+    trials: int | None
     algorithm: str
     num_sdg: int
     top_k_per_target: int
     min_similarity: float
     seed: int
+    time_limit: str | None = None
 
     @classmethod
     def from_args(cls, args, ws: Path) -> "Options":
-        return cls(str(ws), args.backend, args.phases, args.max_iterations, args.kpi_target, args.trials,
-                   args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed)
+        limit = getattr(args, "time_limit", None)
+        trials = args.trials if args.trials is not None else (None if limit else defaults.AUTOML_TRIALS)
+        return cls(str(ws), args.backend, args.phases, args.max_iterations, args.kpi_target, trials,
+                   args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed, limit)
+
+
+def effective(opts: Options, budget: dict[str, Any] | None) -> Options:
+    """The options the run executes: what the user gave, the time budget's choice for the rest."""
+    if not budget:
+        return opts
+    return replace(opts, max_iterations=opts.max_iterations if opts.max_iterations is not None
+                   else budget.get("max_iterations") or 1,
+                   trials=opts.trials if opts.trials is not None else budget.get("trials") or defaults.AUTOML_TRIALS)
+
+
+def plan_budget(opts: Options, R: Results, *, epoch_sec: float | None = None) -> dict[str, Any] | None:
+    """With --time-limit: the budget this run was confirmed with (a resumed run keeps it), else a
+    fresh one from a dry run in this process (its decoded images stay cached for the run)."""
+    if opts.time_limit is None:
+        return None
+    ps = load_pipeline_state(R)
+    if ps and (ps.get("budget") or {}).get("time_limit") == opts.time_limit:
+        return ps["budget"]
+    from tao_aoi import run_cost
+
+    return run_cost.plan(opts.workspace, backend=opts.backend, phases=opts.phases, trials=opts.trials,
+                         max_iterations=opts.max_iterations, num_sdg=opts.num_sdg,
+                         top_k_per_target=opts.top_k_per_target, algorithm=opts.algorithm,
+                         time_limit=opts.time_limit, epoch_sec=epoch_sec, in_process=True)
 
 
 # ------------------------------------------------------------------ pipeline_state.json
@@ -98,8 +129,12 @@ def plan_text(opts: Options, R: Results) -> str:
     if "automl3" in ph:
         lines.append(f"  Phase 3  AutoML {opts.trials} trials on DEFT's best training set, warm-started from its "
                      f"checkpoint; the deliverable is the best candidate by the contract")
-    lines.append(f"  backend {opts.backend}; cost ~ {2 * opts.trials if 'automl3' in ph else opts.trials} AutoML "
-                 f"trainings + {opts.max_iterations} DEFT iterations")
+    cost = []
+    if "automl1" in ph:
+        cost.append(f"{2 * opts.trials if 'automl3' in ph else opts.trials} AutoML trainings")
+    if "deft" in ph:
+        cost.append(f"{opts.max_iterations} DEFT iterations" + ("" if "automl1" in ph else " + a baseline training"))
+    lines.append(f"  backend {opts.backend}; cost ~ {' + '.join(cost)}")
     return "\n".join(lines)
 
 
@@ -114,8 +149,12 @@ def preflight_checks(opts: Options) -> dict[str, Any]:
     return report
 
 
-def confirm(opts: Options, R: Results, warnings: list[str] = ()) -> bool:
+def confirm(opts: Options, R: Results, warnings: list[str] = (), budget: dict[str, Any] | None = None) -> bool:
     print(plan_text(opts, R))
+    if budget:
+        from tao_aoi import run_cost
+
+        print(f"  {run_cost.summary_line(budget)}")
     for w in warnings:
         print(f"  warning: {w}")
     if not sys.stdin.isatty():
@@ -164,16 +203,19 @@ def _render_report(R: Results, progress: pipeline.Progress) -> str | None:
         return None
 
 
-def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
+def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, Any] | None = None) -> dict[str, Any]:
     progress = pipeline.Progress(quiet=quiet)
     R.root.mkdir(parents=True, exist_ok=True)
     ps = load_pipeline_state(R)
     if ps is None:
-        ps = {"schema_version": 1, "options": asdict(opts), "status": "in_progress", "done": [], "phase1": None,
+        ps = {"schema_version": 1, "options": asdict(given), "status": "in_progress", "done": [], "phase1": None,
               "phase3": None}
+        if budget:
+            ps["budget"] = budget  # what the time limit became, as confirmed
         save_pipeline_state(R, ps)
-    elif ps["options"] != asdict(opts):
-        resume_changes(R, ps, opts, progress)
+    elif ps["options"] != asdict(given):
+        resume_changes(R, ps, given, progress)
+    opts = effective(given, ps.get("budget"))
     if ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
@@ -233,6 +275,8 @@ def resume_changes(R: Results, ps: dict[str, Any], opts: Options, progress: pipe
     new = asdict(opts)
     diff = [k for k in new if ps["options"].get(k) != new[k]]
     fixed = [k for k in diff if k not in ADJUSTABLE]
+    old_eff = asdict(effective(Options(**ps["options"]), ps.get("budget")))
+    new_eff = asdict(effective(opts, ps.get("budget")))
     if fixed:
         raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(fixed)}); rerun with the same "
                         f"arguments (only {', '.join('--' + k.replace('_', '-') for k in ADJUSTABLE)} may change) "
@@ -240,13 +284,14 @@ def resume_changes(R: Results, ps: dict[str, Any], opts: Options, progress: pipe
     if "deft" in ps["done"] or (R.state.exists() and stages.expected_next(state.load(R.root)) is None):
         raise UserError(f"the DEFT loop in {R.root} is finished; {', '.join(diff)} can no longer change: rerun "
                         f"with the options it was started with, or use a new --results-dir")
-    changes = {k: new[k] for k in diff}
+    changes = {k: new_eff[k] for k in diff if new_eff[k] != old_eff[k]}
     applies = {}
-    if R.state.exists():
-        st, _ = state.reconfigure(R.root, changes)
-        applies = {k: c["applies_from"] for k, c in st["config_changes"][-1]["changes"].items()}
-    entry = {"changes": {k: {"from": ps["options"][k], "to": new[k], "applies_from": applies.get(k, "iter1")}
-                         for k in diff},
+    if R.state.exists() and changes:
+        st, event = state.reconfigure(R.root, changes)
+        if event is not None:
+            applies = {k: c["applies_from"] for k, c in st["config_changes"][-1]["changes"].items()}
+    entry = {"changes": {k: {"from": old_eff[k], "to": new_eff[k], "applies_from": applies.get(k, "iter1")}
+                         for k in changes},
              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     ps.setdefault("option_changes", []).append(entry)
     ps["options"] = new

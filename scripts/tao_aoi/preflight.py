@@ -110,7 +110,7 @@ def _phase_sections(phases: str, sec5: dict, sec6: dict, sec7: dict) -> tuple[di
 def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_target: str | None,
         trials: int = defaults.AUTOML_TRIALS, algorithm: str = "bayesian", num_sdg: int = defaults.NUM_SDG,
         top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float = defaults.MIN_SIMILARITY,
-        dry_run_sec: float | None = None, phases: str = "all") -> dict[str, Any]:
+        budget: dict[str, Any] | None = None, phases: str = "all") -> dict[str, Any]:
     ws = Workspace.at(workspace)
     deft = phases in ("all", "deft")
     hard: list[str] = []
@@ -200,15 +200,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
             "pinned": space.get("architecture", []), "learning_rate": "narrowed around the winner for fine-tuning",
             "regression_guard": "Phase 3 ships only if it beats every DEFT candidate on the contract"}
     # 8. compute estimate
-    per_trial = dry_run_sec
-    sec8: dict[str, Any] = {"per_trial_sec": per_trial, "source": "measured 1-epoch dry run" if per_trial else
-                            "not measured (pass --dry-run to time one training epoch)"}
-    if per_trial and max_iterations:
-        epochs = int(train_spec.get(train_spec.load(spec_path), "train.num_epochs", 10) or 10)
-        train_sec = per_trial * epochs
-        sec8.update(phase1_sec=round(trials * train_sec, 1), deft_sec=round(max_iterations * 1.5 * train_sec, 1),
-                    phase3_sec=round(trials * 1.5 * train_sec, 1))
-        sec8["total_sec"] = round(sec8["phase1_sec"] + sec8["deft_sec"] + sec8["phase3_sec"], 1)
+    sec8 = _compute(budget)
     sec5, sec6, sec7 = _phase_sections(phases, sec5, sec6, sec7)
     # 9. confirmation
     sec9 = (f"Reply 'go' to run {PHASE_NAMES[phases]} without further questions (only hard stops pause the run)."
@@ -226,20 +218,21 @@ def require_ready(report: dict[str, Any]) -> None:
         raise UserError(f"pre-flight: {len(hard)} hard blocker(s), nothing was started: " + " | ".join(hard))
 
 
-def dry_run(workspace: str | Path, backend: str) -> float:
-    """Seconds for one training epoch on the base set (the local backend, or the chosen one)."""
-    import tempfile
+def _compute(budget: dict[str, Any] | None) -> dict[str, Any]:
+    """Section 8 from run_cost.plan: the estimate per phase and the unit costs it rests on."""
+    if budget is None:
+        return {"source": "not measured: pass --dry-run (times training on this host), --epoch-sec S "
+                          "(a known epoch time, docker/slurm) or --time-limit (e.g. 8h)"}
+    from tao_aoi import run_cost
 
-    from tao_aoi.backends import get_backend
-    from tao_aoi.backends.base import TrainJob
-
-    ws = Workspace.at(workspace)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.monotonic()
-        get_backend("local" if backend == "slurm" else backend).train(TrainJob(
-            spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv, images_root=ws.images,
-            output_dir=Path(tmp) / "train", overrides={"train.num_epochs": 1}))
-        return time.monotonic() - t0
+    e = budget["estimate"]
+    out = {"summary": run_cost.summary_line(budget), "total": run_cost.human(e["total_sec"])}
+    out.update({k: e[k] for k in ("phase1_sec", "deft_sec", "phase3_sec", "total_sec", "per_trial_sec")})
+    if e.get("per_iteration_sec"):
+        out["per_iteration_sec"] = e["per_iteration_sec"]
+    out["pruned_trials"] = e["pruned_trials"]
+    out["dry_run_sec"] = budget["dry_run_sec"]
+    return out
 
 
 def render(report: dict[str, Any]) -> str:

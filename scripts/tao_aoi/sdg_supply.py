@@ -73,3 +73,16 @@ def warning(f: Mapping[str, Any], pool: str) -> str | None:
             f"iter{at}/sdg would stop with 'allocation mismatch'. Before the run: "
             + ", or ".join(x for x in fixes if x)
             + ". After such a stop: rerun with a lower --num-sdg; it applies from that iteration on")
+
+
+def lasts_for_workspace(ws, num_sdg: int, top_k_per_label: int | None = None) -> int | None:
+    """Iterations the workspace's SDG pool feeds at ``num_sdg`` (None: no label takes from it)."""
+    from tao_aoi import changenet_csv, defaults, sdg_pool
+
+    if not ws.sdg_pool.is_dir() or not ws.kpi_csv.is_file():
+        return None
+    files, _ = sdg_pool.scan(ws.sdg_pool)
+    pool = sdg_pool.samples_per_label(files)
+    counts = {str(k): int(v) for k, v in changenet_csv.read(ws.kpi_csv, what="KPI set")["label"].value_counts().items()}
+    weak = weak_counts(counts, pool, defaults.SDG_LABELS, top_k_per_label or defaults.TOP_K_PER_LABEL)
+    return lasts(allocate(num_sdg, weak), pool) if weak else None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults, phases
+from tao_aoi import cli, defaults, phases, run_cost
 from tao_aoi.errors import UserError
 
 
@@ -27,9 +27,15 @@ def build_parser() -> cli.ArgumentParser:
                                          "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
     p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
     p.add_argument("--phases", default="all", choices=phases.PHASE_SETS)
-    p.add_argument("--max-iterations", type=int, required=True, help="DEFT iterations at most (never guessed)")
+    p.add_argument("--max-iterations", type=int, help="DEFT iterations at most (never guessed; or --time-limit)")
     p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 2%% at Recall=100%%'")
-    p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS, help="AutoML trials per phase")
+    p.add_argument("--trials", type=int, help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or "
+                                              f"from --time-limit)")
+    p.add_argument("--time-limit", help="e.g. 8h, 90m, 1h30m, 3600s: a dry run on this host turns it into "
+                                        "max_iterations and trials (the values you give are kept), shown to "
+                                        "confirm; with --yes used and recorded")
+    p.add_argument("--epoch-sec", type=float, help="configured seconds per training epoch on the base set "
+                                                   "(docker/slurm) instead of a measured one")
     p.add_argument("--algorithm", default="bayesian", choices=phases.ALGORITHMS, help="AutoML search algorithm")
     p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
     p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
@@ -43,24 +49,33 @@ def build_parser() -> cli.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_iterations < 1:
+    if args.max_iterations is None and args.time_limit is None and args.phases != "automl":
+        raise UserError("max_iterations is required and never guessed: pass --max-iterations N, or --time-limit "
+                        "(e.g. 8h) to have it estimated for you to confirm")
+    if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
-    if args.trials < 1:
+    if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
+    if args.epoch_sec is not None and not args.epoch_sec > 0:
+        raise UserError(f"--epoch-sec must be a positive number of seconds, got {args.epoch_sec}")
     ws = Path(args.workspace).expanduser().resolve()
     if not ws.is_dir():
         raise UserError(f"--workspace {ws} is not a directory")
-    opts = phases.Options.from_args(args, ws)
+    given = phases.Options.from_args(args, ws)
+    results = phases.results_dir_for(given, args.results_dir)
+    budget = phases.plan_budget(given, results, epoch_sec=args.epoch_sec)
+    opts = phases.effective(given, budget)
     checks = phases.preflight_checks(opts)
-    results = phases.results_dir_for(opts, args.results_dir)
-    if not args.yes and not phases.confirm(opts, results, checks["warnings"]):
+    if not args.yes and not phases.confirm(opts, results, checks["warnings"], budget):
         print("not started (answer 'yes' or pass --yes)")
         return 1
     if not args.quiet:
+        if budget and args.yes:
+            print(run_cost.summary_line(budget), flush=True)
         for w in checks["warnings"] if args.yes else ():
             print(f"warning: {w}", flush=True)
     t0 = time.monotonic()
-    summary = phases.run(opts, results, quiet=args.quiet)
+    summary = phases.run(given, results, quiet=args.quiet, budget=budget)
     summary["wall_sec"] = round(time.monotonic() - t0, 1)
     if args.json:
         cli.emit_json(summary)
