@@ -396,3 +396,17 @@ def test_resolve_versions(script):
     assert ok.stdout.strip().startswith("nvcr.io/nvidia/tao/tao-toolkit:")
     bad = script("resolve_versions.py", "images.tao_toolkit.nope")
     assert bad.returncode == 2 and "images.tao_toolkit.nope" in bad.stderr
+
+
+def test_next_stage_prints_the_trajectory(run, script):
+    """The skills tell the agent to report the trajectory from next_stage.py --json: it must be there."""
+    deft_driver.drive(run)
+    proc = script("next_stage.py", "--results-dir", run, "--json")
+    out = json.loads(proc.stdout)
+    st = state.load(run)
+    assert [t["iteration"] for t in out["trajectory"]] == ["baseline", "iter1", "iter2", "iter3"]
+    assert [t["kpi_value"] for t in out["trajectory"]] == [st["iterations"][t]["metric_result"]["value"]
+                                                            for t in ("baseline", "iter1", "iter2", "iter3")]
+    assert out["kpi_target"] == KPI and out["best_iteration"] == st["best_iteration"]
+    text = script("next_stage.py", "--results-dir", run).stdout
+    assert "run complete" in text and "trajectory" in text and "iter3" in text

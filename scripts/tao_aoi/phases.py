@@ -314,10 +314,7 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
                            "phase3": ps.get("phase3"), "trajectory": [], "deliverable": None}
     if R.state.exists():
         st = state.load(R.root)
-        for label, res in state.candidates(st):
-            out["trajectory"].append({"iteration": label, "kpi_value": (res or {}).get("value"),
-                                      "passed": (res or {}).get("passed"),
-                                      "source": st["iterations"][label].get("source")})
+        out["trajectory"] = state.trajectory(st)
         out["kpi_target"] = st["kpi_target"]
         out["deft_status"] = st["status"]
         out["stop_reason"] = st.get("stop_reason")

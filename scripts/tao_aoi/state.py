@@ -464,3 +464,9 @@ def candidates(state: Mapping[str, Any]) -> list[tuple[str, dict[str, Any] | Non
     labels = sorted(state.get("iterations", {}), key=iteration_number)
     return [(lb, state["iterations"][lb].get("metric_result"))
             for lb in labels if state["iterations"][lb].get("status") == "complete"]
+
+
+def trajectory(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every evaluated candidate in run order: its KPI value, whether it passed, where it came from."""
+    return [{"iteration": label, "kpi_value": (res or {}).get("value"), "passed": (res or {}).get("passed"),
+             "source": state["iterations"][label].get("source")} for label, res in candidates(state)]
