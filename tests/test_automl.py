@@ -99,6 +99,9 @@ def test_progress_and_final_line_number_trials_alike(tiny, tmp_path, script):
     shown = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.strip().startswith("trial ")]
     assert shown == [t["number"] for t in rec["trials"]] == [0, 1]
     assert f"best: trial {rec['best']['trial']} " in proc.stdout
+    runner = rec["runner_up"]
+    assert runner["trial"] != rec["best"]["trial"] and runner["objective"] >= rec["best"]["objective"]
+    assert f"runner-up: trial {runner['trial']} " in proc.stdout
     assert all((tmp_path / "a" / "trials" / f"trial_{n:04d}").is_dir() for n in shown)
 
 

@@ -235,7 +235,8 @@ def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, An
             rec = _search(opts, R.automl("phase1"), ws.baseline_spec, str(ws.training_csv), str(ws.validation_csv),
                           space=search_space.default_for_backend("local" if opts.backend == "slurm" else opts.backend),
                           warm=None, progress=progress)
-            mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"]})
+            mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
+                                    "runner_up": rec.get("runner_up")})
         if "deft" in phases and "deft" not in ps["done"]:
             progress.note(f"== Phase 2: DEFT loop (max {opts.max_iterations} iterations, {opts.kpi_target})")
             if "automl1" in phases:
@@ -329,8 +330,9 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
 def render_summary(s: dict[str, Any]) -> str:
     lines = ["", "Trajectory"]
     if s.get("phase1"):
-        lines.append(f"  Phase 1 best           val FAR@100%R {s['phase1']['val_far_pct']:.3f}%  (trial "
-                     f"{s['phase1']['best_trial']})")
+        p1, r = s["phase1"], s["phase1"].get("runner_up")
+        runner = f"; runner-up trial {r['trial']} {r['score']:.3f}%" if r else ""
+        lines.append(f"  Phase 1 best           val FAR@100%R {p1['val_far_pct']:.3f}%  (trial {p1['best_trial']}{runner})")
     for t in s["trajectory"]:
         name = {"baseline": "DEFT baseline", "final_automl": "Phase 3 best"}.get(t["iteration"], f"DEFT {t['iteration']}")
         mark = "met" if t["passed"] else "not met"

@@ -7,7 +7,7 @@ any Optuna URL (sqlite:///..., postgresql://..., or journal:<file> for a journal
 --workers K runs K workers on one study: local processes, or SLURM jobs with --backend slurm.
 Rerunning the same command resumes the study (a trial killed mid-way is re-run, not lost).
 Writes <results-dir>/best_rec.json (best trial: params as nested specs, score, direction,
-checkpoint; and every trial) and trials/trial_NNNN/.
+checkpoint; the runner-up; and every trial) and trials/trial_NNNN/.
 """
 from __future__ import annotations
 
@@ -143,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         cli.emit_json(rec)
     elif not args.quiet:
-        b = rec["best"]
-        print(f"best: trial {b['trial']} val FAR@100%R {b['score']:.3f}% -> {cfg.out_dir / 'best_rec.json'}")
+        b, r = rec["best"], rec.get("runner_up")
+        runner = f" (runner-up: trial {r['trial']} val FAR@100%R {r['score']:.3f}%)" if r else ""
+        print(f"best: trial {b['trial']} val FAR@100%R {b['score']:.3f}%{runner} -> {cfg.out_dir / 'best_rec.json'}")
     else:
         print(json.dumps({"best_trial": rec["best"]["trial"], "score": rec["best"]["score"]}))
     return 0
