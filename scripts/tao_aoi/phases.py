@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, defaults, handoff, pipeline, search_space, stages, state
+from tao_aoi import atomic, automl, defaults, handoff, metric_contract, pipeline, search_space, stages, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -48,7 +48,9 @@ class Options:
     def from_args(cls, args, ws: Path) -> "Options":
         limit = getattr(args, "time_limit", None)
         trials = args.trials if args.trials is not None else (None if limit else defaults.AUTOML_TRIALS)
-        return cls(str(ws), args.backend, args.phases, args.max_iterations, args.kpi_target, trials,
+        # The contract's canonical text: "FAR below 1% at 100% recall" resumes a "FAR < 1% at Recall=100%" run.
+        kpi = metric_contract.render(metric_contract.parse_kpi_target(args.kpi_target))
+        return cls(str(ws), args.backend, args.phases, args.max_iterations, kpi, trials,
                    args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed, limit)
 
 
