@@ -154,6 +154,17 @@ def test_time_limit_estimate_is_within_2x_of_the_real_run(tiny, tmp_path):
     ratio = budget["estimate"]["total_sec"] / summary["wall_sec"]
     print(f"estimate {budget['estimate']['total_sec']} s vs run {summary['wall_sec']} s: ratio {ratio:.2f}")
     assert 0.5 <= ratio <= 2.0, (budget, summary["wall_sec"])
+    assert "time limit 40s -&gt; max_iterations" in (results / "DEFT_Loop_Report.html").read_text()
     again = pipeline(*args)  # the same command: the run is resumed with the budget it was confirmed with
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((results / "pipeline_state.json").read_text())["budget"] == budget
+
+
+def test_another_time_limit_on_a_resume_is_refused_before_any_dry_run(tiny, tmp_path):
+    results = tmp_path / "run"
+    first = pipeline("--workspace", str(tiny), "--results-dir", str(results), "--kpi-target", KPI, "--phases", "deft",
+                     "--max-iterations", "1", "--yes", "--quiet")
+    assert first.returncode == 0, first.stderr[-2000:]
+    proc = pipeline("--workspace", str(tiny), "--results-dir", str(results), "--kpi-target", KPI, "--phases", "deft",
+                    "--time-limit", "1h", "--yes", "--quiet")
+    assert proc.returncode == 2 and "time_limit" in proc.stderr and proc.stderr.count("\n") == 1

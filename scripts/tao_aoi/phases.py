@@ -71,6 +71,8 @@ def plan_budget(opts: Options, R: Results, *, epoch_sec: float | None = None) ->
     ps = load_pipeline_state(R)
     if ps and (ps.get("budget") or {}).get("time_limit") == opts.time_limit:
         return ps["budget"]
+    if ps:
+        _refuse_fixed_changes(R, ps, opts)  # before a dry run is spent on a run that will be refused
     from tao_aoi import run_cost
 
     return run_cost.plan(opts.workspace, backend=opts.backend, phases=opts.phases, trials=opts.trials,
@@ -271,19 +273,26 @@ def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, An
     return summarize(R, ps, report)
 
 
+def _refuse_fixed_changes(R: Results, ps: dict[str, Any], opts: Options) -> list[str]:
+    """The options that differ from the recorded run; refuses any that may not change on a resume."""
+    new = asdict(opts)
+    diff = [k for k in new if ps["options"].get(k) != new[k]]
+    fixed = [k for k in diff if k not in ADJUSTABLE]
+    if fixed:
+        raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(fixed)}); rerun with the same "
+                        f"arguments (only {', '.join('--' + k.replace('_', '-') for k in ADJUSTABLE)} may change) "
+                        f"or use a new --results-dir")
+    return diff
+
+
 def resume_changes(R: Results, ps: dict[str, Any], opts: Options, progress: pipeline.Progress) -> None:
     """Accept changed options of iterations not started yet (the documented fix for a pool that ran
     short: a lower --num-sdg); refuse any other change. Recorded in pipeline_state.json and, through
     the writer, in the DEFT state with the iteration each change applies from."""
     new = asdict(opts)
-    diff = [k for k in new if ps["options"].get(k) != new[k]]
-    fixed = [k for k in diff if k not in ADJUSTABLE]
+    diff = _refuse_fixed_changes(R, ps, opts)
     old_eff = asdict(effective(Options(**ps["options"]), ps.get("budget")))
     new_eff = asdict(effective(opts, ps.get("budget")))
-    if fixed:
-        raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(fixed)}); rerun with the same "
-                        f"arguments (only {', '.join('--' + k.replace('_', '-') for k in ADJUSTABLE)} may change) "
-                        f"or use a new --results-dir")
     if "deft" in ps["done"] or (R.state.exists() and stages.expected_next(state.load(R.root)) is None):
         raise UserError(f"the DEFT loop in {R.root} is finished; {', '.join(diff)} can no longer change: rerun "
                         f"with the options it was started with, or use a new --results-dir")

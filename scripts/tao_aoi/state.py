@@ -358,7 +358,9 @@ def commit(
         raise UserError(f"--stage {stage!r} cannot be committed; stages: {', '.join(stages.COMMIT_STAGES[1:])}")
     with exclusive_lock(results.lock):
         events = event_log.read_events(results.log)
-        state, _ = _materialize(results, events)
+        state, lagged = _materialize(results, events)
+        if lagged:  # a kill left the file behind the log: persist the roll-forward before appending, so
+            atomic.write_json(results.state, state)  # the file is never more than one commit behind
         step = stages.Step(label, stage)
         allowed = stages.allowed_next(state)
         if step not in allowed:
