@@ -282,7 +282,7 @@ def _dry_run(ws, backend: str, tmp: Path, train_rows: int, val_rows: int, opened
 
     def infer(name: str, csv: Path) -> float:
         t0 = time.monotonic()
-        h = b.infer(InferJob(spec=tmp / "cold" / "experiment.yaml", checkpoint=tmp / "cold" / defaults.CHECKPOINT_NAME,
+        h = b.infer(InferJob(spec=ws.baseline_spec, checkpoint=tmp / "cold" / defaults.CHECKPOINT_NAME,
                              csv=csv, images_root=ws.images, output_dir=tmp / name))
         if h.state != "COMPLETE":
             raise UserError(f"the dry run's inference failed ({h.detail or h.state})")
