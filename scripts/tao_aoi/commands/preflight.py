@@ -13,34 +13,28 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import click
+
 from tao_aoi import cli, defaults, preflight, run_cost
-from tao_aoi.errors import UserError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("preflight.py", __doc__)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--phases", default="all", choices=("all", "automl", "deft"),
-                   help="the phases the run will include (as run_pipeline.py --phases)")
-    p.add_argument("--max-iterations", type=int)
-    p.add_argument("--kpi-target")
-    p.add_argument("--trials", type=int, help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or from "
-                                              f"--time-limit)")
-    p.add_argument("--algorithm", default="bayesian")
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--dry-run", action="store_true",
-                   help="time short trainings and an inference on this host for the compute estimate")
-    p.add_argument("--time-limit", help="e.g. 8h, 90m, 1h30m, 3600s: estimate max_iterations and trials that fit "
-                                        "(implies --dry-run unless --epoch-sec is given)")
-    p.add_argument("--epoch-sec", type=float, help="a known seconds-per-epoch on the base set (docker/slurm) "
-                                                   "instead of a measured one")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    if args.epoch_sec is not None and not args.epoch_sec > 0:
-        raise UserError(f"--epoch-sec must be a positive number of seconds, got {args.epoch_sec}")
+@cli.command("preflight.py", __doc__, next_step="after the user approves: python3 scripts/run_pipeline.py "
+             "--workspace W --max-iterations N --kpi-target T --yes (same options)")
+@cli.option("--workspace")
+@cli.option("--backend")
+@cli.option("--phases", help="the phases the run will include (as run_pipeline.py --phases)")
+@cli.option("--max-iterations")
+@cli.option("--kpi-target")
+@cli.option("--trials", default=None, show_default=False,
+            help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or from --time-limit)")
+@cli.option("--algorithm")
+@cli.deft_knobs
+@click.option("--dry-run", is_flag=True,
+              help="time short trainings and an inference on this host for the compute estimate")
+@cli.option("--time-limit")
+@cli.option("--epoch-sec")
+@cli.option("--json", help="print the report as JSON")
+def command(args) -> int:
     budget = None
     if args.dry_run or args.time_limit or args.epoch_sec:
         budget = run_cost.plan(args.workspace, backend=args.backend, phases=args.phases, trials=args.trials,
@@ -57,3 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(preflight.render(report))
     return 0 if report["ready"] else 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

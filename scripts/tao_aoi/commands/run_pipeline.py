@@ -8,7 +8,9 @@ workspace with the same arguments is resumed). The pre-flight checks run first: 
 missing input, leakage, an empty pool, ...) exits 2 before anything starts. A hard stop exits 2 with
 the reason; fix the cause and rerun the same command to retry that stage (--num-sdg,
 --top-k-per-target, --min-similarity and --max-iterations may change on that rerun: they apply
-from the iterations not started yet).
+from the iterations not started yet). --time-limit 8h instead of --max-iterations: a dry run on
+this host turns it into max_iterations and trials (the values you give are kept), shown to confirm;
+with --yes used and recorded, and a resumed run keeps it.
 """
 from __future__ import annotations
 
@@ -16,39 +18,32 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import click
+
 from tao_aoi import cli, defaults, phases, run_cost
 from tao_aoi.errors import UserError
 
 
-def build_parser() -> cli.ArgumentParser:
-    p = cli.parser("run_pipeline.py", __doc__)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--results-dir", help="run folder (default: resume the newest matching unfinished run, "
-                                         "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--phases", default="all", choices=phases.PHASE_SETS)
-    p.add_argument("--max-iterations", type=int, help="DEFT iterations at most (never guessed; or --time-limit)")
-    p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 2%% at Recall=100%%'")
-    p.add_argument("--trials", type=int, help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or "
-                                              f"from --time-limit)")
-    p.add_argument("--time-limit", help="e.g. 8h, 90m, 1h30m, 3600s: a dry run on this host turns it into "
-                                        "max_iterations and trials (the values you give are kept), shown to "
-                                        "confirm; with --yes used and recorded")
-    p.add_argument("--epoch-sec", type=float, help="configured seconds per training epoch on the base set "
-                                                   "(docker/slurm) instead of a measured one")
-    p.add_argument("--algorithm", default="bayesian", choices=phases.ALGORITHMS, help="AutoML search algorithm")
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--seed", type=int, default=defaults.SEED)
-    p.add_argument("--yes", action="store_true", help="approve the plan without asking (CI / batch)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@cli.command("run_pipeline.py", __doc__, next_step="open the report whose path it prints last; on a hard stop, fix "
+             "the cause and rerun the same command")
+@cli.option("--workspace")
+@cli.option("--results-dir", required=False, help="run folder (default: resume the newest matching unfinished run, "
+                                                  "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
+@cli.option("--backend")
+@cli.option("--phases")
+@cli.option("--max-iterations", help="DEFT iterations at most (never guessed; or --time-limit)")
+@cli.option("--kpi-target", required=True)
+@cli.option("--trials", default=None, show_default=False,
+            help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or from --time-limit)")
+@cli.option("--time-limit")
+@cli.option("--epoch-sec")
+@cli.option("--algorithm")
+@cli.deft_knobs
+@cli.option("--seed")
+@click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
+@cli.option("--quiet")
+@cli.option("--json", help="print the final summary as JSON")
+def command(args) -> int:
     if args.max_iterations is None and args.time_limit is None and args.phases != "automl":
         raise UserError("max_iterations is required and never guessed: pass --max-iterations N, or --time-limit "
                         "(e.g. 8h) to have it estimated for you to confirm")
@@ -56,8 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
-    if args.epoch_sec is not None and not args.epoch_sec > 0:
-        raise UserError(f"--epoch-sec must be a positive number of seconds, got {args.epoch_sec}")
     ws = Path(args.workspace).expanduser().resolve()
     if not ws.is_dir():
         raise UserError(f"--workspace {ws} is not a directory")
@@ -82,3 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(phases.render_summary(summary))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
