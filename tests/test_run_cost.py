@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, run_script
+from test_docker_backend import fake_docker  # noqa: F401  (fixture: the fake docker first on PATH)
 from tao_aoi import defaults, run_cost
 from tao_aoi.errors import UserError
 
@@ -170,25 +171,13 @@ def test_another_time_limit_on_a_resume_is_refused_before_any_dry_run(tiny, tmp_
     assert proc.returncode == 2 and "time_limit" in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_a_docker_dry_run_times_one_tao_job(tmp_path, monkeypatch):
+def test_a_docker_dry_run_times_one_tao_job(fake_docker, tmp_path):
     """Against the fake docker: one 1-epoch job and one inference job, no local-only measurement."""
-    import stat
-
     from support import tao_workspace
-    from test_docker_backend import FAKE
 
-    bin_dir, state_dir = tmp_path / "bin", tmp_path / "docker-state"
-    bin_dir.mkdir()
-    state_dir.mkdir()
-    exe = bin_dir / "docker"
-    exe.write_text(f"#!{sys.executable}\n" + FAKE.read_text())
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_DIR", str(state_dir))
-    monkeypatch.setenv("FAKE_TAO_MODE", "ok")
     ws = tao_workspace.make(tmp_path / "ws")
     costs = run_cost.measure(ws, "docker")
     assert costs.source.startswith("measured 1-epoch docker job") and costs.decode_sec_per_row == 0
     assert costs.epoch_sec_per_row > 0 and costs.train_job_sec >= 0 and costs.rca_sec > 0
-    runs = [json.loads(x)["argv"] for x in (state_dir / "calls.jsonl").read_text().splitlines()]
+    runs = [json.loads(x)["argv"] for x in (fake_docker / "calls.jsonl").read_text().splitlines()]
     assert sum(1 for a in runs if a[0] == "run") == 2  # a training and an inference, nothing more
