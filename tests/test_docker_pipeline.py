@@ -93,3 +93,14 @@ def test_run_pipeline_docker_all_phases_delivers_a_tao_checkpoint(fake_docker, t
     spec = results / "best_model_inference_spec.yaml"
     cfg = tao_schema.merged(spec)
     assert cfg.model.backbone.type.startswith("fan_") and yaml.safe_load(spec.read_text())["task"] == "classify"
+
+
+def test_the_docker_dry_run_passes_taos_rules_on_the_demo_spec(fake_docker, tmp_path):
+    """The 1-epoch dry run shortens num_epochs below the demo spec's checkpoint_interval: TAO (and
+    tao_schema) refuse that unless the intervals come down too."""
+    from tao_aoi import run_cost
+
+    ws = tmp_path / "ws"
+    run_script("make_demo_workspace.py", "--out", ws, "--preset", "tiny", check=True)
+    costs = run_cost.measure(ws, "docker")
+    assert costs.source.startswith("measured 1-epoch docker job")
