@@ -57,8 +57,8 @@ def test_bad_search_spaces_are_refused_not_ignored(space, needle):
 
 def test_warm_start_space_pins_architecture_and_narrows_the_learning_rate():
     space = search_space.default_for_backend("local")
-    ws = search_space.for_warm_start(space, {"model.hidden_width": 48, "train.optim.lr": 0.002})
-    assert ws["params"]["model.hidden_width"] == {"type": "categorical", "choices": [48]}
+    ws = search_space.for_warm_start(space, {"model.classify.embed_dec": 48, "train.optim.lr": 0.002})
+    assert ws["params"]["model.classify.embed_dec"] == {"type": "categorical", "choices": [48]}
     lr = ws["params"]["train.optim.lr"]
     assert lr["high"] < 0.002 and lr["low"] >= space["params"]["train.optim.lr"]["low"]
     search_space.validate(ws)
@@ -88,6 +88,21 @@ def test_search_is_deterministic_and_trial0_is_the_starting_spec(tiny, tmp_path)
     best = recs[0]["best"]
     assert Path(best["checkpoint"]).is_file() and best["specs"]["train"]["optim"]["lr"] > 0
     assert all("." not in k for k in best["specs"])  # nested, merge-ready
+
+
+def test_progress_and_final_line_number_trials_alike(tiny, tmp_path, script):
+    proc = script("automl.py", "--workspace", tiny, "--results-dir", tmp_path / "a", "--train-csv",
+                  tiny / "train/base/training_set.csv", "--val-csv", tiny / "train/base/validation_set.csv",
+                  "--trials", "2", "--seed", "7")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((tmp_path / "a" / "best_rec.json").read_text())
+    shown = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.strip().startswith("trial ")]
+    assert shown == [t["number"] for t in rec["trials"]] == [0, 1]
+    assert f"best: trial {rec['best']['trial']} " in proc.stdout
+    runner = rec["runner_up"]
+    assert runner["trial"] != rec["best"]["trial"] and runner["objective"] >= rec["best"]["objective"]
+    assert f"runner-up: trial {runner['trial']} " in proc.stdout
+    assert all((tmp_path / "a" / "trials" / f"trial_{n:04d}").is_dir() for n in shown)
 
 
 def _automl_argv(ws: Path, out: Path, trials: int, *extra: str) -> list[str]:

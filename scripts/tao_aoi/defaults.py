@@ -10,7 +10,8 @@ MIN_SIMILARITY_BY_EMBEDDER = {  # mining: the floor each embedder was calibrated
     "SigLIP": 0.9,
     "tao-aoi-local-change": 0.8,
 }
-MIN_RECALL = 1.0             # RCA: recall the operating threshold must keep
+MIN_RECALL_PCT = 100.0       # RCA: recall the operating threshold must keep (options take a percent)
+MIN_RECALL = MIN_RECALL_PCT / 100  # the same as the ratio deft_state.json and metrics.json keep
 RECALL_TARGET_PCT = 100.0    # KPI: default operating point
 SDG_LABELS = ("PASS", "EXCESS_SOLDER", "MISSING", "BRIDGE")  # labels AnomalyGen can synthesise
 BACKENDS = ("local", "docker", "slurm")
@@ -28,18 +29,36 @@ SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
 
 # AutoML.
 AUTOML_TRIALS = 8              # trials per AutoML phase (make demo); real TAO runs use 5-20
+AUTOML_ALGORITHMS = ("bayesian", "random", "cmaes", "hyperband", "asha")
+AUTOML_ALGORITHM = "bayesian"  # TPE
 SEED = 1234                    # sampler and training seed
+PHASE_SETS = ("all", "automl", "deft")  # run_pipeline.py / preflight.py --phases
 
-# The embedded local model (backends/local.py). A spec value wins; these fill keys a spec lacks.
+# Compute estimate and --time-limit (run_cost.py). Stage costs the dry run does not time, from the
+# tiny and demo presets on 2 cores (they are small next to training on real data).
+TIME_BUDGET_MAX_ITERATIONS = 10   # a time limit never plans more DEFT iterations than this
+TIME_BUDGET_MAX_TRIALS = 20       # ... nor more AutoML trials per phase
+DEFT_NATIVE_ITERATION_SEC = 0.35  # routing + sdg + assemble + the commits of one iteration
+DEFT_NATIVE_SEC_PER_ROW = 2e-5    # assembly's file and leakage checks, per training row
+DEFT_FINALIZE_SEC = 0.3           # handoff, finalize and the final report
+REPORT_RENDER_SEC = 0.15          # the report after each evaluate
+RCA_SEC = 1.0                     # gap analysis + thumbnails when not measured (--epoch-sec)
+EXTERNAL_JOB_SEC = 60.0           # docker/slurm job start (container, model build) when not measured
+DRY_RUN_DECODE_ROWS = 200         # KPI rows the local dry run decodes to time image decoding
+DRY_RUN_MAX_EPOCHS = 30           # the local dry run's long training (a local epoch is milliseconds)
+
+# The embedded local model (backends/local.py). It reads TAO's own keys, each in the role TAO gives
+# it; a spec value wins, these fill keys a spec lacks.
 LOCAL_MODEL = {
     "train.optim.lr": 2e-3,
     "train.optim.weight_decay": 1e-4,         # L2 penalty (sklearn's alpha)
-    "model.hidden_width": 64,
+    "model.classify.embed_dec": 64,           # width of the classifier head's hidden layer (TAO: same role)
     "train.num_epochs": 30,
     "dataset.classify.batch_size": 64,
-    "train.classify.cls_weight": 3.0,         # defect-class weight; TAO's [pass, defect] list also accepted
+    "train.classify.cls_weight": [1.0, 3.0],  # TAO's cross-entropy class weights [PASS, defect]
     "train.seed": SEED,
 }
+DEMO_BATCH_SIZES = (64, 32, 16, 8)  # the demo spec takes the first that every set of its preset can fill
 # The local model's boosted trees (local_model.py); not spec keys: TAO's schema has no tree settings.
 LOCAL_TREES = {
     "per_epoch": 5,       # boosting rounds per epoch (30 epochs: 150 trees)

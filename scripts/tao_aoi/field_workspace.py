@@ -199,7 +199,7 @@ def write(ws: Workspace, preset: str, seed: int, say: Callable[[str], None]) -> 
 
     say(f"AnomalyGen pool: {p.sdg} pairs")
     sdg = _write_sdg_pool(ws, p, seed, cat, writer)
-    spec = dw.spec_dict(fr.LIGHTS, fr.SIZE, IMAGE_EXT)
+    spec = dw.spec_dict(preset, lights=fr.LIGHTS, image_size=fr.SIZE, image_ext=IMAGE_EXT)
     return dw.finish(ws, truth, sdg, writer, spec, {
         "generator": "tao-aoi field workspace", "generator_version": GENERATOR_VERSION, "preset": preset,
         "seed": seed, "image_size": fr.SIZE, "image_ext": IMAGE_EXT, "lights": list(fr.LIGHTS)})

@@ -1,6 +1,6 @@
 """The bridge between phases: AutoML winner -> DEFT baseline, DEFT winner -> Phase 3 warm start.
 
-Phase 1 -> 2 (seed_baseline): the winning parameters are deep-merged onto the baseline spec
+Phase 1 -> 2 (seed_baseline): the winning parameters are set on the baseline spec key by key
 (budget keys never searched, so DEFT keeps its epoch count) into specs/baseline_spec_automl.yaml;
 the run is initialised on that spec; the winning checkpoint is copied into <R>/baseline/train/ and
 committed through the normal writer with source automl_phase1, so DEFT starts at evaluate. A
@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from tao_aoi import atomic, defaults, metric_contract, search_space, state, train_spec
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
+from tao_aoi.report import fmt
 
 
 def read_best_rec(path: str | Path) -> dict[str, Any]:
@@ -29,12 +30,12 @@ def read_best_rec(path: str | Path) -> dict[str, Any]:
     try:
         rec = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"--best-rec {p} cannot be read ({exc}); run automl.py first") from None
+        raise UserError(f"AutoML result {p} cannot be read ({exc}); run automl.py first") from None
     for key in ("best", "trials", "direction", "metric_name"):
         if key not in rec:
-            raise UserError(f"--best-rec {p} has no {key!r}; it was not written by automl.py")
+            raise UserError(f"AutoML result {p} has no {key!r}; it was not written by automl.py")
     if rec["direction"] not in ("minimize", "maximize"):
-        raise UserError(f"--best-rec {p}: direction must be minimize or maximize, got {rec['direction']!r}")
+        raise UserError(f"AutoML result {p}: direction must be minimize or maximize, got {rec['direction']!r}")
     return rec
 
 
@@ -84,7 +85,7 @@ def seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str 
     winner = sane_winner(rec, str(best_rec))
     base = train_spec.load(rec.get("base_spec") or ws.baseline_spec)
     tuned = {k: v for k, v in winner["params"].items() if k not in search_space.BUDGET_KEYS}
-    merged = train_spec.dump(train_spec.deep_merge(base, _nest(tuned)))
+    merged = train_spec.dump(train_spec.with_values(base, tuned))
     R = Results.at(results_dir)
     run_spec = R.root / "baseline_spec_automl.yaml"  # the run's own copy: later runs cannot change it
     atomic.write_text(run_spec, merged)
@@ -101,17 +102,10 @@ def seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str 
         return {"seeded": False, "reason": f"baseline already at {done}", "trial": winner["number"],
                 "spec": str(run_spec)}
     adopt_checkpoint(R.root, "baseline", winner, st["config"]["training_csv"], "automl_phase1",
-                     f"baseline = Phase 1 AutoML trial {winner['number']} (val FAR {winner['value']:.4g}%), "
+                     f"baseline = Phase 1 AutoML trial {winner['number']} (val FAR {fmt.num(winner['value'])}%), "
                      f"not retrained")
     return {"seeded": True, "trial": winner["number"], "score": winner["value"], "spec": str(run_spec),
             "params": tuned}
-
-
-def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in flat.items():
-        train_spec.set_dotted(out, k, v)
-    return out
 
 
 def warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -162,5 +156,5 @@ def register_phase3(results_dir: str | Path, best_rec: str | Path) -> dict[str, 
     rec = read_best_rec(best_rec)
     winner = sane_winner(rec, str(best_rec))
     adopt_checkpoint(R.root, "final_automl", winner, rec.get("train_csv") or None, "automl_phase3",
-                     f"Phase 3 AutoML trial {winner['number']} (val FAR {winner['value']:.4g}%), warm-started")
+                     f"Phase 3 AutoML trial {winner['number']} (val FAR {fmt.num(winner['value'])}%), warm-started")
     return {"registered": True, "trial": winner["number"], "score": winner["value"]}

@@ -4,8 +4,13 @@ Every stage is the same script the skills tell the agent to run, and every resul
 through the single state writer. Prints a progress bar and one status line per stage, and at the
 end the trajectory and the report's path. Killed at any moment and rerun with the same arguments,
 it continues where it stopped (same --results-dir; without one, the newest unfinished run of the
-workspace with the same arguments is resumed). A hard stop exits 2 with the reason; fix the cause
-and rerun the same command to retry that stage.
+workspace with the same arguments is resumed). The pre-flight checks run first: a hard blocker (a
+missing input, leakage, an empty pool, ...) exits 2 before anything starts. A hard stop exits 2 with
+the reason; fix the cause and rerun the same command to retry that stage (--num-sdg,
+--top-k-per-target, --min-similarity and --max-iterations may change on that rerun: they apply
+from the iterations not started yet). --time-limit 8h instead of --max-iterations: a dry run on
+this host turns it into max_iterations and trials (the values you give are kept), shown to confirm;
+with --yes used and recorded, and a resumed run keeps it.
 """
 from __future__ import annotations
 
@@ -13,50 +18,64 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults, phases
+import click
+
+from tao_aoi import cli, defaults, phases, run_cost
 from tao_aoi.errors import UserError
 
 
-def build_parser() -> cli.ArgumentParser:
-    p = cli.parser("run_pipeline.py", __doc__)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--results-dir", help="run folder (default: resume the newest matching unfinished run, "
-                                         "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--phases", default="all", choices=phases.PHASE_SETS)
-    p.add_argument("--max-iterations", type=int, required=True, help="DEFT iterations at most (never guessed)")
-    p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 2%% at Recall=100%%'")
-    p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS, help="AutoML trials per phase")
-    p.add_argument("--algorithm", default="bayesian", choices=phases.ALGORITHMS, help="AutoML search algorithm")
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=None, help="cosine floor for mining (default: the floor the embedder was calibrated for)")
-    p.add_argument("--seed", type=int, default=defaults.SEED)
-    p.add_argument("--yes", action="store_true", help="approve the plan without asking (CI / batch)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.max_iterations < 1:
+@cli.command("run_pipeline.py", __doc__, next_step="open the report whose path it prints last; on a hard stop, fix "
+             "the cause and rerun the same command")
+@cli.option("--workspace")
+@cli.option("--results-dir", required=False, help="run folder (default: resume the newest matching unfinished run, "
+                                                  "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
+@cli.option("--backend")
+@cli.option("--phases")
+@cli.option("--max-iterations", help="DEFT iterations at most (never guessed; or --time-limit)")
+@cli.option("--kpi-target", required=True)
+@cli.option("--trials", default=None, show_default=False,
+            help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or from --time-limit)")
+@cli.option("--time-limit")
+@cli.option("--epoch-sec")
+@cli.option("--algorithm")
+@cli.deft_knobs
+@cli.option("--seed")
+@click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
+@cli.option("--quiet")
+@cli.option("--json", help="print the final summary as JSON")
+def command(args) -> int:
+    if args.max_iterations is None and args.time_limit is None and args.phases != "automl":
+        raise UserError("max_iterations is required and never guessed: pass --max-iterations N, or --time-limit "
+                        "(e.g. 8h) to have it estimated for you to confirm")
+    if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
-    if args.trials < 1:
+    if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
     ws = Path(args.workspace).expanduser().resolve()
     if not ws.is_dir():
         raise UserError(f"--workspace {ws} is not a directory")
-    opts = phases.Options.from_args(args, ws)
-    results = phases.results_dir_for(opts, args.results_dir)
-    if not args.yes and not phases.confirm(opts, results):
+    given = phases.Options.from_args(args, ws)
+    results = phases.results_dir_for(given, args.results_dir)
+    budget = phases.plan_budget(given, results, epoch_sec=args.epoch_sec)
+    opts = phases.effective(given, budget)
+    checks = phases.preflight_checks(opts)
+    if not args.yes and not phases.confirm(opts, results, checks["warnings"], budget):
         print("not started (answer 'yes' or pass --yes)")
         return 1
+    if not args.quiet:
+        if budget and args.yes:
+            print(run_cost.summary_line(budget), flush=True)
+        for w in checks["warnings"] if args.yes else ():
+            print(f"warning: {w}", flush=True)
     t0 = time.monotonic()
-    summary = phases.run(opts, results, quiet=args.quiet)
+    summary = phases.run(given, results, quiet=args.quiet, budget=budget)
     summary["wall_sec"] = round(time.monotonic() - t0, 1)
     if args.json:
         cli.emit_json(summary)
     else:
         print(phases.render_summary(summary))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
