@@ -95,11 +95,13 @@ def _where(results: Path) -> str:
     if (results / "pipeline_state.json").exists():
         done = json.loads((results / "pipeline_state.json").read_text()).get("done", [])
     phase = "automl1" if not done else {"automl1": "deft", "deft": "automl3"}.get(done[-1], "end")
-    if (results / "loop_log.jsonl").exists() and "deft" not in done:
+    log = results / "loop_log.jsonl"
+    events = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    deft_events = [e for e in events if e["kind"] != "pipeline"]  # the runner's own events come from the start
+    if any(e["kind"] == "commit" for e in events) and "deft" not in done:
         phase = "deft"
-    if phase == "deft" and (results / "loop_log.jsonl").exists():
-        last = json.loads((results / "loop_log.jsonl").read_text().splitlines()[-1])
-        return f"deft:{last['iter']}/{last['stage']}"
+    if phase == "deft" and deft_events:
+        return f"deft:{deft_events[-1]['iter']}/{deft_events[-1]['stage']}"
     return phase
 
 

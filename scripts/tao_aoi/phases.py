@@ -1,8 +1,9 @@
 """The three-phase job: Phase 1 AutoML -> Phase 2 DEFT -> Phase 3 AutoML, resumable as a whole.
 
-pipeline_state.json (the bridge's own state, written atomically) records the options and which
-phase is done; each phase is itself resumable (the Optuna study, the DEFT state), so a rerun after
-a kill at any moment continues in the right phase and ends where an uninterrupted run would.
+pipeline_state.json (the bridge's own state, a view of its events in the run's log:
+pipeline_state.py) records the options and which phase is done; each phase is itself resumable
+(the Optuna study, the DEFT state), so a rerun after a kill at any moment continues in the right
+phase and ends where an uninterrupted run would. The whole job holds the folder's run lock.
 Nothing here asks questions after the single approval; only hard stops end the run early.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, handoff, pipeline, search_space, state
+from tao_aoi import automl, handoff, pipeline, pipeline_state, run_lock, search_space, stages, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -45,21 +46,7 @@ class Options:
                    args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed)
 
 
-# ------------------------------------------------------------------ pipeline_state.json
-
-
-def load_pipeline_state(R: Results) -> dict[str, Any] | None:
-    try:
-        return json.loads(R.pipeline_state.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{R.pipeline_state} is not valid JSON ({exc.msg}); it is written only by run_pipeline.py") from None
-
-
-def save_pipeline_state(R: Results, ps: dict[str, Any]) -> None:
-    ps["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    atomic.write_json(R.pipeline_state, ps)
+# ------------------------------------------------------------------ the results folder
 
 
 def results_dir_for(opts: Options, given: str | None) -> Results:
@@ -145,13 +132,22 @@ def _render_report(R: Results, progress: pipeline.Progress) -> str | None:
 
 
 def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
+    """The whole job under the folder's run lock (a second start is refused at once, naming this one)."""
     progress = pipeline.Progress(quiet=quiet)
-    R.root.mkdir(parents=True, exist_ok=True)
-    ps = load_pipeline_state(R)
+    with run_lock.hold(R.root, kind="run") as took_over:
+        if took_over:
+            progress.note(f"note: {took_over}")
+            state.log(R.root, label=stages.RUN, stage="note", status="ok", summary=took_over)
+        return _run_locked(opts, R, progress)
+
+
+def _run_locked(opts: Options, R: Results, progress: pipeline.Progress) -> dict[str, Any]:
+    ps = pipeline_state.load(R)  # refuses a hand-edited pipeline_state.json ...
+    if state.started(R.root):
+        state.load(R.root)       # ... and deft_state.json, before any work
     if ps is None:
-        ps = {"schema_version": 1, "options": asdict(opts), "status": "in_progress", "done": [], "phase1": None,
-              "phase3": None}
-        save_pipeline_state(R, ps)
+        ps = pipeline_state.new(asdict(opts))
+        pipeline_state.save(R, ps, f"pipeline started: phases {opts.phases}, backend {opts.backend}")
     elif ps["options"] != asdict(opts):
         diff = [k for k in ps["options"] if ps["options"][k] != asdict(opts).get(k)]
         raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(diff)}); rerun with the same "
@@ -159,7 +155,7 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
     elif ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, "resuming after a hard stop")
     ws = Workspace.at(opts.workspace)
     phases = PHASES[opts.phases]
 
@@ -167,7 +163,7 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
         if phase not in ps["done"]:
             ps["done"].append(phase)
         ps.update(info)
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, f"{phase} done")
 
     try:
         if "automl1" in phases and "automl1" not in ps["done"]:
@@ -199,11 +195,11 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
     except HardStop as exc:
         ps["status"] = "failed"
         ps["failure"] = str(exc)
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, f"hard stop: {exc}", status="error")
         _render_report(R, progress)
         raise
     ps["status"] = "complete"
-    save_pipeline_state(R, ps)
+    pipeline_state.save(R, ps, "pipeline complete")
     report = _render_report(R, progress)
     return summarize(R, ps, report)
 

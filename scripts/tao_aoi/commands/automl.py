@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import automl, cli, defaults, search_space
+from tao_aoi import automl, cli, defaults, run_lock, search_space
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Workspace
@@ -128,9 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
-    if args.worker:
+    if args.worker:  # started by the main process below, which holds the run lock
         automl.work(cfg, get_backend("local"))
         return 0
+    with run_lock.hold_study(cfg.out_dir):  # a study inside a run folder (<R>/automl/<phase>) is part of that run
+        return _search(args, argv, cfg)
+
+
+def _search(args, argv: Sequence[str], cfg: automl.SearchConfig) -> int:
     if not args.quiet and not args.json:
         print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
               f"{', warm start ' + str(cfg.warm_start) if cfg.warm_start else ''}", flush=True)

@@ -10,14 +10,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
-from tao_aoi import cli, stage_plan, stages, state
+from tao_aoi import cli, run_lock, stage_plan, stages, state
 
 
 def next_step(results_dir: str) -> dict:
     st = state.load(results_dir)
     step = stages.expected_next(st)
+    owner = run_lock.holder(results_dir)
     out: dict = {"status": st["status"], "iteration": None, "stage": None, "retry": False,
-                 "commands": [], "commit": None, "argv": None}
+                 "commands": [], "commit": None, "argv": None,
+                 "held_by": {k: v for k, v in owner.items() if k != "token"} if owner else None}
     if step is None:
         out["best_iteration"] = st.get("best_iteration")
         out["stop_reason"] = st.get("stop_reason")
@@ -48,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out["stage"] is None:
         print(f"run complete: best iteration {out.get('best_iteration')} (stop reason: {out.get('stop_reason')})")
         return 0
+    if out["held_by"] and out["held_by"].get("kind") == "run":
+        print(f"note: {run_lock.describe(out['held_by'])} is running this folder and runs the stages itself; "
+              f"watch it (this command, the report) rather than running them by hand")
     head = f"next: {out['iteration']}/{out['stage']}"
     if out["retry"]:
         f = out["failure"]
