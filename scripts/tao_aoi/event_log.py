@@ -35,7 +35,8 @@ except ImportError:
 _TAIL = 65536
 GENESIS = "tao-aoi loop_log v1"  # the "previous chain" of line 1
 EDIT_RECOVERY = ("the log is the run's record and only the plugin's scripts write it: undo that edit (restore "
-                 "the line exactly as it was written), or start a new run in a new --results-dir")
+                 "the line as it was written, or remove a line that was added), or start a new run in a new "
+                 "--results-dir")
 
 
 def _canonical(event: Mapping[str, Any]) -> str:
@@ -50,9 +51,10 @@ def chain_hash(previous: str, event: Mapping[str, Any]) -> str:
 
 def _check_chain(event: dict[str, Any], previous: str, path: Path, lineno: int) -> None:
     if event.get("chain") != chain_hash(previous, event):
-        raise UserError(
-            f"{path} line {lineno} (seq {event.get('seq')}, {event.get('iter')}/{event.get('stage')}) was edited or "
-            f"added by hand: its chain hash does not follow line {lineno - 1}; {EDIT_RECOVERY}")
+        what = f"seq {event.get('seq')}" + (f", {event['iter']}/{event['stage']}" if "iter" in event and "stage" in event
+                                            else "")
+        raise UserError(f"{path} line {lineno} ({what}) was edited or added by hand: its chain hash does not follow "
+                        f"{'line ' + str(lineno - 1) if lineno > 1 else 'the start of the log'}; {EDIT_RECOVERY}")
 
 
 def utc_now() -> str:
@@ -256,8 +258,8 @@ def replay(events: list[dict[str, Any]], kind: str, absorb: Callable[[Any, dict[
     if pending:
         last = events[-1]["seq"] if events else 0
         if isinstance(want, int) and not isinstance(want, bool) and want > last:
-            raise UserError(f"{file} is at seq {want} but loop_log.jsonl ends at seq {last}; the log was truncated - "
-                            f"restore it, or start a new run in a new --results-dir")
+            raise UserError(f"{file} is at seq {want} but loop_log.jsonl ends at seq {last}: if the log was cut, "
+                            f"restore it; if the file does not belong to this run, {recovery}")
         raise UserError(f"{file} names last_seq {want!r}, which is no {kind} event of loop_log.jsonl: it was written "
                         f"by hand; {recovery}")
     lags = view is not None and (on_disk is None or on_disk.get("last_seq") != view.get("last_seq"))

@@ -5,6 +5,11 @@ table, check the stage's artifacts, append one event (carrying the state patch) 
 loop_log.jsonl, then atomically replace deft_state.json. The log is written first, so it is the
 write-ahead record: if a SIGKILL lands between the two writes, the next reader rolls the state
 forward from the log's patch. Either way the state parses and agrees with the log.
+
+The file is a view of the log, and every reader checks it: it must equal the log's commits
+replayed up to the seq it names (the last commit, or the one before after such a kill). A hand
+edit is refused (exit 2) naming the file, the first differing key and repair_state.py, which
+rewrites it from the log. Writers hold the folder's run lock (run_lock.py); log() does not.
 Pure Python (no pandas/numpy): these functions run on every agent step.
 """
 from __future__ import annotations
@@ -18,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Any, Mapping
 
-from tao_aoi import atomic, event_log, metric_contract, run_lock, schema_check, stages
+from tao_aoi import atomic, event_log, metric_contract, pipeline_state, run_lock, schema_check, stages
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results, iteration_number
 from tao_aoi.locking import exclusive_lock
@@ -71,11 +76,13 @@ def _materialize(results: Results, events: list[dict[str, Any]] | None = None) -
     """The state as the log records it, after checking that the file on disk agrees.
 
     The file must equal the log replayed up to its ``last_seq`` (a hand edit is refused, naming the
-    first differing key). Returns (state, changed) where changed means the file lagged the log: a
-    commit was killed between its log append and its state rename, and the state rolls forward.
+    first differing key); so must pipeline_state.json. Returns (state, changed) where changed means
+    the file lagged the log: a commit was killed between its log append and its state rename, and
+    the state rolls forward.
     """
     if events is None:
         events = event_log.read_events(results.log)
+    pipeline_state.load(results, events)  # the runner's state is checked by every reader too
     on_disk = _read_state_file(results)
     if on_disk is not None and not events:
         raise UserError(
