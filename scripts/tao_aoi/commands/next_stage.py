@@ -1,8 +1,10 @@
 """Print the next DEFT stage and the exact commands for it, from deft_state.json alone.
 
 Output: the iteration, the stage, the commands to run (in order), and the commit that records
-them. A failed run prints the failed stage again as a retry, with the reason. --json gives
-{iteration, stage, status, retry, commands: [...], commit: "...", argv: {...}}.
+them. A failed run prints the failed stage again as a retry, with the reason; a folder a run holds
+says so (that run runs the stages itself). --json gives {iteration, stage, status, retry,
+commands: [...], commit: "...", argv: {...}, held_by}. Exit 2 if deft_state.json or
+pipeline_state.json disagrees with the log (edited by hand: repair_state.py rebuilds them).
 """
 from __future__ import annotations
 
