@@ -51,8 +51,8 @@ def chain_hash(previous: str, event: Mapping[str, Any]) -> str:
 
 def _check_chain(event: dict[str, Any], previous: str, path: Path, lineno: int) -> None:
     if event.get("chain") != chain_hash(previous, event):
-        what = f"seq {event.get('seq')}" + (f", {event['iter']}/{event['stage']}" if "iter" in event and "stage" in event
-                                            else "")
+        where = f", {event['iter']}/{event['stage']}" if "iter" in event and "stage" in event else ""
+        what = f"seq {event.get('seq')}{where}"
         raise UserError(f"{path} line {lineno} ({what}) was edited or added by hand: its chain hash does not follow "
                         f"{'line ' + str(lineno - 1) if lineno > 1 else 'the start of the log'}; {EDIT_RECOVERY}")
 

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import automl, handoff, pipeline, pipeline_state, run_lock, search_space, stages, state
+from tao_aoi import (automl, handoff, metric_contract, pipeline, pipeline_state, run_lock, search_space, stages,
+                     state)
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -42,7 +43,9 @@ class Options:
 
     @classmethod
     def from_args(cls, args, ws: Path) -> "Options":
-        return cls(str(ws), args.backend, args.phases, args.max_iterations, args.kpi_target, args.trials,
+        # The contract's canonical text: "FAR below 1% at 100% recall" resumes a "FAR < 1% at Recall=100%" run.
+        kpi = metric_contract.render(metric_contract.parse_kpi_target(args.kpi_target))
+        return cls(str(ws), args.backend, args.phases, args.max_iterations, kpi, args.trials,
                    args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed)
 
 
