@@ -392,7 +392,8 @@ def _rules(words: list[str], ctx: Context, command: str, depth: int = 0) -> str 
             a.startswith("-") and not a.startswith("--") and ("r" in a or "R" in a) for a in args)
         run = prog == "rm" and recursive and next((a for a in args if not a.startswith("-") and is_run_dir(a, ctx)), None)
         if run:
-            return f"rm -r would delete the run folder(s) in {run} (their log is the run's record)"
+            return (f"rm -r would delete the run folder(s) in {run}, whose log is the run's record (if a run must "
+                    f"go, the user deletes it)")
         return None
     if prog in COPIERS:
         return _copier(prog, args, ctx)

@@ -106,10 +106,12 @@ def _where(results: Path) -> str:
 
 
 def _progress(results: Path) -> int:
-    """Work done so far: AutoML trials started plus log events."""
+    """Work done so far: AutoML trials started plus state events (notes, such as a rerun's lock takeover, are
+    not work: counting them would pull later kills earlier)."""
     trials = len(list(results.glob("automl/*/trials/trial_*")))
     log = results / "loop_log.jsonl"
-    return trials + (len(log.read_text().splitlines()) if log.exists() else 0)
+    lines = log.read_bytes().splitlines() if log.exists() else []
+    return trials + sum(b'"kind":"log"' not in line for line in lines)
 
 
 def _kill_loop(argv: list[str], results: Path, kills: int, seed: int, total: int) -> list[str]:
