@@ -45,12 +45,22 @@ def _canonical(event: Mapping[str, Any]) -> str:
 
 def chain_hash(previous: str, event: Mapping[str, Any]) -> str:
     """The chain value of ``event`` after a line whose chain is ``previous`` (its own chain excluded)."""
-    body = _canonical({k: v for k, v in event.items() if k != "chain"})
-    return sha256(f"{previous}\n{body}".encode("utf-8")).hexdigest()
+    return _hash(previous, _canonical({k: v for k, v in event.items() if k != "chain"}).encode("utf-8"))
 
 
-def _check_chain(event: dict[str, Any], previous: str, path: Path, lineno: int) -> None:
-    if event.get("chain") != chain_hash(previous, event):
+def _hash(previous: str, body: bytes) -> str:
+    return sha256(previous.encode("ascii") + b"\n" + body).hexdigest()
+
+
+_CHAIN_PREFIX = b'{"chain":"'  # "chain" sorts first, so a written line is this + 64 hex + '",' + the body
+
+
+def _check_chain(event: dict[str, Any], previous: str, path: Path, lineno: int, line: bytes | None = None) -> None:
+    if line is not None and line.startswith(_CHAIN_PREFIX) and line[74:76] == b'",':
+        actual = _hash(previous, b"{" + line[76:])  # the bytes as written: no re-serialisation needed
+    else:
+        actual = chain_hash(previous, event)
+    if event.get("chain") != actual:
         where = f", {event['iter']}/{event['stage']}" if "iter" in event and "stage" in event else ""
         what = f"seq {event.get('seq')}{where}"
         raise UserError(f"{path} line {lineno} ({what}) was edited or added by hand: its chain hash does not follow "
@@ -115,7 +125,7 @@ def last_event(path: Path) -> dict[str, Any] | None:
         previous = before.get("chain", "")
     else:
         raise UserError(f"{path} starts at seq {last['seq']}, expected 1; {EDIT_RECOVERY}")
-    _check_chain(last, previous, path, _line_count(path))
+    _check_chain(last, previous, path, _line_count(path), lines[-1])
     return last
 
 
@@ -152,7 +162,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
         event = _parse(line, path, i)
         if event["seq"] != i:
             raise UserError(f"{path} line {i} has seq {event['seq']}, expected {i}; the log was edited by hand")
-        _check_chain(event, events[-1]["chain"] if events else GENESIS, path, i)
+        _check_chain(event, events[-1]["chain"] if events else GENESIS, path, i, line)
         schema_check.validate("loop_event", event, where=f"{path} line {i}")
         events.append(event)
     return events
