@@ -2,9 +2,9 @@
 
 One run (tiny demo workspace, --phases deft) holds the folder; N second starts of the same command
 are timed to their exit 2. Baselines measured in the same run: `python -c pass` and
-`run_pipeline.py --help` (interpreter + imports: the floor of any refusal), idle and while the
+`run_pipeline.py --help` (interpreter + imports: the floor of any refusal), before and while the
 first run trains. The lock check itself takes milliseconds, so a refusal costs the script's
-start-up: ~1 s on an idle 2-core host, more under load. Target: the refusal adds under 0.5 s to
+start-up: ~1 s on a quiet 2-core host, more under load. Target: the refusal adds under 0.5 s to
 `--help` measured under the same load (and the first run completes).
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> int:
         first.wait()
     refused = statistics.median(refusals)
     print(f"python -c pass                 median {bare * 1000:7.0f} ms  (n={N})")
-    print(f"run_pipeline.py --help         median {helps * 1000:7.0f} ms  (start-up and imports, idle machine)")
+    print(f"run_pipeline.py --help         median {helps * 1000:7.0f} ms  (start-up and imports, before the first run starts)")
     print(f"run_pipeline.py --help         median {helps_busy * 1000:7.0f} ms  (the same while the first run trains)")
     print(f"second run_pipeline.py start   median {refused * 1000:7.0f} ms  to exit 2 = {refused / helps_busy:.2f}x "
           f"--help while busy (max {max(refusals) * 1000:.0f} ms; first run still going: {still_running})")
