@@ -78,7 +78,7 @@ def main() -> int:
     out = work / "rca"
     env = dict(os.environ, TAO_AOI_NO_REEXEC="1")
     cmd = [sys.executable, str(ROOT / "scripts" / "gap_analysis.py"), "--inference-csv", str(csv), "--train-spec",
-           str(spec), "--images-root", str(images), "--results-dir", str(out), "--min-recall", "1",
+           str(spec), "--images-root", str(images), "--results-dir", str(out), "--min-recall", "100",
            "--top-k-per-label", "50"]
     import resource
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults, gap_analysis, labels
+import click
+
+from tao_aoi import cli, gap_analysis
 from tao_aoi.errors import UserError
+from tao_aoi.report import fmt
 
 
 def check_report(path: str) -> int:
@@ -27,36 +30,34 @@ def check_report(path: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("gap_analysis.py", __doc__)
-    p.add_argument("--inference-csv", help="columns input_path, object_name, label, siamese_score [, golden_path]")
-    p.add_argument("--train-spec", help="TAO train spec: dataset.classify.input_map (lights) and image_ext")
-    p.add_argument("--images-root", help="the directory the CSV's input_path/golden_path are relative to")
-    p.add_argument("--results-dir", help="output folder (e.g. <R>/<iter>/rca)")
-    p.add_argument("--min-recall", type=float, default=defaults.MIN_RECALL,
-                   help=f"defect recall the threshold must keep, a fraction (default {defaults.MIN_RECALL:g})")
-    p.add_argument("--top-k-per-label", type=int, default=defaults.TOP_K_PER_LABEL,
-                   help=f"weakest samples kept per label (default {defaults.TOP_K_PER_LABEL})")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="use this threshold instead of searching (e.g. the deployed one)")
-    p.add_argument("--pass-label", default=labels.PASS, help="the negative class (default PASS; any case)")
-    p.add_argument("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
-    p.add_argument("--json", action="store_true", help="print metrics.json on stdout")
-    args = p.parse_args(argv)
+@cli.command("gap_analysis.py", __doc__, next_step="fill the TODO(agent) items of RCA_Report.md, check them with "
+             "python3 scripts/gap_analysis.py --check-report <results-dir>/RCA_Report.md, then commit the rca stage "
+             "(next_stage.py prints the line)")
+@click.option("--inference-csv", help="columns input_path, object_name, label, siamese_score [, golden_path]")
+@cli.option("--train-spec")
+@cli.option("--images-root")
+@cli.option("--results-dir", required=False, help="output folder (e.g. <R>/<iter>/rca)")
+@cli.option("--min-recall")
+@cli.option("--top-k-per-label")
+@click.option("--threshold", type=float, default=None, help="use this threshold instead of searching (e.g. the deployed one)")
+@cli.option("--pass-label")
+@click.option("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
+@cli.option("--json", help="print metrics.json on stdout")
+def command(args) -> int:
     if args.check_report:
         return check_report(args.check_report)
     missing = [f for f in ("inference_csv", "train_spec", "images_root", "results_dir") if not getattr(args, f)]
     if missing:
         raise UserError(f"--{missing[0].replace('_', '-')} is required (see --help)")
     m = gap_analysis.run(args.inference_csv, args.train_spec, args.images_root, args.results_dir,
-                         min_recall=args.min_recall, top_k=args.top_k_per_label, fixed_threshold=args.threshold,
-                         pass_label=args.pass_label)
+                         min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,
+                         fixed_threshold=args.threshold, pass_label=args.pass_label)
     if args.json:
         cli.emit_json(m)
         return 0
     cm = m["confusion_matrix"]
-    print(f"threshold {m['threshold']!r}: precision {m['precision']:.4g} recall {m['recall']:.4g} F1 {m['f1']:.4g} "
-          f"(tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']})")
+    print(f"threshold {fmt.exact(m['threshold'])}: precision {fmt.num(m['precision'])} recall {fmt.num(m['recall'])} "
+          f"F1 {fmt.num(m['f1'])} (tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']})")
     print(f"kept {m['n_kept_samples']} weak samples -> {m['n_gap_rows']} rows in "
           f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} flagged as possible "
           f"label errors")
@@ -65,3 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f" ({missing_imgs} with missing images)" if missing_imgs else "")
           + f"; fill the TODO(agent) items of {Path(args.results_dir) / 'RCA_Report.md'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

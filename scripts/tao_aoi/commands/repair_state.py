@@ -17,17 +17,22 @@ from tao_aoi.errors import UserError
 from tao_aoi.layout import Results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("repair_state.py", __doc__)
-    p.add_argument("--results-dir", required=True, help="the run's results folder")
-    p.add_argument("--json", action="store_true", help="print {deft_state, pipeline_state} as JSON")
-    args = p.parse_args(argv)
+@cli.command("repair_state.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (or rerun the "
+             "same run_pipeline.py command)")
+@cli.option("--results-dir")
+@cli.option("--json", help="print {deft_state, pipeline_state}: what was done to each")
+def command(args) -> int:
     R = Results.at(args.results_dir)
     if not R.log.is_file():
-        raise UserError(f"{R.log} does not exist; there is no record to rebuild from (is --results-dir the run's folder?)")
+        raise UserError(f"{R.log} does not exist; there is no record to rebuild from (is --results-dir the run's "
+                        f"folder?)")
     done = {"deft_state": state.rebuild(R.root), "pipeline_state": pipeline_state.rebuild(R)}
     if args.json:
         cli.emit_json(done)
     else:
         print("\n".join(done.values()))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
