@@ -105,6 +105,8 @@ DENIED = [
     f"eval 'rm {R}/deft_state.json'",
     f"echo $(rm {R}/deft_state.json)",
     f"find results -name deft_state.json -exec cp /tmp/x {{}} \\;",
+    f"find results -name deft_state.json -exec mv {{}} /tmp/ \\;",
+    f"cp -t {R} backup/run_1/deft_state.json",
     f"find {R} -name 'deft_state*' -delete",
     f"find {R} -type f -delete",
     f"find {R} -type f -exec sed -i s/failed/ok/ {{}} +",
