@@ -65,7 +65,7 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float
     """
     if not 0.0 <= min_recall <= 1.0 or math.isnan(min_recall):
         hint = f" (did you mean {min_recall / 100:g}?)" if 1.0 < min_recall <= 100.0 else ""
-        raise UserError(f"--min-recall {min_recall:g} must be a fraction in [0, 1]{hint}")
+        raise UserError(f"gap_analysis.py --min-recall {min_recall:g} must be a fraction in [0, 1]{hint}")
     curve = kpi.Curve(scores, positive)
     if fixed_threshold is None:
         thr, tp, fp = curve.thresholds, curve.tp, curve.fp
@@ -311,7 +311,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         pass_label: str = labels.PASS) -> dict[str, Any]:
     """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable."""
     if top_k < 1:
-        raise UserError(f"--top-k-per-label {top_k} must be a positive integer")
+        raise UserError(f"gap_analysis.py --top-k-per-label {top_k} must be a positive integer")
     out = Path(results_dir)
     spec = train_spec.load(train_spec_path)
     lights, ext = train_spec.lights(spec, train_spec_path), train_spec.image_ext(spec, train_spec_path)
@@ -341,7 +341,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     spots = spot_check_rows(df, weak, positive)
     test_files = [f for light in lights for f in changenet_csv.image_files(spots, images_root, "input_path", light, ext)]
     if test_files and not any(os.path.isfile(f) for f in test_files):
-        raise UserError(f"--images-root {images_root}: none of the spot-check images exists (first: {test_files[0]}); "
+        raise UserError(f"gap_analysis.py --images-root {images_root}: none of the spot-check images exists (first: {test_files[0]}); "
                         f"pass the image root the CSV paths are relative to")
 
     n_pass = int((~positive).sum())

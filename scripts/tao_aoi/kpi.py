@@ -243,7 +243,7 @@ def read_inference(path: str | Path, pass_label: str = labels.PASS) -> tuple[pd.
                         f"keep one row per sample")
     pass_canon = labels.canonical_label(pass_label)
     if not labels.is_valid_canonical(pass_canon):
-        raise UserError(f"--pass-label {pass_label!r} is not a label; use e.g. PASS")
+        raise UserError(f"pass label {pass_label!r} is not a label; use e.g. PASS")
     positive = (df["label"] != pass_canon).to_numpy()
     n_defect = int(positive.sum())
     if n_defect == 0:
@@ -252,7 +252,8 @@ def read_inference(path: str | Path, pass_label: str = labels.PASS) -> tuple[pd.
     if n_defect == positive.size:
         found = ", ".join(sorted(pd.unique(df["label"]))[:5])
         raise UserError(f"{what} {path} column 'label': no {pass_canon} rows (labels: {found}), so FAR is undefined; "
-                        f"evaluate on a KPI set with {pass_canon} rows or set --pass-label")
+                        f"evaluate on a KPI set with {pass_canon} rows, or name its good-part label (analyze_kpi.py / "
+                        f"gap_analysis.py --pass-label)")
     df[SCORE] = scores
     return df, scores, positive
 

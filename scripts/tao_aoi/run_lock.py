@@ -257,3 +257,12 @@ def holder(results_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None  # left behind by a holder that died
     finally:
         os.close(fd)
+
+
+def refuse_if_running(results_dir: str | os.PathLike[str]) -> None:
+    """Exit 2 now if a run holds the folder: before pre-flight checks, a dry run or a prompt spend time on
+    a start that will be refused. A probe only; the hold itself stays the real check."""
+    R = Results.at(results_dir)
+    owner = holder(R.root)
+    if owner is not None and owner.get("kind") == "run" and str(R.root) not in _held:
+        raise _busy(R, owner, 0.0)

@@ -2,8 +2,10 @@
 
 Output: the iteration, the stage, the commands to run (in order), and the commit that records
 them. A failed run prints the failed stage again as a retry, with the reason; a folder a run holds
-says so (that run runs the stages itself). --json gives {iteration, stage, status, retry,
-commands: [...], commit: "...", argv: {...}, held_by}. Exit 2 if deft_state.json or
+says so (that run runs the stages itself). Once the run is complete it prints the trajectory
+(every evaluated candidate's KPI value) and the deliverable. --json gives {iteration, stage, status,
+retry, commands: [...], commit: "...", argv: {...}, trajectory: [{iteration, kpi_value, passed,
+source}], kpi_target, held_by} (the trajectory so far while it runs). Exit 2 if deft_state.json or
 pipeline_state.json disagrees with the log (edited by hand: repair_state.py rebuilds them).
 """
 from __future__ import annotations
@@ -20,7 +22,8 @@ def next_step(results_dir: str) -> dict:
     step = stages.expected_next(st)
     owner = run_lock.holder(results_dir)
     out: dict = {"status": st["status"], "iteration": None, "stage": None, "retry": False,
-                 "commands": [], "commit": None, "argv": None,
+                 "commands": [], "commit": None, "argv": None, "trajectory": state.trajectory(st),
+                 "kpi_target": st["kpi_target"],
                  "held_by": {k: v for k, v in owner.items() if k != "token"} if owner else None}
     if step is None:
         out["best_iteration"] = st.get("best_iteration")
@@ -51,6 +54,11 @@ def command(args) -> int:
         return 0
     if out["stage"] is None:
         print(f"run complete: best iteration {out.get('best_iteration')} (stop reason: {out.get('stop_reason')})")
+        print(f"trajectory ({out['kpi_target']}):")
+        for t in out["trajectory"]:
+            value = "n/a" if t["kpi_value"] is None else f"{t['kpi_value']:.4g}"
+            print(f"  {t['iteration']:<14} {value:>10}  {'met' if t['passed'] else 'not met'}"
+                  + (f"  ({t['source']})" if t["source"] else ""))
         return 0
     if out["held_by"] and out["held_by"].get("kind") == "run":
         print(f"note: {run_lock.describe(out['held_by'])} is running this folder and runs the stages itself; "
