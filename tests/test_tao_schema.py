@@ -13,7 +13,7 @@ import yaml
 
 from support import tao_workspace
 from support.docker_fixture import require_tao_wheels
-from tao_aoi import demo_workspace, search_space, tao_schema, train_spec, versions
+from tao_aoi import demo_workspace, field_render, field_workspace, search_space, tao_schema, train_spec, versions
 from tao_aoi.backends import tao
 from tao_aoi.backends.base import EmbedJob, InferJob, TrainJob
 from tao_aoi.errors import UserError
@@ -62,6 +62,18 @@ def test_the_demo_spec_of_every_preset_is_a_tao_spec_for_its_workspace(tmp_path,
         assert list(cfg.train.classify.cls_weight) == [1.0, 3.0]
     assert tao_schema.model_input(cfg) == (demo_workspace.IMAGE_SIZE, 2 * demo_workspace.IMAGE_SIZE)
     assert cfg.train.checkpointer.enable_topk and cfg.train.checkpointer.monitor == "val_loss"
+
+
+@pytest.mark.parametrize("preset", list(field_workspace.PRESETS))
+def test_the_field_spec_is_a_tao_spec_for_its_workspace(tmp_path, preset):
+    # three lights of 72 px crops: TAO reads them at 80 px (a multiple of 16), side by side
+    spec = demo_workspace.spec_dict(preset, lights=field_render.LIGHTS, image_size=field_render.SIZE,
+                                    image_ext=field_workspace.IMAGE_EXT)
+    rows = {f"{split} set": n for split, n in field_workspace.PRESETS[preset].rows.items()}
+    for kind in ("train", "evaluate", "infer"):
+        cfg = tao_schema.check(job_spec(tmp_path, spec, kind), kind, rows)
+    assert tao_schema.model_input(cfg) == (80, 3 * 80)
+    assert list(train_spec.lights(spec)) == list(field_render.LIGHTS)
 
 
 @pytest.mark.parametrize("edit, key, hint", [
