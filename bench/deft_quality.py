@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""What the three-phase run achieves on the embedded default, on both synthetic generators.
+
+For each workspace (``demo`` = the generator ``make demo`` uses, ``field`` = the independent one drawn
+like production data), built with ``make_demo_workspace.py`` and run exactly as ``make demo`` runs
+(``run_pipeline.py --phases all --max-iterations 3 --kpi-target "FAR < 1% at Recall=100%" --trials 8``,
+in-process with the local backend), it prints:
+
+1. the trajectory: Phase 1's winner on the KPI set (the DEFT baseline), every DEFT iteration, Phase 3,
+   the deliverable, and the ratio deliverable / Phase 1;
+2. the limiting family (the defect label with the highest FAR against all PASS rows at the baseline)
+   and the share of that family's mining-pool rows mining brought in over the run;
+3. the AutoML objective against the KPI: every Phase 1 trial's checkpoint is scored on the KPI set
+   (never used by the search) and Spearman's rho is printed between the objective the sampler
+   minimises (``automl.objective``: FAR averaged over recall 90-100%) and KPI FAR, beside the
+   same for plain validation FAR@100% recall. ``--objective-seeds N`` adds N more Phase 1-style
+   searches of ``--objective-trials`` trials (other sampler seeds) on the same workspace, for a
+   pooled rho and the median per search.
+
+Speed figures are not the point here (see bench/embedded.py); total wall time is printed.
+Run: .venv/bin/python bench/deft_quality.py [--workspaces demo,field] [--seeds 0] [--objective-seeds 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from tao_aoi import automl, changenet_csv, defaults, kpi, phases, search_space  # noqa: E402
+from tao_aoi.backends import get_backend  # noqa: E402
+from tao_aoi.backends.base import InferJob  # noqa: E402
+from tao_aoi.layout import Results, Workspace  # noqa: E402
+
+PRESET = {"demo": "demo", "field": "field"}
+TARGET = "FAR < 1% at Recall=100%"
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def build(name: str, seed: int, work: Path) -> Workspace:
+    out = work / f"{name}_s{seed}"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_workspace.py"), "--out", str(out), "--preset",
+                    PRESET[name], "--seed", str(seed), "--force", "--quiet"], check=True,
+                   env=dict(os.environ, TAO_AOI_NO_REEXEC="1"))
+    return Workspace.at(out)
+
+
+def run_three_phases(ws: Workspace, trials: int) -> tuple[dict, Results]:
+    opts = phases.Options(str(ws.root), "local", "all", 3, TARGET, trials, defaults.AUTOML_ALGORITHM,
+                          defaults.NUM_SDG, defaults.TOP_K_PER_TARGET, None, defaults.SEED)
+    R = Results.at(ws.results / "bench_run")
+    return phases.run(opts, R, quiet=True), R
+
+
+def kpi_far_of(backend, spec: Path, ckpt: Path, ws: Workspace, out: Path) -> float:
+    backend.infer(InferJob(spec=spec, checkpoint=ckpt, csv=ws.kpi_csv, images_root=ws.images, output_dir=out))
+    _, scores, positive = kpi.read_inference(str(out / "inference.csv"))
+    return float(kpi.at_recall(scores, positive, 100.0).far_pct)
+
+
+def trial_table(rec: dict, ws: Workspace, work: Path) -> pd.DataFrame:
+    """Objective, validation FAR and KPI FAR of every complete feasible trial of a search."""
+    backend = get_backend("local")
+    rows = []
+    for t in rec["trials"]:
+        if t["state"] != "COMPLETE" or not t.get("feasible") or not t.get("checkpoint"):
+            continue
+        ckpt = Path(t["checkpoint"])
+        far = kpi_far_of(backend, ckpt.parent / "experiment.yaml", ckpt, ws, work / f"kpi_trial_{t['number']:04d}")
+        rows.append({"trial": t["number"], "objective": t["objective"], "val_far": t["value"], "kpi_far": far})
+    return pd.DataFrame(rows)
+
+
+def limiting_family(R: Results, ws: Workspace) -> tuple[str, float, int, int]:
+    """(label, its baseline FAR, pool rows of it mined over the run, pool rows of it)."""
+    df, scores, positive = kpi.read_inference(str(R.stage_dir("baseline", "evaluate") / "inference.csv"))
+    labels = df["label"].to_numpy()
+    passes = np.sort(scores[~positive])
+    worst, worst_far = "", -1.0
+    for label in sorted(set(labels[positive])):
+        lowest = scores[labels == label].min()
+        far = 100.0 * (len(passes) - np.searchsorted(passes, lowest, side="left")) / len(passes)
+        if far > worst_far:
+            worst, worst_far = label, far
+    pool = changenet_csv.read(ws.mining_pool_csv)
+    mined = 0
+    for d in sorted(R.root.glob("iter*/mining/mined_rows.csv")):
+        rows = pd.read_csv(d, dtype=str, keep_default_na=False)
+        mined += int((rows["label"] == worst).sum())
+    return worst, worst_far, mined, int((pool["label"] == worst).sum())
+
+
+def extra_searches(ws: Workspace, seeds: int, trials: int, work: Path) -> list[pd.DataFrame]:
+    space = search_space.default_for_backend("local")
+    tables = []
+    for i in range(seeds):
+        out = work / f"objective_search_{i}"
+        cfg = automl.SearchConfig(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
+                                  images_root=ws.images, out_dir=out, space=space, n_trials=trials,
+                                  seed=defaults.SEED + 1 + i, start_params=automl.start_point(space, ws.baseline_spec))
+        automl.work(cfg, get_backend("local"))
+        tables.append(trial_table(automl.write_best(cfg), ws, out))
+    return tables
+
+
+def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: int, objective_trials: int,
+           work: Path) -> dict:
+    t0 = time.perf_counter()
+    summary, R = run_three_phases(ws, trials)
+    traj = {t["iteration"]: t["kpi_value"] for t in summary["trajectory"]}
+    phase1 = traj.get("baseline")
+    deliverable = summary["deliverable"]
+    print(f"\n== {name} seed {seed}: {ws.root} ({time.perf_counter() - t0:.0f} s for the three phases)")
+    for label, value in traj.items():
+        print(f"  {label:<14s} KPI FAR@100%R {value:7.3f}%")
+    ratio = deliverable["kpi_value"] / phase1 if phase1 else float("nan")
+    print(f"  deliverable    {deliverable['iteration']}: {deliverable['kpi_value']:.3f}% "
+          f"({'meets' if deliverable['passed'] else 'misses'} {TARGET}); deliverable / Phase 1 = {ratio:.3f}")
+    worst, worst_far, mined, pool_rows = limiting_family(R, ws)
+    print(f"  limiting family at the baseline: {worst} (its FAR {worst_far:.2f}%); mining brought {mined} of the "
+          f"pool's {pool_rows} {worst} rows ({mined / max(pool_rows, 1):.0%})")
+    rec = json.loads((R.automl("phase1") / "best_rec.json").read_text(encoding="utf-8"))
+    table = trial_table(rec, ws, work / f"{name}_s{seed}_phase1")
+    rho_obj, rho_far = spearman(table["objective"], table["kpi_far"]), spearman(table["val_far"], table["kpi_far"])
+    print(f"  Phase 1 ({len(table)} trials): Spearman(objective, KPI FAR) {rho_obj:+.3f}; Spearman(val FAR@100%R, "
+          f"KPI FAR) {rho_far:+.3f}; val FAR 0 in {(table['val_far'] == 0).sum()}/{len(table)} trials; KPI FAR "
+          f"{table['kpi_far'].min():.2f}..{table['kpi_far'].max():.2f}%")
+    result = {"phase1": phase1, "deliverable": deliverable["kpi_value"], "ratio": ratio, "rho": rho_obj,
+              "met": deliverable["passed"], "iterations": sum(1 for k in traj if k.startswith("iter"))}
+    if objective_seeds:
+        tables = [table] + extra_searches(ws, objective_seeds, objective_trials, work / f"{name}_s{seed}_searches")
+        per = [spearman(t["objective"], t["kpi_far"]) for t in tables]
+        per_far = [spearman(t["val_far"], t["kpi_far"]) for t in tables]
+        pooled = pd.concat(tables)
+        print(f"  {len(tables)} searches ({len(pooled)} trials): Spearman(objective, KPI FAR) pooled "
+              f"{spearman(pooled['objective'], pooled['kpi_far']):+.3f}, per search median "
+              f"{statistics.median(per):+.3f} [{' '.join(f'{r:+.2f}' for r in per)}]; plain val FAR pooled "
+              f"{spearman(pooled['val_far'], pooled['kpi_far']):+.3f}, median {statistics.median(per_far):+.3f}")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workspaces", default="demo,field")
+    ap.add_argument("--seeds", default="0", help="workspace seeds, comma-separated")
+    ap.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS)
+    ap.add_argument("--objective-seeds", type=int, default=0)
+    ap.add_argument("--objective-trials", type=int, default=12)
+    ap.add_argument("--work", type=Path)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_deft_quality_"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; scratch {work}; target {TARGET}")
+    results = {}
+    try:
+        for name in [w for w in args.workspaces.split(",") if w]:
+            for seed in [int(s) for s in args.seeds.split(",") if s]:
+                ws = build(name, seed, work)
+                results[(name, seed)] = report(name, seed, ws, args.trials, args.objective_seeds,
+                                               args.objective_trials, work)
+        print("\nsummary (KPI FAR@100% recall, %)")
+        print(f"  {'workspace':<10s} {'seed':>4s} {'Phase 1':>8s} {'deliv.':>8s} {'ratio':>6s} {'met':>4s} "
+              f"{'iters':>5s} {'rho':>6s}")
+        for (name, seed), r in results.items():
+            print(f"  {name:<10s} {seed:>4d} {r['phase1']:8.3f} {r['deliverable']:8.3f} {r['ratio']:6.3f} "
+                  f"{'yes' if r['met'] else 'no':>4s} {r['iterations']:5d} {r['rho']:+6.3f}")
+        print(f"total {time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.2f}")
+    finally:
+        if not args.keep and args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
