@@ -181,12 +181,11 @@ def add_defects(s: Scenes, family: np.ndarray, hard: np.ndarray, rng: np.random.
     one = np.where(np.arange(3)[None, :] == which[:, None], rng.uniform(1.6, 1.8, n)[:, None], s.solder)
     s.solder[m] = np.where(hard[:, None], one, rng.uniform(2.0, 2.5, (n, 1)))[m]
 
-    m = family == "SHIFT"
+    m = family == "SHIFT"  # along or across the pads; the other axis keeps its placement tolerance
     dist = np.where(hard, rng.uniform(2.2, 2.8, n), rng.uniform(3.5, 5.0, n)) * sign
-    axis = rng.integers(0, 2, n)
-    off = np.zeros((n, 2), np.float32)
-    off[np.arange(n), axis] = dist
-    s.body_offset[m] = off[m]
+    along = rng.random(n) < 0.5
+    moved = np.stack([np.where(along, dist, s.body_offset[:, 0]), np.where(along, s.body_offset[:, 1], dist)], 1)
+    s.body_offset[m] = moved[m].astype(np.float32)
 
     m = (family == "TOMBSTONE") & chip
     s.lift[m] = np.where(hard, rng.uniform(0.35, 0.5, n), rng.uniform(0.85, 1.0, n))[m]
@@ -443,12 +442,20 @@ def _shade(cv: _Canvas, s: Scenes, rng: np.random.Generator) -> dict[str, np.nda
 
 
 def _blur(img: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Separable 3-tap focus blur [a, 1-2a, a] per sample (edges replicated)."""
+    """Separable 3-tap focus blur [a, 1-2a, a] per sample (edges replicated), in place by slices."""
     k = a[:, None, None, None].astype(np.float32)
     for axis in (1, 2):
-        lo = np.concatenate([np.take(img, [0], axis), np.take(img, range(SIZE - 1), axis)], axis)
-        hi = np.concatenate([np.take(img, range(1, SIZE), axis), np.take(img, [SIZE - 1], axis)], axis)
-        img = (1 - 2 * k) * img + k * (lo + hi)
+        src = img.copy()
+        img *= 1 - 2 * k
+        lo = [slice(None)] * 4
+        hi = [slice(None)] * 4
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        img[tuple(hi)] += k * src[tuple(lo)]      # the neighbour before
+        img[tuple(lo)] += k * src[tuple(hi)]      # the neighbour after
+        first, last = [slice(None)] * 4, [slice(None)] * 4
+        first[axis], last[axis] = slice(0, 1), slice(-1, None)
+        img[tuple(first)] += k * src[tuple(first)]  # replicated edges
+        img[tuple(last)] += k * src[tuple(last)]
     return img
 
 
