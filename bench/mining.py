@@ -9,7 +9,7 @@ time, the ratio to exact numpy measured in the same child, recall@k of HNSW agai
 restricted to neighbours above the 0.9 floor) and the peak memory above the pool itself. An HNSW build
 forecast (power law through the previous sizes) above --hnsw-budget seconds is skipped and shown as
 a forecast (~). Prints the crossover (smallest pool where HNSW build + query beats exact) per dimension.
-Dimensions: 216 = the local embedder with 2 lights (features.embedding_dim), 768 = a ViT-B-sized
+Dimensions: 216 = the version-1 local embedder with 2 lights (version 2 has 50-73: cheaper still), 768 = a ViT-B-sized
 TAO embedding. Run: .venv/bin/python bench/mining.py [--sizes 10000,100000] [--dims 216] [--targets 500]
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ from tao_aoi.layout import comes_before
 
 # Pool rows from which ``auto`` search builds an HNSW index: never. bench/mining.py (500 targets, k=5,
 # 2 shared cores, three runs) found no crossover up to 1M rows. HNSW build + query vs exact search:
-# 5-8x at 10k rows (216-d, the local embedder) / 7-11x (768-d), 16x at 100k (builds of 21 s / 46 s,
+# 5-8x at 10k rows (216-d, the version-1 local embedder; version 2 has 50-73) / 7-11x (768-d), 16x at 100k (builds of 21 s / 46 s,
 # recall@5 1.000 / 0.998), and the gap grows (build ~N^1.4, exact ~N): at 1M rows exact took 9-11 s /
 # 19-28 s, the deterministic single-threaded build is forecast at ~800-1100 s / ~1700 s. Building the
 # index costs as much as exact search of ~2.6-5.6k targets; a mining run has 50-500, and reusing one
