@@ -69,5 +69,5 @@ LOCAL_TREES = {
     "depth": 4,
     "min_leaf": 10,
     "l2": 1.0,            # leaf-value regularisation
-    "shrinkage": 0.1,     # at the default learning rate; scales with train.optim.lr
+    "shrinkage": 0.1,     # at the default learning rate and above; scales down with train.optim.lr
 }
