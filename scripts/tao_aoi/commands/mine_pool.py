@@ -39,14 +39,14 @@ from tao_aoi.backends import get_backend
 @click.option("--method", default="auto", type=click.Choice(mining.METHODS),
               help=f"k-NN search: exact (numpy, blocked), ann (faiss HNSW) or auto (ann from "
                    f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:g} pool rows; see bench/mining.py)")
-@click.option("--any-label", "same_label", flag_value=False, default=defaults.MINE_SAME_LABEL,
-              help="search every pool row, not only those with the target's label (default: same label)")
+@click.option("--any-label", is_flag=True, default=not defaults.MINE_SAME_LABEL,
+              help="search every pool row, not only those with the target's label")
 @cli.option("--json", help="print mining_summary.json")
 def command(args) -> int:
     summary = mining.mine(args.targets, args.mining_pool, args.images_root, args.results_dir, args.train_spec,
                           get_backend(args.backend), args.top_k_per_target, args.min_similarity, args.history,
                           args.iteration, exclude=args.exclude, cache_dir=args.embedding_cache, method=args.method,
-                          same_label=args.same_label)
+                          same_label=not args.any_label)
     if args.json:
         cli.emit_json(summary)
     elif not summary["targets"]:
