@@ -9,6 +9,7 @@ column. The top-K weakest rows per label are kept and expanded to one row per li
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -150,25 +151,37 @@ def _tile(path: str, missing: list[str]):
         return tile
 
 
+@functools.cache
+def _caption_font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
 def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequence[str], ext: str,
                      out: Path) -> list[str]:
-    """One PNG: a row per light, [test | golden] 128x128 each, captioned; returns missing files."""
+    """One PNG inside the rca_images folder being built: a row per light, [test | golden] 128x128 each,
+    captioned; returns missing files. Fast zlib level: thumbnails are small and written every RCA."""
+    import io
+
     from PIL import Image, ImageDraw
 
-    frame = sample.to_frame().T
-    cols = ["input_path"] + (["golden_path"] if "golden_path" in frame.columns else [])
+    cols = ["input_path"] + (["golden_path"] if "golden_path" in sample.index else [])
+    root, obj = str(images_root), str(sample["object_name"])
     cap = 14
     sheet = Image.new("RGB", (THUMB * len(cols) + 4 * (len(cols) - 1), (THUMB + cap) * len(lights)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     missing: list[str] = []
     for r, light in enumerate(lights):
         for c, col in enumerate(cols):
-            path = str(changenet_csv.image_files(frame, images_root, col, light, ext)[0])
+            path = changenet_csv.image_file(root, str(sample[col]), obj, light, ext)
             x, y = c * (THUMB + 4), r * (THUMB + cap)
-            draw.text((x + 2, y + 1), f"{light} {'test' if col == 'input_path' else 'golden'}", fill=(0, 0, 0))
+            draw.text((x + 2, y + 1), f"{light} {'test' if col == 'input_path' else 'golden'}", fill=(0, 0, 0),
+                      font=_caption_font())
             sheet.paste(_tile(path, missing), (x, y + cap))
-    with atomic.atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG")
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", compress_level=1)
+    atomic.write_member(out, buf.getvalue())
     return missing
 
 
