@@ -6,6 +6,11 @@ scored at once from ``kpi.Curve`` (one sort), not one pass per candidate. Signed
 PASS ``score - t``, defect ``t - score``; > 0 means misclassified except that a defect scoring
 exactly t is missed too (predicted defect iff score > t), so ``misclassified`` is stored as its own
 column. The top-K weakest rows per label are kept and expanded to one row per light.
+tests/test_gap_analysis_nvidia.py holds all of this to NVIDIA's own vcn_aoi on the same CSVs.
+
+On top of NVIDIA's outputs: the defects that pin the KPI threshold (limiting.py) in metrics.json
+and as ``limiting_rank`` / ``pinned_share`` columns of the kept rows (routing weights them first),
+label-issue flags, spot-check thumbnails, and RCA_Report.md (rca_report.py).
 """
 from __future__ import annotations
 
@@ -21,12 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, kpi, label_noise, labels, train_spec
+from tao_aoi import atomic, changenet_csv, defaults, kpi, label_noise, labels, limiting, rca_report, train_spec
 from tao_aoi.errors import HardStop, UserError
 
 GAPS_COLUMNS = ("filepath", "input_path", "object_name", "label", "siamese_score", "weakness", "light")
-VERDICTS = ("mislabeled", "edge case", "data quality", "systematic")
-TODO = "TODO(agent)"
 SPOT_CHECK_PER_CLASS = 5
 THUMB = 128
 _RECALL_TOL = 1e-12
@@ -194,116 +197,6 @@ def spot_check_rows(df: pd.DataFrame, weak: np.ndarray, positive: np.ndarray) ->
     return rows
 
 
-# --------------------------------------------------------------------------- report texts
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.6g}"
-
-
-def breakdown_text(gaps_samples: pd.DataFrame, threshold: float, k: int, n_lights: int) -> str:
-    total = len(gaps_samples)
-    g = gaps_samples.groupby("label", sort=True)["misclassified"].agg(["size", "sum"])
-    lines = [f"Weak samples kept: {total} sample(s) x {n_lights} light(s) = {total * n_lights} row(s) in "
-             f"kpi_gaps.parquet (top {k} per label, threshold {threshold!r})",
-             "misclassified = on the wrong side of the threshold; marginal = correct but closest to it", "",
-             f"{'label':<24} {'kept':>7} {'share':>7} {'misclassified':>14} {'marginal':>9}"]
-    for lbl, r in g.iterrows():
-        lines.append(f"{lbl:<24} {int(r['size']):>7} {100 * r['size'] / total:>6.1f}% {int(r['sum']):>14} "
-                     f"{int(r['size'] - r['sum']):>9}")
-    return "\n".join(lines) + "\n"
-
-
-def unreachable_text(exc: Unreachable, csv_path: str) -> str:
-    how = (f"At the fixed threshold {exc.fixed!r} the recall is {exc.best_recall:.6g}."
-           if exc.fixed is not None else f"The best recall any threshold reaches is {exc.best_recall:.6g}.")
-    return (f"KPI UNREACHABLE\nrecall target (min_recall): {exc.min_recall:g}\nbest reachable recall: "
-            f"{exc.best_recall:.6g}\ninference: {csv_path}\n\n{how} No routing or mining can start from this "
-            f"analysis: lower the recall target, drop the fixed threshold, or retrain / relabel and evaluate again.\n")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out
-
-
-def report_text(m: dict[str, Any], kept: pd.DataFrame, spots: list[dict[str, Any]], breakdown: str,
-                issues: pd.DataFrame, rows_per_label: int = 10) -> str:
-    cm = m["confusion_matrix"]
-    worst = sorted(((v["misclassified"] / v["total"], lbl) for lbl, v in m["per_label"].items()), reverse=True)[:3]
-    L = [
-        "# RCA report", "",
-        "> Placeholders marked TODO(agent) are for the agent: replace each after looking at the thumbnails.",
-        "> The numbers come from metrics.json; leave them as they are.", "",
-        "## 1. Verdict", "",
-        f"- Threshold **{m['threshold']!r}** (predicted defect iff siamese_score > threshold), chosen at "
-        f"min_recall {m['min_recall']:g}: precision {_fmt(m['precision'])}, recall {_fmt(m['recall'])}, "
-        f"F1 {_fmt(m['f1'])}, FAR {_fmt(100 * m['far'])}%.",
-        f"- {m['n_rows']} scored samples ({m['n_pass']} PASS, {m['n_defect']} defect); {m['n_kept_samples']} weak "
-        f"samples kept (top {m['top_k_per_label']} per label) = {m['n_gap_rows']} rows x light in `kpi_gaps.parquet`.",
-        "- Labels with the highest misclassified share: "
-        + ", ".join(f"{lbl} {100 * s:.1f}%" for s, lbl in worst) + ".", "",
-        f"{TODO}: two or three sentences - is the KPI within reach, which labels drive the gap, and what the "
-        f"spot check suggests (mostly label noise, data quality, or a systematic blind spot).", "",
-        "## 2. Threshold selection", "",
-        f"Candidates: each unique score plus one just below the lowest ({m['n_candidates']} in all); "
-        f"{m['n_feasible']} keep recall >= {m['min_recall']:g}. Among those: best F1, then precision, then the "
-        f"higher threshold." + (" A fixed threshold was given instead of the search." if m["fixed_threshold"] else ""),
-        "",
-        *_table(["", "predicted defect", "predicted PASS"],
-                [["actual defect", f"TP {cm['tp']}", f"FN {cm['fn']}"],
-                 ["actual PASS", f"FP {cm['fp']}", f"TN {cm['tn']}"]]), "",
-        "## 3. Weakness by label (all scored samples)", "",
-        *_table(["label", "total", "mean weakness", "median weakness", "max weakness", "misclassified"],
-                [[lbl, v["total"], _fmt(v["mean_weakness"]), _fmt(v["median_weakness"]), _fmt(v["max_weakness"]),
-                  v["misclassified"]] for lbl, v in m["per_label"].items()]), "",
-        f"## 4. Weakest samples per label (first {rows_per_label} of each; all of them in kpi_gaps.parquet)", "",
-    ]
-    shown = kept.groupby("label", sort=True).head(rows_per_label)
-    L += _table(["label", "object_name", "input_path", "siamese_score", "weakness", "misclassified"],
-                [[r.label, r.object_name, r.input_path, _fmt(r.siamese_score), _fmt(r.weakness),
-                  "yes" if r.misclassified else "no"] for r in shown.itertuples()])
-    L += ["", "## 5. Visual spot check", "",
-          "Each image shows every light: test on the left, golden on the right. Verdict: exactly one of "
-          + ", ".join(f"`{v}`" for v in VERDICTS) + ".", ""]
-    L += _table(["#", "label", "object_name", "siamese_score", "weakness", "image", "verdict", "why"],
-                [[i + 1, s["label"], s["object_name"], _fmt(s["siamese_score"]), _fmt(s["weakness"]),
-                  f"![{s['object_name']}](rca_images/{Path(s['file']).name})"
-                  + (" (image missing)" if s["missing_files"] else ""), TODO, TODO] for i, s in enumerate(spots)])
-    L += ["", "## 6. Kept samples per label", "", "```", breakdown.rstrip("\n"), "```", "",
-          "## 7. Possible label errors (for the user, never auto-relabelled)", "",
-          f"{m['label_issues']['flagged']} scored samples look mislabelled by {m['label_issues']['method']}; "
-          f"{m['label_issues']['flagged_kept']} of them are among the kept weak samples "
-          "(column `label_issue` in kpi_gaps.parquet). From scores alone a wrong label and a real blind spot look "
-          "alike: check them in the spot check before believing either.", ""]
-    if len(issues):
-        L += _table(["label", "object_name", "input_path", "siamese_score", "label quality"],
-                    [[r.label, r.object_name, r.input_path, _fmt(r.siamese_score), _fmt(r.label_quality)]
-                     for r in issues.itertuples()])
-        L.append("")
-    L += ["## 8. Recommended actions", "",
-          f"- Relabel: {TODO} (each `mislabeled` sample as `input_path/object_name`, or 'none').",
-          f"- Augment: `kpi_gaps.parquet` ({m['n_kept_samples']} samples x {len(m['lights'])} lights = "
-          f"{m['n_gap_rows']} rows) goes to routing (`route_samples.py`). {TODO}: labels to prioritise.",
-          f"- Threshold: {TODO} (retrain and re-evaluate / accept / revisit the recall target).",
-          f"- Systematic failures: {TODO} (a light, a component family or a board that fails together, or 'none').",
-          ""]
-    return "\n".join(L)
-
-
-def report_problems(text: str) -> list[str]:
-    """What is still unfilled in an RCA_Report.md: TODO markers and spot-check verdicts not in VERDICTS."""
-    problems = [f"line {i}: {line.strip()[:80]}" for i, line in enumerate(text.splitlines(), 1)
-                if TODO in line and not line.startswith(">")]
-    section = text.split("## 5. Visual spot check", 1)[-1].split("\n## ", 1)[0] if "## 5." in text else ""
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 8 and cells[0].isdigit() and cells[6].lower().strip("`* ") not in VERDICTS:
-            problems.append(f"spot check #{cells[0]}: verdict {cells[6]!r} is not one of {', '.join(VERDICTS)}")
-    return problems
-
-
 # --------------------------------------------------------------------------- end to end
 
 OUTPUTS = ("kpi_gaps.parquet", "threshold.txt", "metrics.json", "weak_samples_breakdown.txt", "RCA_Report.md")
@@ -321,10 +214,17 @@ def _remove(paths: Sequence[Path]) -> None:
 
 def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str | Path, results_dir: str | Path,
         *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
-        pass_label: str = labels.PASS) -> dict[str, Any]:
-    """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable."""
+        pass_label: str = labels.PASS, report_mode: str = "headless",
+        limiting_limit: int = defaults.LIMITING_SAMPLES) -> dict[str, Any]:
+    """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable.
+
+    ``report_mode``: ``headless`` writes a complete RCA_Report.md, ``agent`` adds the TODO(agent)
+    placeholders an agent fills after the visual spot check (rca_report.py).
+    """
     if top_k < 1:
         raise UserError(f"--top-k-per-label {top_k} must be a positive integer")
+    if report_mode not in rca_report.MODES:
+        raise UserError(f"report mode {report_mode!r} is not one of {', '.join(rca_report.MODES)}")
     out = Path(results_dir)
     spec = train_spec.load(train_spec_path)
     lights, ext = train_spec.lights(spec, train_spec_path), train_spec.image_ext(spec, train_spec_path)
@@ -333,21 +233,27 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         sel = choose_threshold(scores, positive, min_recall, fixed_threshold)
     except Unreachable as exc:
         _remove([out / n for n in OUTPUTS] + [out / IMAGES_DIR])
-        atomic.write_text(out / UNREACHABLE, unreachable_text(exc, str(inference_csv)))
+        atomic.write_text(out / UNREACHABLE, rca_report.unreachable_text(exc.min_recall, exc.best_recall, exc.fixed,
+                                                                         str(inference_csv)))
         raise
     t = sel.point.threshold
     weak = weakness(scores, positive, t)
     wrong = positive != (scores > t)
-    codes, _ = pd.factorize(df["label"], sort=True)
+    codes, names = pd.factorize(df["label"], sort=True)
     keep = top_k_per_label(codes, weak, top_k)
     issue, quality = label_noise.find(scores, positive, quality_rows=keep)
+    pinning = limiting.summary(df, scores, positive, codes, names, min_recall, limiting_limit, keep)
     df["weakness"], df["misclassified"] = weak, wrong
     df["label_issue"], df["label_quality"] = issue, quality
+    rank, share = np.zeros(len(df), dtype=np.int64), np.zeros(len(df))
+    for entry in pinning["limiting_samples"]:
+        rank[entry["line"] - 2], share[entry["line"] - 2] = entry["rank"], entry["pinned_share"]
+    df["limiting_rank"], df["pinned_share"] = rank, share
     kept = df.iloc[keep].reset_index(drop=True)
     starts = np.searchsorted(codes[keep], codes[keep], side="left")
     kept["weak_rank"] = np.arange(keep.size) - starts + 1
     first = [c for c in (*GAPS_COLUMNS, "golden_path") if c in kept.columns and c not in ("filepath", "light")]
-    tail = ["misclassified", "weak_rank", "label_issue", "label_quality"]
+    tail = ["misclassified", "weak_rank", "label_issue", "label_quality", "limiting_rank", "pinned_share"]
     kept = kept[first + tail + [c for c in kept.columns if c not in first and c not in tail]]
     gaps = expand_per_light(kept, images_root, lights, ext)
 
@@ -370,6 +276,8 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         "n_kept_samples": len(kept), "n_gap_rows": len(gaps),
         "label_issues": {"method": label_noise.METHOD, "flagged": int(issue.sum()),
                          "flagged_kept": int(kept["label_issue"].sum())},
+        **pinning,
+        "report_mode": report_mode,
         "inputs": {"inference_csv": str(inference_csv), "train_spec": str(train_spec_path),
                    "images_root": str(images_root)},
     }
@@ -383,7 +291,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
                               "siamese_score": float(row["siamese_score"]), "weakness": float(row["weakness"]),
                               "missing_files": missing})
     metrics["rca_images"] = spot_meta
-    breakdown = breakdown_text(kept, t, top_k, len(lights))
+    breakdown = rca_report.breakdown_text(kept, t, top_k, len(lights))
     flagged = kept[kept["label_issue"]].sort_values("label_quality", kind="stable").head(20)
 
     with atomic.atomic_path(out / "kpi_gaps.parquet") as tmp:
@@ -391,6 +299,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     atomic.write_text(out / "threshold.txt", f"{t!r}\n")
     atomic.write_json(out / "metrics.json", metrics)
     atomic.write_text(out / "weak_samples_breakdown.txt", breakdown)
-    atomic.write_text(out / "RCA_Report.md", report_text(metrics, kept, spot_meta, breakdown, flagged))
+    atomic.write_text(out / "RCA_Report.md", rca_report.report_text(metrics, kept, spot_meta, breakdown, flagged,
+                                                                    mode=report_mode))
     _remove([out / UNREACHABLE])
     return metrics

@@ -436,6 +436,8 @@ class Report:
                 sec["per_label"] = table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
                                          columns=("total", "misclassified", "mean_weakness", "median_weakness", "max_weakness"))
                 sec["spots"] = self._spots(lb, md.get("rca_images") or [], files["report"])
+                sec["headless"] = md.get("report_mode") == "headless"
+                sec.update(self._limiting(md))
             if files["report"].ok:
                 text = files["report"].data
                 sec["verdict"] = sources.agent_text(text, sources.RCA_VERDICT_SECTION)
@@ -443,6 +445,30 @@ class Report:
                 sec["todo"] = sources.TODO_MARK in text
             out.append(sec)
         return out
+
+    @staticmethod
+    def _limiting(md: Mapping[str, Any]) -> dict[str, Any]:
+        """The defects that pin the threshold (metrics.json limiting*; absent in older RCA folders)."""
+        head = md.get("limiting")
+        if not isinstance(head, Mapping):
+            return {}
+        pct = lambda v: fmt.num(100 * v) + "%" if fmt.is_number(v) else "n/a"  # noqa: E731
+        samples = [x for x in md.get("limiting_samples") or [] if isinstance(x, Mapping)]
+        fams = {k: v for k, v in (md.get("limiting_families") or {}).items() if isinstance(v, Mapping)}
+        return {"limiting_head": (f"At recall {cell(100 * head['recall_target']) if fmt.is_number(head.get('recall_target')) else '?'}%"
+                                  f" the threshold sits just below the lowest-scored defect the target needs: "
+                                  f"{cell(head.get('false_alarms'))} false alarms (FAR {pct(head.get('far'))})."),
+                "limiting_samples": {"columns": ["#", "label", "object_name", "input_path", "score", "pinned",
+                                                 "false alarms if fixed", "FAR if fixed"],
+                                     "rows": [[cell(x.get("rank")), cell(x.get("label")), cell(x.get("object_name")),
+                                               cell(x.get("input_path")), fmt.num(x.get("siamese_score"), 6),
+                                               cell(x.get("pinned_false_alarms")), cell(x.get("false_alarms_if_fixed")),
+                                               pct(x.get("far_if_fixed"))] for x in samples]},
+                "limiting_families": {"columns": ["family", "defects", "limiting samples", "pinned false alarms",
+                                                  "FAR if every one fixed"],
+                                      "rows": [[cell(k), cell(v.get("defects")), cell(v.get("limiting_samples")),
+                                                fmt.num(v.get("pinned_false_alarms"), 4), pct(v.get("far_if_family_fixed"))]
+                                               for k, v in sorted(fams.items())]}}
 
     def _spots(self, label: str, images: Iterable[Any], report: Doc) -> list[dict[str, Any]]:
         verdicts = sources.spot_verdicts(report.data) if report.ok else {}
