@@ -494,8 +494,8 @@ class Report:
             if rdoc.ok:
                 per = rdoc.get("per_label") or {}
                 sec["routing"] = table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
-                                       columns=("route", "rows", "samples", "relabel_samples", "sdg_pool_samples",
-                                                "mining_pool_rows", "reason"))
+                                       columns=("route", "rows", "samples", "limiting_samples", "pinned_false_alarms",
+                                                "relabel_samples", "sdg_pool_samples", "mining_pool_rows", "reason"))
                 sec["routing_totals"] = [(k, cell(v)) for k, v in (rdoc.get("rows_by_route") or {}).items()]
                 sec["routing_dropped"] = [cell(x) for x in rdoc.get("dropped_labels") or []]
             else:

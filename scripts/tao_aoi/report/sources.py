@@ -309,8 +309,9 @@ def sdg_files(R: Results, label: str, record: Mapping[str, Any] | None) -> dict[
 # mining: <it>/mining/mined_rows.csv (ChangeNet rows + source, similarity, target), knn_summary.csv
 # (target, label, candidates, above_floor, new, best_similarity; shown as it is) and
 # mining_summary.json (mine_pool.py): these keys, in this order.
-MINING_SUMMARY_KEYS = ("targets", "pool_rows", "excluded_heldout", "top_k_per_target", "min_similarity", "method",
-                       "embedder", "candidates", "above_floor", "mined_earlier", "mined")
+MINING_SUMMARY_KEYS = ("targets", "pool_rows", "excluded_heldout", "top_k_per_target", "limiting_targets",
+                       "extra_neighbours_for_limiting", "min_similarity", "method", "embedder", "candidates",
+                       "above_floor", "mined_earlier", "mined")
 
 
 def mining_files(R: Results, label: str, record: Mapping[str, Any] | None) -> dict[str, Doc]:
