@@ -60,7 +60,7 @@ def _frame(scores, labels_) -> pd.DataFrame:
                          "label": labels_, "object_name": [f"C{i}" for i in range(n)], "siamese_score": scores})
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), n=st.integers(2, 40), recall_pct=st.sampled_from([0, 25, 50, 75, 90, 99, 100]),
        top_k=st.integers(1, 6))
 def test_same_threshold_and_weak_set_as_nvidia(data, n, recall_pct, top_k):

@@ -427,7 +427,7 @@ class Report:
                 sec["summary"] = [
                     ("RCA threshold (best F1 at min recall)", fmt.exact(md.get("threshold"))),
                     ("precision / recall / F1", " / ".join(fmt.num(md.get(k)) for k in ("precision", "recall", "f1"))),
-                    ("FAR at that threshold", fmt.num(100 * md["far"]) + "%" if fmt.is_number(md.get("far")) else "n/a"),
+                    ("FAR at that threshold", fmt.ratio_pct(md.get("far"))),
                     ("confusion (tp, fp, tn, fn)", ", ".join(cell(cm.get(k)) for k in ("tp", "fp", "tn", "fn"))),
                     ("weak samples kept", f"{cell(md.get('n_kept_samples'))} ({cell(md.get('n_gap_rows'))} rows x light)"),
                     ("possible label errors", cell((md.get("label_issues") or {}).get("flagged"))),
@@ -452,22 +452,21 @@ class Report:
         head = md.get("limiting")
         if not isinstance(head, Mapping):
             return {}
-        pct = lambda v: fmt.num(100 * v) + "%" if fmt.is_number(v) else "n/a"  # noqa: E731
         samples = [x for x in md.get("limiting_samples") or [] if isinstance(x, Mapping)]
         fams = {k: v for k, v in (md.get("limiting_families") or {}).items() if isinstance(v, Mapping)}
-        return {"limiting_head": (f"At recall {cell(100 * head['recall_target']) if fmt.is_number(head.get('recall_target')) else '?'}%"
-                                  f" the threshold sits just below the lowest-scored defect the target needs: "
-                                  f"{cell(head.get('false_alarms'))} false alarms (FAR {pct(head.get('far'))})."),
+        return {"limiting_head": (f"At recall {fmt.ratio_pct(head.get('recall_target'))} the threshold sits just below "
+                                  f"the lowest-scored defect the target needs: {cell(head.get('false_alarms'))} false "
+                                  f"alarms (FAR {fmt.ratio_pct(head.get('far'))})."),
                 "limiting_samples": {"columns": ["#", "label", "object_name", "input_path", "score", "pinned",
                                                  "false alarms if fixed", "FAR if fixed"],
                                      "rows": [[cell(x.get("rank")), cell(x.get("label")), cell(x.get("object_name")),
                                                cell(x.get("input_path")), fmt.num(x.get("siamese_score"), 6),
                                                cell(x.get("pinned_false_alarms")), cell(x.get("false_alarms_if_fixed")),
-                                               pct(x.get("far_if_fixed"))] for x in samples]},
+                                               fmt.ratio_pct(x.get("far_if_fixed"))] for x in samples]},
                 "limiting_families": {"columns": ["family", "defects", "limiting samples", "pinned false alarms",
                                                   "FAR if every one fixed"],
                                       "rows": [[cell(k), cell(v.get("defects")), cell(v.get("limiting_samples")),
-                                                fmt.num(v.get("pinned_false_alarms"), 4), pct(v.get("far_if_family_fixed"))]
+                                                fmt.num(v.get("pinned_false_alarms"), 4), fmt.ratio_pct(v.get("far_if_family_fixed"))]
                                                for k, v in sorted(fams.items())]}}
 
     def _spots(self, label: str, images: Iterable[Any], report: Doc) -> list[dict[str, Any]]:
