@@ -57,7 +57,7 @@ def timed_run(cmd: list[str], env: dict | None = None, cwd: Path | None = None) 
 
 def ours_cmd(inf: Path, spec: Path, images: Path, out: Path) -> list[str]:
     return [sys.executable, str(ROOT / "scripts" / "gap_analysis.py"), "--inference-csv", str(inf / "inference.csv"),
-            "--train-spec", str(spec), "--images-root", str(images), "--results-dir", str(out), "--min-recall", "1",
+            "--train-spec", str(spec), "--images-root", str(images), "--results-dir", str(out), "--min-recall", "100",
             "--top-k-per-label", "50"]
 
 

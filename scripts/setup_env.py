@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Create the toolkit's Python environment: <plugin>/.venv with the pinned dependencies.
 
-Standard library only (it runs before anything is installed). Reads the pins from
+Standard library only (it runs before anything is installed, so argparse rather than click). Reads the pins from
 pyproject.toml; reruns are no-ops while the pins are unchanged. --test adds the test tools.
 Every script re-executes itself under this .venv, so `python3 scripts/x.py` then just works.
 """
@@ -35,7 +35,9 @@ def precompile() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="setup_env.py", description=__doc__.splitlines()[0])
+    # argparse, not click like the other scripts: this one runs before anything is installed.
+    p = argparse.ArgumentParser(prog="setup_env.py", description=__doc__.splitlines()[0], allow_abbrev=False,
+                                epilog="Next: python3 scripts/preflight.py --workspace W ... (or make demo)")
     p.add_argument("--test", action="store_true", help="also install pytest, hypothesis, skills-ref")
     p.add_argument("--check", action="store_true", help="only report whether the environment is ready (exit 1 if not)")
     p.add_argument("--quiet", action="store_true")

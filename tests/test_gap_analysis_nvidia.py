@@ -118,7 +118,7 @@ def test_both_clis_end_to_end(tmp_path, n, recall):
     inf, spec, images = _write_case(tmp_path, df)
     ours = tmp_path / "ours"
     run_script("gap_analysis.py", "--inference-csv", inf / "inference.csv", "--train-spec", spec, "--images-root",
-               images, "--results-dir", ours, "--min-recall", f"{recall:g}", "--top-k-per-label", "50", check=True)
+               images, "--results-dir", ours, "--min-recall", f"{100 * recall:g}", "--top-k-per-label", "50", check=True)
     theirs = tmp_path / "theirs"
     nv_spec = nvidia_rcca.write_spec(tmp_path / "nv" / nvidia_rcca.SPEC_NAME, inference_dir=inf, train_config=spec,
                                      media=images, results_dir=theirs, min_recall=recall, top_k=50)

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+import click
 import pytest
 
 from conftest import ROOT, SCRIPTS
@@ -149,11 +151,23 @@ def script_calls() -> list[tuple[Path, str, list[str]]]:
 
 
 @lru_cache(maxsize=None)
-def accepted_flags(script: str) -> frozenset[str]:
+def script_help(script: str) -> str:
     proc = subprocess.run([sys.executable, str(SCRIPTS / script), "--help"], capture_output=True, text=True,
                           env=dict(os.environ, TAO_AOI_NO_REEXEC="1", COLUMNS="200"), timeout=120)
     assert proc.returncode == 0, f"{script} --help failed: {proc.stderr}"
-    return frozenset(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", proc.stdout))
+    return proc.stdout
+
+
+@lru_cache(maxsize=None)
+def accepted_flags(script: str) -> frozenset[str]:
+    """The long options the script's click command declares (its params), --help included.
+
+    setup_env.py is the one argparse script (it runs before click is installed): read from its --help."""
+    if not (SCRIPTS / "tao_aoi" / "commands" / script).exists():
+        return frozenset(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", script_help(script)))
+    cmd = importlib.import_module(f"tao_aoi.commands.{Path(script).stem}").command
+    names = {"--help"} | {name for p in cmd.params if isinstance(p, click.Option) for name in (*p.opts, *p.secondary_opts)}
+    return frozenset(n for n in names if n.startswith("--"))
 
 
 def test_docs_call_scripts_that_exist_with_flags_they_accept():
@@ -184,7 +198,7 @@ def test_docs_never_call_a_script_without_the_interpreter():
 
 def test_every_script_has_help_and_a_docstring():
     for script in sorted(SCRIPTS.glob("*.py")):
-        assert "--help" in accepted_flags(script.name), f"{script.name}: --help does not work"
+        assert "Next: " in script_help(script.name), f"{script.name}: --help does not say what to run next"
         assert script.read_text().splitlines()[1].startswith('"""'), f"{script.name}: missing docstring"
 
 

@@ -27,7 +27,7 @@ from tao_aoi.backends.base import InferJob, TrainJob
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.locking import exclusive_lock
 
-ALGORITHMS = ("bayesian", "random", "cmaes", "hyperband", "asha")
+ALGORITHMS = defaults.AUTOML_ALGORITHMS
 METRIC_NAME = "val_far_pct_at_recall_100"
 DIRECTION = "minimize"
 STUDY_NAME = "tao_aoi"

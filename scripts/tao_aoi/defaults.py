@@ -5,7 +5,8 @@ NUM_SDG = 20                 # synthetic rows ingested per iteration
 TOP_K_PER_LABEL = 50         # RCA: weakest samples kept per raw label
 TOP_K_PER_TARGET = 5         # mining: neighbours per weak target
 MIN_SIMILARITY = 0.9         # mining: cosine floor
-MIN_RECALL = 1.0             # RCA: recall the operating threshold must keep
+MIN_RECALL_PCT = 100.0       # RCA: recall the operating threshold must keep (options take a percent)
+MIN_RECALL = MIN_RECALL_PCT / 100  # the same as the ratio deft_state.json and metrics.json keep
 RECALL_TARGET_PCT = 100.0    # KPI: default operating point
 LIMITING_SAMPLES = 10        # RCA: defects that pin the threshold, listed in metrics.json (limiting.py)
 LIMITING_SHARE = 0.5         # routing: share of SDG rows / mining neighbours the limiting samples' families get
@@ -25,6 +26,8 @@ SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
 
 # AutoML.
 AUTOML_TRIALS = 8              # trials per AutoML phase (make demo); real TAO runs use 5-20
+AUTOML_ALGORITHMS = ("bayesian", "random", "cmaes", "hyperband", "asha")
+AUTOML_ALGORITHM = "bayesian"  # TPE
 SEED = 1234                    # sampler and training seed
 
 # The embedded local model (backends/local.py). A spec value wins; these fill keys a spec lacks.

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from tao_aoi import atomic, defaults, metric_contract, search_space, state, train_spec
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
+from tao_aoi.report import fmt
 
 
 def read_best_rec(path: str | Path) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str 
         return {"seeded": False, "reason": f"baseline already at {done}", "trial": winner["number"],
                 "spec": str(run_spec)}
     adopt_checkpoint(R.root, "baseline", winner, st["config"]["training_csv"], "automl_phase1",
-                     f"baseline = Phase 1 AutoML trial {winner['number']} (val FAR {winner['value']:.4g}%), "
+                     f"baseline = Phase 1 AutoML trial {winner['number']} (val FAR {fmt.num(winner['value'])}%), "
                      f"not retrained")
     return {"seeded": True, "trial": winner["number"], "score": winner["value"], "spec": str(run_spec),
             "params": tuned}
@@ -162,5 +163,5 @@ def register_phase3(results_dir: str | Path, best_rec: str | Path) -> dict[str, 
     rec = read_best_rec(best_rec)
     winner = sane_winner(rec, str(best_rec))
     adopt_checkpoint(R.root, "final_automl", winner, rec.get("train_csv") or None, "automl_phase3",
-                     f"Phase 3 AutoML trial {winner['number']} (val FAR {winner['value']:.4g}%), warm-started")
+                     f"Phase 3 AutoML trial {winner['number']} (val FAR {fmt.num(winner['value'])}%), warm-started")
     return {"registered": True, "trial": winner["number"], "score": winner["value"]}

@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, handoff, pipeline, search_space, state
+from tao_aoi import atomic, automl, cli, handoff, metric_contract, pipeline, search_space, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
+from tao_aoi.report import fmt
 
 PHASE_SETS = ("all", "automl", "deft")
 ALGORITHMS = automl.ALGORITHMS
@@ -41,7 +42,9 @@ class Options:
 
     @classmethod
     def from_args(cls, args, ws: Path) -> "Options":
-        return cls(str(ws), args.backend, args.phases, args.max_iterations, args.kpi_target, args.trials,
+        # The contract's canonical text: "FAR below 1% at 100% recall" resumes a "FAR < 1% at Recall=100%" run.
+        kpi = metric_contract.render(metric_contract.parse_kpi_target(args.kpi_target))
+        return cls(str(ws), args.backend, args.phases, args.max_iterations, kpi, args.trials,
                    args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed)
 
 
@@ -108,7 +111,7 @@ def confirm(opts: Options, R: Results) -> bool:
 
 
 def _init_config(opts: Options, R: Results) -> dict[str, Any]:
-    args = init_deft_state.build_parser().parse_args([
+    args = cli.parse(init_deft_state.command, [
         "--results-dir", str(R.root), "--workspace", opts.workspace, "--max-iterations", str(opts.max_iterations),
         "--kpi-target", opts.kpi_target, "--backend", opts.backend, "--num-sdg", str(opts.num_sdg),
         "--top-k-per-target", str(opts.top_k_per_target), "--min-similarity", str(opts.min_similarity)])
@@ -126,7 +129,7 @@ def _search(opts: Options, out: Path, spec: Path, train_csv: str, val_csv: str, 
 
     def show(t: dict) -> None:
         done = t["number"] + 1
-        value = "" if t["value"] is None else f"val FAR {t['value']:.3f}%"
+        value = "" if t["value"] is None else f"val FAR {fmt.num(t['value'])}%"
         progress.line(done, opts.trials, f"trial {t['number']}", t["state"][:5], time.monotonic() - t0, value)
 
     automl.work(cfg, backend, on_trial=show)
@@ -240,15 +243,15 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
 def render_summary(s: dict[str, Any]) -> str:
     lines = ["", "Trajectory"]
     if s.get("phase1"):
-        lines.append(f"  Phase 1 best           val FAR@100%R {s['phase1']['val_far_pct']:.3f}%  (trial "
+        lines.append(f"  Phase 1 best           val FAR@100%R {fmt.num(s['phase1']['val_far_pct'])}%  (trial "
                      f"{s['phase1']['best_trial']})")
     for t in s["trajectory"]:
         name = {"baseline": "DEFT baseline", "final_automl": "Phase 3 best"}.get(t["iteration"], f"DEFT {t['iteration']}")
         mark = "met" if t["passed"] else "not met"
-        lines.append(f"  {name:<22} KPI {t['kpi_value']:.3f}%  ({mark})")
+        lines.append(f"  {name:<22} KPI {fmt.num(t['kpi_value'])}%  ({mark})")
     d = s.get("deliverable")
     if d:
-        lines.append(f"  Deliverable: {d['iteration']}  KPI {d['kpi_value']:.3f}%  "
+        lines.append(f"  Deliverable: {d['iteration']}  KPI {fmt.num(d['kpi_value'])}%  "
                      f"({'meets' if d['passed'] else 'does not meet'} {s.get('kpi_target')})")
         if d.get("note"):
             lines.append(f"  {d['note']}")

@@ -21,6 +21,7 @@ from tao_aoi import changenet_csv, dataset_checks, defaults, interpreter, leakag
 from tao_aoi import search_space, train_spec, versions
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
+from tao_aoi.report import fmt
 
 CREDENTIALS = ("NGC_KEY", "NGC_API_KEY", "HF_TOKEN")
 IMAGES = {"docker": ("pyt", "data_services"), "slurm": ("pyt", "data_services")}
@@ -191,10 +192,15 @@ def dry_run(workspace: str | Path, backend: str) -> float:
         return time.monotonic() - t0
 
 
+def _value(v: Any) -> Any:
+    """Numbers as people read them (4 significant digits); --json keeps full precision."""
+    return fmt.num(v) if isinstance(v, float) else v
+
+
 def render(report: dict[str, Any]) -> str:
     s = report["sections"]
     out = ["PRE-FLIGHT SUMMARY", "", "1. Workspace / host / platform / network"]
-    out += [f"   {k}: {v}" for k, v in s["1_workspace"].items()]
+    out += [f"   {k}: {_value(v)}" for k, v in s["1_workspace"].items()]
     out += ["2. Credentials (names only)", "   " + ", ".join(f"{k}={v}" for k, v in s["2_credentials"].items())]
     out += ["3. Container images"] + [f"   {r['key']}: {r['image']} {r['status']}" for r in s["3_images"]]
     out += ["4. Data (rows per label; missing files; leakage)"]
@@ -206,10 +212,10 @@ def render(report: dict[str, Any]) -> str:
             out.append(f"   {t['name']}: {t['rows']} rows ({labels}); missing files {t['missing_files']}")
     out.append(f"   leakage into validation/KPI: {s['4_data']['leakage'] or 'not checked'}")
     out.append(f"   SDG pool: {s['4_data']['sdg_pool']}")
-    out += ["5. Phase 1 (AutoML)"] + [f"   {k}: {v}" for k, v in s["5_phase1"].items()]
-    out += ["6. Phase 2 (DEFT)"] + [f"   {k}: {v}" for k, v in s["6_phase2"].items()]
-    out += ["7. Phase 3 (AutoML refinement)"] + [f"   {k}: {v}" for k, v in s["7_phase3"].items()]
-    out += ["8. Compute estimate"] + [f"   {k}: {v}" for k, v in s["8_compute"].items()]
+    out += ["5. Phase 1 (AutoML)"] + [f"   {k}: {_value(v)}" for k, v in s["5_phase1"].items()]
+    out += ["6. Phase 2 (DEFT)"] + [f"   {k}: {_value(v)}" for k, v in s["6_phase2"].items()]
+    out += ["7. Phase 3 (AutoML refinement)"] + [f"   {k}: {_value(v)}" for k, v in s["7_phase3"].items()]
+    out += ["8. Compute estimate"] + [f"   {k}: {_value(v)}" for k, v in s["8_compute"].items()]
     if report["hard_blockers"]:
         out += ["", "HARD BLOCKERS (fix before running):"] + [f"   - {b}" for b in report["hard_blockers"]]
     if report["fixable_blockers"]:

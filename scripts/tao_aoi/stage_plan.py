@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Any, Mapping
 
-from tao_aoi import defaults, metric_contract, stages
+from tao_aoi import cli, defaults, metric_contract, stages
 from tao_aoi.layout import Results, iteration_label, iteration_number
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
     elif stage == "evaluate":
         ckpt = state["iterations"][label]["artifacts"]["checkpoint"]
         point = contract["operating_point"]
-        op_flag = ["--recall-target", f"{point['target']:g}"] if point["name"] == "recall_pct" \
+        op_flag = ["--recall-target", cli.percent_arg(point["target"])] if point["name"] == "recall_pct" \
             else ["--far-target", f"{point['target']:g}"]
         run.append(["infer.py", "--backend", backend, "--spec", _training_spec(state, label), "--checkpoint", ckpt,
                     "--csv", cfg["kpi_csv"], "--images-root", cfg["images_root"], "--output-dir", str(d)])
@@ -75,7 +75,7 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
         inf = R.stage_dir(label, "evaluate") / "inference.csv"
         run.append(["gap_analysis.py", "--inference-csv", str(inf), "--train-spec", _training_spec(state, label),
                     "--images-root", cfg["images_root"], "--results-dir", str(d),
-                    "--min-recall", f"{cfg.get('min_recall', defaults.MIN_RECALL):g}",
+                    "--min-recall", cli.percent_arg(100 * cfg.get("min_recall", defaults.MIN_RECALL)),
                     "--top-k-per-label", str(cfg.get("top_k_per_label", defaults.TOP_K_PER_LABEL)),
                     *(["--agent-review"] if agent else [])])
         commit += ["--gaps", str(d / "kpi_gaps.parquet"), "--rca-report", str(d / "RCA_Report.md"),

@@ -131,7 +131,7 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
                 atomic.write_json(results.state, state)
             diffs = [k for k in CONFIG_KEYS_THAT_DEFINE_A_RUN
                      if json.dumps(state["config"].get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
-            if state["metric_contract"]["text"] != contract["text"]:
+            if not metric_contract.same(state["metric_contract"], contract):
                 diffs.insert(0, "kpi_target")
             if diffs:
                 k = diffs[0]

@@ -11,17 +11,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import click
+
 from tao_aoi import cli
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import UserError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("job_runner", __doc__)
-    p.add_argument("kind", choices=("embed",))
-    p.add_argument("job_json", type=Path)
-    args = p.parse_args(argv)
+@cli.command("job_runner", __doc__, next_step="nothing by hand: the slurm backend that submitted the job reads its "
+             "outputs")
+@click.argument("kind", type=click.Choice(("embed",)))
+@click.argument("job_json", type=click.Path(path_type=Path))
+def command(args) -> int:
     try:
         req = json.loads(args.job_json.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -30,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    output=Path(req["output"]), settings=req.get("settings") or {})
     handle = get_backend("local").embed(job)
     return 0 if handle.state == "COMPLETE" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import click
+
 from tao_aoi import atomic, cli, defaults, kpi, labels, metric_contract
 from tao_aoi.errors import UserError
+from tao_aoi.report import fmt
 
 RESULT_NAME = "metric_result.json"
 REPORTED_RECALLS = (100.0, 99.9, 99.5, 99.0, 95.0)
@@ -63,19 +66,18 @@ def analyze(csv_path: str, *, point_name: str, point_target: float, contract: di
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("analyze_kpi.py", __doc__)
-    p.add_argument("inference_csv", metavar="INFERENCE_CSV",
-                   help="columns input_path, object_name, label, siamese_score (extra columns are ignored)")
-    p.add_argument("--output-dir", required=True, help="metric_result.json is written here")
-    p.add_argument("--recall-target", type=float, default=None,
-                   help=f"operating point: recall in percent (default {defaults.RECALL_TARGET_PCT:g})")
-    p.add_argument("--far-target", type=float, default=None,
-                   help="operating point: highest recall with FAR <= this percent")
-    p.add_argument("--pass-label", default=labels.PASS, help="the negative class (default PASS; any case)")
-    p.add_argument("--kpi-target", default=None, help="contract text, e.g. 'FAR < 0.1%% at Recall=100%%'")
-    p.add_argument("--json", action="store_true", help="print metric_result.json on stdout")
-    args = p.parse_args(argv)
+@cli.command("analyze_kpi.py", __doc__, next_step="in a DEFT run, the commit_stage.py line next_stage.py printed; "
+             "then python3 scripts/gap_analysis.py --inference-csv INFERENCE_CSV ... for the weakest samples")
+@click.argument("inference_csv")
+@cli.option("--output-dir", help="metric_result.json is written here")
+@click.option("--recall-target", type=cli.RecallPercent(), default=None,
+              help=f"operating point: recall in percent  [default: {defaults.RECALL_TARGET_PCT:g}]")
+@click.option("--far-target", type=cli.Percent(), default=None,
+              help="operating point: the highest recall with FAR <= this percent")
+@cli.option("--pass-label")
+@cli.option("--kpi-target")
+@cli.option("--json", help="print metric_result.json on stdout")
+def command(args) -> int:
     contract, name, target = _operating_point(args)
     result = analyze(args.inference_csv, point_name=name, point_target=target, contract=contract,
                      pass_label=args.pass_label)
@@ -85,11 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.emit_json(result)
         return 0
     c = result["counts"]
-    line = (f"FAR {result['far_pct']:.4g}% at recall {result['recall_pct']:.4g}% (threshold {result['threshold']!r}; "
-            f"tp={c['tp']} fp={c['fp']} tn={c['tn']} fn={c['fn']}; precision {result['precision_pct']:.4g}%, "
-            f"F1 {result['f1']:.4g})")
+    line = (f"FAR {fmt.num(result['far_pct'])}% at recall {fmt.num(result['recall_pct'])}% (threshold "
+            f"{fmt.exact(result['threshold'])}; tp={c['tp']} fp={c['fp']} tn={c['tn']} fn={c['fn']}; precision "
+            f"{fmt.num(result['precision_pct'])}%, F1 {fmt.num(result['f1'])})")
     if contract is not None:
         line += f"; {contract['text']}: {'PASSED' if result['passed'] else 'not met'}"
     print(line)
     print(f"wrote {out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

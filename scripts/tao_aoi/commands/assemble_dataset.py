@@ -9,15 +9,26 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import click
+
 from tao_aoi import assembly, cli
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("assemble_dataset.py", __doc__)
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--iter", required=True, type=int, help="iteration number N (>= 1)")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+def iteration_number(value: str) -> int:
+    """`2` or `iter2` -> 2: --iter names an iteration as log_stage.py/commit_stage.py do, or by its number."""
+    digits = value[4:] if value.startswith("iter") else value
+    if not digits.isdigit() or int(digits) < 1:
+        raise click.BadParameter(f"{value!r} is not a DEFT iteration; give N or iterN with N >= 1")
+    return int(digits)
+
+
+@cli.command("assemble_dataset.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then train.py "
+             "on <R>/iterN/dataset/train_combined_iterN.csv")
+@cli.option("--results-dir")
+@click.option("--iter", required=True, callback=lambda ctx, param, value: iteration_number(value),
+              help="the iteration: N or iterN (N >= 1)")
+@cli.option("--json", help="print validation_report.json")
+def command(args) -> int:
     report = assembly.assemble(args.results_dir, args.iter)
     if args.json:
         cli.emit_json(report)
@@ -27,3 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(sdg {src['sdg']}, mined {src['mined']}, {report['duplicates_dropped']} duplicates dropped) = "
               f"{report['combined_rows']} rows; 0 missing files, 0 leaks")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -11,7 +11,6 @@ checkpoint; and every trial) and trials/trial_NNNN/.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,34 +18,62 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import automl, cli, defaults, search_space
+import click
+
+from tao_aoi import automl, cli, search_space
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Workspace
+from tao_aoi.report import fmt
 
 SCRIPT = Path(__file__).resolve().parents[2] / "automl.py"
 
 
-def build_parser() -> cli.ArgumentParser:
-    p = cli.parser("automl.py", __doc__)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--results-dir", required=True, help="study folder, e.g. <R>/automl/phase1")
-    p.add_argument("--train-csv", required=True)
-    p.add_argument("--val-csv", required=True, help="validation set (never the KPI set)")
-    p.add_argument("--algorithm", default="bayesian", choices=automl.ALGORITHMS)
-    p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<results-dir>/study.db)")
-    p.add_argument("--workers", type=int, default=1, help="workers sharing the study (processes, or SLURM jobs)")
-    p.add_argument("--warm-start", help="checkpoint every trial fine-tunes from (Phase 3)")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--spec", help="starting spec (default <workspace>/specs/baseline_spec.yaml)")
-    p.add_argument("--search-space", help="YAML/JSON search space (default: the backend's model space)")
-    p.add_argument("--images-root", help="default <workspace>/images")
-    p.add_argument("--seed", type=int, default=defaults.SEED)
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: one extra worker
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--json", action="store_true", help="print best_rec.json")
-    return p
+@cli.command("automl.py", __doc__, next_step="Phase 1: python3 scripts/seed_baseline.py --best-rec <results-dir>/"
+             "best_rec.json --results-dir R --workspace W; Phase 3: python3 scripts/warm_start.py --results-dir R "
+             "--register <results-dir>/best_rec.json")
+@cli.option("--workspace")
+@cli.option("--results-dir", help="study folder, e.g. <R>/automl/phase1")
+@click.option("--train-csv", required=True)
+@click.option("--val-csv", required=True, help="validation set (never the KPI set)")
+@cli.option("--algorithm")
+@cli.option("--trials")
+@click.option("--storage", help="Optuna storage URL (default sqlite:///<results-dir>/study.db)")
+@click.option("--workers", type=int, default=1, help="workers sharing the study (processes, or SLURM jobs)")
+@click.option("--warm-start", help="checkpoint every trial fine-tunes from (Phase 3)")
+@cli.option("--backend")
+@cli.option("--spec", help="starting spec (default <workspace>/specs/baseline_spec.yaml)")
+@cli.option("--search-space")
+@cli.option("--images-root", help="default <workspace>/images")
+@cli.option("--seed")
+@click.option("--worker", is_flag=True, hidden=True)  # internal: one extra worker
+@cli.option("--quiet")
+@cli.option("--json", help="print best_rec.json")
+def command(args) -> int:
+    cfg = config_from_args(args)
+    if args.worker:
+        automl.work(cfg, get_backend("local"))
+        return 0
+    if not args.quiet and not args.json:
+        print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
+              f"{', warm start ' + str(cfg.warm_start) if cfg.warm_start else ''}", flush=True)
+    if args.workers > 1 or args.backend == "slurm":
+        run_workers(args, cfg)
+    else:
+        automl.work(cfg, get_backend(args.backend), on_trial=_printer(args, cfg.n_trials))
+    rec = automl.write_best(cfg)
+    if args.json:
+        cli.emit_json(rec)
+    elif not args.quiet:
+        b = rec["best"]
+        print(f"best: trial {b['trial']} val FAR@100%R {fmt.num(b['score'])}% -> {cfg.out_dir / 'best_rec.json'}")
+    else:
+        print(json.dumps({"best_trial": rec["best"]["trial"], "score": rec["best"]["score"]}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
 
 
 def config_from_args(args) -> automl.SearchConfig:
@@ -78,37 +105,27 @@ def _printer(args, n: int):
     def show(t: dict) -> None:
         if args.quiet or args.json:
             return
-        value = "" if t["value"] is None else f" val FAR@100%R {t['value']:.3f}%"
-        params = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+        value = "" if t["value"] is None else f" val FAR@100%R {fmt.num(t['value'])}%"
+        params = ", ".join(f"{k.split('.')[-1]}={fmt.num(v) if isinstance(v, float) else v}"
                            for k, v in t["params"].items())
         print(f"  trial {t['number'] + 1:>3}/{n} {t['state']:<8}{value}  ({params})", flush=True)
     return show
 
 
-def _worker_argv(argv: Sequence[str]) -> list[str]:
-    args = [a for a in argv if a not in ("--json",)]
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a in ("--workers", "--backend"):
-            skip = True
-            continue
-        if a.startswith(("--workers=", "--backend=")):
-            continue
-        out.append(a)
-    return out + ["--worker", "--quiet", "--backend", "local"]
+def worker_argv(args) -> list[str]:
+    """This search's command line for one extra worker: same study and options, local backend, quiet."""
+    same = cli.to_argv(command, args, drop=("workers", "backend", "json", "quiet", "worker"))
+    return [sys.executable, str(SCRIPT), *same, "--worker", "--quiet", "--backend", "local"]
 
 
-def run_workers(args, argv: Sequence[str], cfg: automl.SearchConfig) -> None:
+def run_workers(args, cfg: automl.SearchConfig) -> None:
     """Extra workers on the same study: K-1 local processes (this one is the K-th) or K SLURM jobs."""
-    worker_argv = [sys.executable, str(SCRIPT), *_worker_argv(argv)]
+    argv = worker_argv(args)
     if args.backend == "slurm":
         from tao_aoi.backends.slurm import SlurmBackend
 
         slurm = SlurmBackend()
-        handles = [slurm.submit_command(worker_argv, output_dir=cfg.out_dir / "workers" / f"w{i}", name=f"automl-w{i}")
+        handles = [slurm.submit_command(argv, output_dir=cfg.out_dir / "workers" / f"w{i}", name=f"automl-w{i}")
                    for i in range(args.workers)]
         states = [slurm.wait(h) for h in handles]
         bad = [f"{h.job_id}={s}" for h, s in zip(handles, states) if s != "COMPLETE"]
@@ -116,34 +133,10 @@ def run_workers(args, argv: Sequence[str], cfg: automl.SearchConfig) -> None:
             raise HardStop(f"AutoML worker jobs failed: {', '.join(bad)} (logs in {cfg.out_dir / 'workers'})")
         return
     env = dict(os.environ, TAO_AOI_NO_REEXEC="1")
-    procs = [subprocess.Popen(worker_argv, env=env) for _ in range(args.workers - 1)]
+    procs = [subprocess.Popen(argv, env=env) for _ in range(args.workers - 1)]
     automl.work(cfg, get_backend("docker" if args.backend == "docker" else "local"),
                 on_trial=_printer(args, cfg.n_trials))
     codes = [p.wait() for p in procs]
     if any(codes):
         raise HardStop(f"{sum(1 for c in codes if c)} AutoML worker process(es) failed (exit codes {codes})")
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
-    if args.worker:
-        automl.work(cfg, get_backend("local"))
-        return 0
-    if not args.quiet and not args.json:
-        print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
-              f"{', warm start ' + str(cfg.warm_start) if cfg.warm_start else ''}", flush=True)
-    if args.workers > 1 or args.backend == "slurm":
-        run_workers(args, argv, cfg)
-    else:
-        automl.work(cfg, get_backend(args.backend), on_trial=_printer(args, cfg.n_trials))
-    rec = automl.write_best(cfg)
-    if args.json:
-        cli.emit_json(rec)
-    elif not args.quiet:
-        b = rec["best"]
-        print(f"best: trial {b['trial']} val FAR@100%R {b['score']:.3f}% -> {cfg.out_dir / 'best_rec.json'}")
-    else:
-        print(json.dumps({"best_trial": rec["best"]["trial"], "score": rec["best"]["score"]}))
-    return 0

@@ -9,17 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import click
+
 from tao_aoi import changenet_csv, cli, leakage
 from tao_aoi.errors import HardStop
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("check_leakage.py", __doc__)
-    p.add_argument("--train", required=True, help="training CSV")
-    p.add_argument("--against", action="append", required=True, help="held-out CSV (repeat for several)")
-    p.add_argument("--images-root", help="image root (default: <train CSV's workspace>/images)")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("check_leakage.py", __doc__, next_step="python3 scripts/validate_training_csv.py --csv TRAIN "
+             "--images-root I --train-spec S (every other check before training)")
+@click.option("--train", required=True, help="training CSV")
+@click.option("--against", multiple=True, required=True, help="held-out CSV (repeat for several)")
+@cli.option("--images-root", help="image root (default: <train CSV's workspace>/images)")
+@cli.option("--json", help="print the leaks as JSON")
+def command(args) -> int:
     root = Path(args.images_root) if args.images_root else _default_root(Path(args.train))
     train = changenet_csv.read(args.train, what="training CSV")
     against = [(a, changenet_csv.read(a, what="held-out CSV")) for a in args.against]
@@ -35,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.json:
         print(f"no leakage: {len(train)} training rows vs {sum(len(d) for _, d in against)} held-out rows")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
 
 
 def _default_root(train_csv):

@@ -14,29 +14,31 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
+import click
+
 from tao_aoi import cli, stages, state
 from tao_aoi.errors import UserError
 from tao_aoi.layout import ITER_RE
 
 
-def build_parser() -> cli.ArgumentParser:
-    p = cli.parser("commit_stage.py", __doc__)
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--iter", required=True, help="baseline, iterN, final_automl, or run (for finalize)")
-    p.add_argument("--stage", required=True, choices=stages.COMMIT_STAGES[1:])
-    p.add_argument("--status", default="ok", choices=("ok", "error"))
-    p.add_argument("--summary", default="", help="one line for the log and the report (say why on error)")
-    p.add_argument("--duration-sec", type=float, default=0.0)
-    p.add_argument("--source", help="train only: where the checkpoint came from, e.g. automl_phase1")
-    g = p.add_argument_group("stage artifacts (which ones each stage needs: see stages.ARTIFACTS)")
-    for key in stages.ARTIFACT_KEYS:
-        g.add_argument("--" + key.replace("_", "-"), dest=key, metavar="PATH")
-    p.add_argument("--json", action="store_true", help="print the committed event as JSON")
-    return p
+def artifact_options(fn):
+    """One --<artifact> PATH option per key of stages.ARTIFACT_KEYS (which ones a stage needs: stages.ARTIFACTS)."""
+    for key in reversed(stages.ARTIFACT_KEYS):
+        fn = click.option("--" + key.replace("_", "-"), key, metavar="PATH", help="stage artifact")(fn)
+    return fn
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@cli.command("commit_stage.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R")
+@cli.option("--results-dir")
+@cli.option("--iter")
+@click.option("--stage", required=True, type=click.Choice(stages.COMMIT_STAGES[1:]))
+@click.option("--status", default="ok", type=click.Choice(("ok", "error")))
+@click.option("--summary", default="", show_default=False, help="one line for the log and the report (say why on error)")
+@click.option("--duration-sec", type=float, default=0.0)
+@click.option("--source", help="train only: where the checkpoint came from, e.g. automl_phase1")
+@artifact_options
+@cli.option("--json", help="print the committed event as JSON")
+def command(args) -> int:
     if args.iter != stages.RUN and not ITER_RE.match(args.iter):
         raise UserError(f"--iter {args.iter!r} must be baseline, iterN (N >= 1), final_automl or run")
     if (args.iter == stages.RUN) != (args.stage == "finalize"):
@@ -54,3 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"committed seq={event['seq']} {args.iter}/{args.stage} status={args.status} run={st['status']}"
               f" next={nxt if nxt else 'none'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -13,8 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults, labels, rca_report
+import click
+
+from tao_aoi import cli, defaults, rca_report
 from tao_aoi.errors import UserError
+from tao_aoi.report import fmt
 
 
 def check_report(path: str) -> int:
@@ -28,56 +31,57 @@ def check_report(path: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("gap_analysis.py", __doc__)
-    p.add_argument("--inference-csv", help="columns input_path, object_name, label, siamese_score [, golden_path]")
-    p.add_argument("--train-spec", help="TAO train spec: dataset.classify.input_map (lights) and image_ext")
-    p.add_argument("--images-root", help="the directory the CSV's input_path/golden_path are relative to")
-    p.add_argument("--results-dir", help="output folder (e.g. <R>/<iter>/rca)")
-    p.add_argument("--min-recall", type=float, default=defaults.MIN_RECALL,
-                   help=f"defect recall the threshold must keep, a fraction (default {defaults.MIN_RECALL:g})")
-    p.add_argument("--top-k-per-label", type=int, default=defaults.TOP_K_PER_LABEL,
-                   help=f"weakest samples kept per label (default {defaults.TOP_K_PER_LABEL})")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="use this threshold instead of searching (e.g. the deployed one)")
-    p.add_argument("--pass-label", default=labels.PASS, help="the negative class (default PASS; any case)")
-    p.add_argument("--agent-review", action="store_true",
-                   help="add TODO(agent) placeholders for an agent's visual review (what next_stage.py prints)")
-    p.add_argument("--limiting-samples", type=int, default=defaults.LIMITING_SAMPLES,
-                   help=f"defects that pin the threshold to list (default {defaults.LIMITING_SAMPLES})")
-    p.add_argument("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
-    p.add_argument("--json", action="store_true", help="print metrics.json on stdout")
-    args = p.parse_args(argv)
+@cli.command("gap_analysis.py", __doc__, next_step="read the verdict in RCA_Report.md (with --agent-review: fill its "
+             "TODO(agent) items and check them with python3 scripts/gap_analysis.py --check-report "
+             "<results-dir>/RCA_Report.md), then commit the rca stage (next_stage.py prints the line)")
+@click.option("--inference-csv", help="columns input_path, object_name, label, siamese_score [, golden_path]")
+@cli.option("--train-spec")
+@cli.option("--images-root")
+@cli.option("--results-dir", required=False, help="output folder (e.g. <R>/<iter>/rca)")
+@cli.option("--min-recall")
+@cli.option("--top-k-per-label")
+@click.option("--threshold", type=float, default=None, help="use this threshold instead of searching (e.g. the deployed one)")
+@cli.option("--pass-label")
+@click.option("--agent-review", is_flag=True,
+              help="add TODO(agent) placeholders for an agent's visual review (what next_stage.py prints)")
+@click.option("--limiting-samples", type=click.IntRange(min=0), default=defaults.LIMITING_SAMPLES,
+              help="defects that pin the threshold to list in metrics.json and the report")
+@click.option("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
+@cli.option("--json", help="print metrics.json on stdout")
+def command(args) -> int:
     if args.check_report:
         return check_report(args.check_report)
     missing = [f for f in ("inference_csv", "train_spec", "images_root", "results_dir") if not getattr(args, f)]
     if missing:
         raise UserError(f"--{missing[0].replace('_', '-')} is required (see --help)")
-    if args.limiting_samples < 0:
-        raise UserError(f"--limiting-samples {args.limiting_samples} must be >= 0")
     from tao_aoi import gap_analysis  # numpy/pandas: not needed for --help or --check-report
 
     m = gap_analysis.run(args.inference_csv, args.train_spec, args.images_root, args.results_dir,
-                         min_recall=args.min_recall, top_k=args.top_k_per_label, fixed_threshold=args.threshold,
-                         pass_label=args.pass_label, report_mode="agent" if args.agent_review else "headless",
+                         min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,
+                         fixed_threshold=args.threshold, pass_label=args.pass_label,
+                         report_mode="agent" if args.agent_review else "headless",
                          limiting_limit=args.limiting_samples)
     if args.json:
         cli.emit_json(m)
         return 0
     cm = m["confusion_matrix"]
-    print(f"threshold {m['threshold']!r}: precision {m['precision']:.4g} recall {m['recall']:.4g} F1 {m['f1']:.4g} "
-          f"(tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']})")
+    print(f"threshold {fmt.exact(m['threshold'])}: precision {fmt.num(m['precision'])} recall {fmt.num(m['recall'])} "
+          f"F1 {fmt.num(m['f1'])} (tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']})")
     print(f"kept {m['n_kept_samples']} weak samples -> {m['n_gap_rows']} rows in "
           f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} flagged as possible "
           f"label errors")
-    lim = m["limiting"]
     if m["limiting_samples"]:
         first = m["limiting_samples"][0]
-        print(f"pinned by {first['label']} {first['input_path']}/{first['object_name']}: FAR {100 * lim['far']:.4g}% -> "
-              f"{100 * first['far_if_fixed']:.4g}% if fixed ({len(m['limiting_samples'])} limiting samples listed)")
+        print(f"pinned by {first['label']} {first['input_path']}/{first['object_name']}: FAR "
+              f"{fmt.ratio_pct(m['limiting']['far'])} -> {fmt.ratio_pct(first['far_if_fixed'])} if fixed "
+              f"({len(m['limiting_samples'])} limiting samples listed)")
     missing_imgs = sum(bool(s["missing_files"]) for s in m["rca_images"])
     report = Path(args.results_dir) / "RCA_Report.md"
     print(f"spot check: {len(m['rca_images'])} sheets in {Path(args.results_dir) / gap_analysis.IMAGES_DIR}"
           + (f" ({missing_imgs} with missing images)" if missing_imgs else "")
           + (f"; fill the TODO(agent) items of {report}" if args.agent_review else f"; verdict in {report}"))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -11,22 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults
+import click
+
+from tao_aoi import cli
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import InferJob
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("infer.py", __doc__)
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--spec", required=True, type=Path, help="the spec the checkpoint was trained with "
-                                                            "(its experiment.yaml)")
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--csv", required=True, type=Path)
-    p.add_argument("--images-root", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--json", action="store_true", help="print the job result as JSON")
-    args = p.parse_args(argv)
+@cli.command("infer.py", __doc__, next_step="python3 scripts/analyze_kpi.py <output-dir>/inference.csv --output-dir "
+             "<output-dir> --kpi-target T")
+@cli.option("--backend")
+@cli.option("--spec", required=True, type=click.Path(path_type=Path),
+            help="the spec the checkpoint was trained with (its experiment.yaml)")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--csv", required=True, type=click.Path(path_type=Path), help="ChangeNet CSV to score")
+@cli.option("--images-root", required=True, type=click.Path(path_type=Path))
+@cli.option("--output-dir", type=click.Path(path_type=Path))
+@cli.option("--json", help="print the job result as JSON")
+def command(args) -> int:
     handle = get_backend(args.backend).infer(InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv,
                                                       images_root=args.images_root, output_dir=args.output_dir))
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,
@@ -36,3 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"infer {handle.state.lower()}: {result['inference_csv']} ({handle.detail})")
     return 0 if handle.state == "COMPLETE" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tao_aoi import cli, defaults, sdg_ingest
+import click
+
+from tao_aoi import cli, sdg_ingest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("ingest_sdg.py", __doc__)
-    p.add_argument("--routing", required=True, help="route_samples.py output folder (holds sdg_gaps.parquet)")
-    p.add_argument("--sdg-pool", required=True, help="AnomalyGen output folder (reconstructed_image/, original_image/)")
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG, help="rows to ingest (default %(default)s)")
-    p.add_argument("--results-dir", required=True, help="output folder, e.g. <R>/iterN/sdg")
-    p.add_argument("--images-root", required=True, help="root the training CSV paths are relative to")
-    p.add_argument("--train-spec", required=True, help="spec with the lights and image_ext")
-    p.add_argument("--history", required=True, help="ledger of samples used by earlier iterations (<R>/sdg_history.json)")
-    p.add_argument("--iteration", required=True, help="this iteration's label, e.g. iter2")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("ingest_sdg.py", __doc__, next_step="python3 scripts/mine_pool.py --targets <R>/iterN/routing/"
+             "mining_gaps.parquet ... (next_stage.py prints the exact line after this stage's commit)")
+@click.option("--routing", required=True, help="route_samples.py output folder (holds sdg_gaps.parquet)")
+@click.option("--sdg-pool", required=True, help="AnomalyGen output folder (reconstructed_image/, original_image/)")
+@cli.option("--num-sdg")
+@cli.option("--results-dir", help="output folder, e.g. <R>/iterN/sdg")
+@cli.option("--images-root", required=True, help="root the training CSV paths are relative to")
+@cli.option("--train-spec", required=True)
+@cli.option("--history", help="ledger of samples used by earlier iterations (<R>/sdg_history.json)")
+@cli.option("--iteration")
+@cli.option("--json", help="print allocation.json")
+def command(args) -> int:
     alloc = sdg_ingest.ingest(args.routing, args.sdg_pool, args.num_sdg, args.results_dir, args.images_root,
                               args.train_spec, args.history, args.iteration)
     if args.json:
@@ -34,3 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = ", ".join(f"{k}={v}" for k, v in alloc["ingested"].items()) or "no label routed to SDG"
         print(f"ingested {alloc['total_ingested']} synthetic rows ({parts}) -> {args.results_dir}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -11,31 +11,50 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
-from tao_aoi import cli, defaults, state
+import click
+
+from tao_aoi import cli, state
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
 
-
-def build_parser() -> cli.ArgumentParser:
-    p = cli.parser("init_deft_state.py", __doc__)
-    p.add_argument("--results-dir", required=True, help="run folder, e.g. <ws>/results/run_YYYYMMDD_HHMMSS")
-    p.add_argument("--workspace", required=True, help="workspace root (DESIGN.md section 4 layout)")
-    p.add_argument("--max-iterations", required=True, type=int, help="DEFT iterations at most (required, never guessed)")
-    p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 0.1%% at Recall=100%%'")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG, help="synthetic rows per iteration (default %(default)s)")
-    p.add_argument("--top-k-per-label", type=int, default=defaults.TOP_K_PER_LABEL)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--min-recall", type=float, default=defaults.MIN_RECALL)
-    p.add_argument("--sdg-labels", default=",".join(defaults.SDG_LABELS), help="labels the SDG pool may supply")
-    for flag, what in (("--train-spec", "specs/baseline_spec.yaml"), ("--training-csv", "train/base/training_set.csv"),
+WORKSPACE_OVERRIDES = (("--train-spec", "specs/baseline_spec.yaml"), ("--training-csv", "train/base/training_set.csv"),
                        ("--validation-csv", "train/base/validation_set.csv"), ("--kpi-csv", "kpi/testing_set.csv"),
                        ("--images-root", "images/"), ("--sdg-pool", "augmentation/anomalygen/"),
-                       ("--mining-pool", "augmentation/mining_pool/mining_pool.csv")):
-        p.add_argument(flag, help=f"override <workspace>/{what}")
-    p.add_argument("--json", action="store_true", help="print the state as JSON")
-    return p
+                       ("--mining-pool", "augmentation/mining_pool/mining_pool.csv"))
+
+
+def workspace_overrides(fn):
+    """--train-spec, --training-csv, ...: each overrides one path of the workspace layout."""
+    for flag, what in reversed(WORKSPACE_OVERRIDES):
+        fn = click.option(flag, help=f"override <workspace>/{what}")(fn)
+    return fn
+
+
+@cli.command("init_deft_state.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (prints the "
+             "first stage and its exact commands)")
+@cli.option("--results-dir", help="run folder, e.g. <ws>/results/run_YYYYMMDD_HHMMSS")
+@cli.option("--workspace")
+@cli.option("--max-iterations", required=True)
+@cli.option("--kpi-target", required=True)
+@cli.option("--backend")
+@cli.deft_knobs
+@cli.option("--top-k-per-label")
+@cli.option("--min-recall")
+@cli.option("--sdg-labels")
+@workspace_overrides
+@cli.option("--json", help="print the state as JSON")
+def command(args) -> int:
+    st, created = state.init(args.results_dir, kpi_target=args.kpi_target, config=config_from_args(args))
+    if args.json:
+        cli.emit_json(st)
+    else:
+        verb = "initialised" if created else "resumed (already initialised with these arguments)"
+        print(f"{verb}: {args.results_dir} kpi={st['kpi_target']!r} max_iterations={st['config']['max_iterations']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
 
 
 def config_from_args(args) -> dict:
@@ -50,8 +69,6 @@ def config_from_args(args) -> dict:
             raise UserError(f"{flag} is out of range")
     if not -1.0 <= args.min_similarity <= 1.0:
         raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {args.min_similarity}")
-    if not 0.0 < args.min_recall <= 1.0:
-        raise UserError(f"--min-recall must be in (0, 1], got {args.min_recall}")
 
     def pick(override: str | None, default: Path) -> str:
         return str(Path(override).expanduser().resolve() if override else default)
@@ -71,7 +88,7 @@ def config_from_args(args) -> dict:
         "top_k_per_label": args.top_k_per_label,
         "top_k_per_target": args.top_k_per_target,
         "min_similarity": args.min_similarity,
-        "min_recall": args.min_recall,
+        "min_recall": cli.recall_ratio(args.min_recall),
         "sdg_labels": [s.strip().upper() for s in args.sdg_labels.split(",") if s.strip()],
     }
     for key in ("train_spec", "training_csv", "validation_csv", "kpi_csv"):
@@ -81,13 +98,3 @@ def config_from_args(args) -> dict:
         raise UserError(f"images root {cfg['images_root']} is not a directory; pass --images-root")
     return cfg
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    st, created = state.init(args.results_dir, kpi_target=args.kpi_target, config=config_from_args(args))
-    if args.json:
-        cli.emit_json(st)
-    else:
-        verb = "initialised" if created else "resumed (already initialised with these arguments)"
-        print(f"{verb}: {args.results_dir} kpi={st['kpi_target']!r} max_iterations={st['config']['max_iterations']}")
-    return 0

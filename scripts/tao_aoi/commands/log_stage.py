@@ -9,21 +9,23 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
+import click
+
 from tao_aoi import cli, stages, state
 from tao_aoi.errors import UserError
 from tao_aoi.layout import ITER_RE
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("log_stage.py", __doc__)
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--iter", required=True, help="baseline, iterN, final_automl or run")
-    p.add_argument("--stage", required=True, choices=stages.ALL_STAGES)
-    p.add_argument("--status", required=True, choices=("ok", "error"))
-    p.add_argument("--summary", required=True)
-    p.add_argument("--duration-sec", type=float, default=0.0)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("log_stage.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (unchanged: a note is "
+             "not a stage result; record results with commit_stage.py)")
+@cli.option("--results-dir")
+@cli.option("--iter")
+@click.option("--stage", required=True, type=click.Choice(stages.ALL_STAGES))
+@click.option("--status", required=True, type=click.Choice(("ok", "error")))
+@click.option("--summary", required=True, help="one line for the log and the report")
+@click.option("--duration-sec", type=float, default=0.0)
+@cli.option("--json", help="print the logged event as JSON")
+def command(args) -> int:
     if args.iter != stages.RUN and not ITER_RE.match(args.iter):
         raise UserError(f"--iter {args.iter!r} must be baseline, iterN (N >= 1), final_automl or run")
     event = state.log(args.results_dir, label=args.iter, stage=args.stage, status=args.status,
@@ -33,3 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"logged seq={event['seq']} {args.iter}/{args.stage} {args.status}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

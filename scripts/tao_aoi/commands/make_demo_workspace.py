@@ -11,18 +11,20 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+import click
+
 from tao_aoi import cli, demo_workspace
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("make_demo_workspace.py", __doc__)
-    p.add_argument("--out", required=True, help="workspace folder to create")
-    p.add_argument("--preset", default="demo", choices=tuple(demo_workspace.PRESETS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("make_demo_workspace.py", __doc__, next_step="python3 scripts/preflight.py --workspace OUT "
+             "--max-iterations 3 --kpi-target 'FAR < 2% at Recall=100%' (then run_pipeline.py with the same options)")
+@click.option("--out", required=True, help="workspace folder to create")
+@click.option("--preset", default="demo", type=click.Choice(tuple(demo_workspace.PRESETS)))
+@click.option("--seed", type=int, default=0)
+@click.option("--force", is_flag=True, help="replace an existing non-empty --out")
+@cli.option("--json", help="print the manifest as JSON")
+@cli.option("--quiet")
+def command(args) -> int:
     say = None if args.quiet or args.json else (lambda msg: print(f"  {msg}", file=sys.stderr))
     manifest = demo_workspace.build(args.out, args.preset, args.seed, force=args.force, progress=say)
     if args.json:
@@ -31,3 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"workspace {args.out}")
         print(demo_workspace.describe(manifest))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

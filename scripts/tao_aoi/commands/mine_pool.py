@@ -13,29 +13,32 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tao_aoi import cli, defaults, mining
+import click
+
+from tao_aoi import cli, mining
+from tao_aoi.report import fmt
 from tao_aoi.backends import get_backend
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("mine_pool.py", __doc__)
-    p.add_argument("--targets", required=True, help="mining_gaps.parquet (weak samples routed to mining)")
-    p.add_argument("--mining-pool", required=True, help="mining pool CSV (ChangeNet columns, labelled)")
-    p.add_argument("--images-root", required=True)
-    p.add_argument("--results-dir", required=True, help="output folder, e.g. <R>/iterN/mining")
-    p.add_argument("--train-spec", required=True, help="spec with the lights and image_ext")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS, help="where the embedder runs")
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--history", required=True, help="ledger of rows mined by earlier iterations (<R>/mining_history.json)")
-    p.add_argument("--iteration", required=True, help="this iteration's label, e.g. iter2")
-    p.add_argument("--exclude", action="append", default=[], help="held-out CSV whose samples must never be mined")
-    p.add_argument("--embedding-cache", help="folder to cache the pool's embeddings across iterations")
-    p.add_argument("--method", default="auto", choices=mining.METHODS,
-                   help=f"k-NN search: exact (numpy, blocked), ann (faiss HNSW) or auto (ann from "
-                        f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:g} pool rows; see bench/mining.py)")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("mine_pool.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then "
+             "python3 scripts/assemble_dataset.py --results-dir R --iter N")
+@click.option("--targets", required=True, help="mining_gaps.parquet (weak samples routed to mining)")
+@click.option("--mining-pool", required=True, help="mining pool CSV (ChangeNet columns, labelled)")
+@cli.option("--images-root", required=True)
+@cli.option("--results-dir", help="output folder, e.g. <R>/iterN/mining")
+@cli.option("--train-spec", required=True)
+@cli.option("--backend", help="where the embedder runs")
+@cli.option("--top-k-per-target")
+@cli.option("--min-similarity")
+@cli.option("--history", help="ledger of rows mined by earlier iterations (<R>/mining_history.json)")
+@cli.option("--iteration")
+@click.option("--exclude", multiple=True, help="held-out CSV whose samples must never be mined (repeatable)")
+@click.option("--embedding-cache", help="folder to cache the pool's embeddings across iterations")
+@click.option("--method", default="auto", type=click.Choice(mining.METHODS),
+              help=f"k-NN search: exact (numpy, blocked), ann (faiss HNSW) or auto (ann from "
+                   f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:g} pool rows; see bench/mining.py)")
+@cli.option("--json", help="print mining_summary.json")
+def command(args) -> int:
     summary = mining.mine(args.targets, args.mining_pool, args.images_root, args.results_dir, args.train_spec,
                           get_backend(args.backend), args.top_k_per_target, args.min_similarity, args.history,
                           args.iteration, exclude=args.exclude, cache_dir=args.embedding_cache, method=args.method)
@@ -45,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no weak samples were routed to mining; wrote empty mined_rows.csv and knn_summary.csv")
     else:
         print(f"mined {summary['mined']} new rows for {summary['targets']} targets "
-              f"({summary['above_floor']} candidates >= {summary['min_similarity']:g}, "
+              f"({summary['above_floor']} candidates >= {fmt.num(summary['min_similarity'])}, "
               f"{summary['mined_earlier']} mined earlier, {summary['excluded_heldout']} held-out pool rows excluded; "
               f"search {summary['method']}, pool embeddings {summary['pool_embeddings']})")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

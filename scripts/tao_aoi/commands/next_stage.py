@@ -36,11 +36,11 @@ def next_step(results_dir: str) -> dict:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("next_stage.py", __doc__)
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("next_stage.py", __doc__, next_step="run the printed commands in order, then the printed "
+             "commit_stage.py line (with --status error --summary '<what failed>' if one fails)")
+@cli.option("--results-dir")
+@cli.option("--json", help="print the step as JSON")
+def command(args) -> int:
     out = next_step(args.results_dir)
     if args.json:
         cli.emit_json(out)
@@ -58,3 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  commit: {out['commit']}")
     print("  (on failure: rerun the commit with --status error --summary '<what failed>')")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tao_aoi import cli, defaults, preflight
+import click
+
+from tao_aoi import cli, preflight
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("preflight.py", __doc__)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--max-iterations", type=int)
-    p.add_argument("--kpi-target")
-    p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS)
-    p.add_argument("--algorithm", default="bayesian")
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--dry-run", action="store_true", help="time one training epoch for the compute estimate")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("preflight.py", __doc__, next_step="after the user approves: python3 scripts/run_pipeline.py "
+             "--workspace W --max-iterations N --kpi-target T --yes (same options)")
+@cli.option("--workspace")
+@cli.option("--backend")
+@cli.option("--max-iterations")
+@cli.option("--kpi-target")
+@cli.option("--trials")
+@cli.option("--algorithm")
+@cli.deft_knobs
+@click.option("--dry-run", is_flag=True, help="time one training epoch for the compute estimate")
+@cli.option("--json", help="print the report as JSON")
+def command(args) -> int:
     dry = preflight.dry_run(args.workspace, args.backend) if args.dry_run else None
     report = preflight.run(args.workspace, args.backend, args.max_iterations, args.kpi_target, trials=args.trials,
                            algorithm=args.algorithm, num_sdg=args.num_sdg, top_k_per_target=args.top_k_per_target,
@@ -37,3 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(preflight.render(report))
     return 0 if report["ready"] else 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -10,20 +10,25 @@ from __future__ import annotations
 from typing import Sequence
 
 from tao_aoi import cli, deliverable
+from tao_aoi.report import fmt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("prepare_inference_spec.py", __doc__)
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("prepare_inference_spec.py", __doc__, next_step="the commit_stage.py line next_stage.py printed "
+             "(finalize), then python3 scripts/render_report.py --results-dir R")
+@cli.option("--results-dir")
+@cli.option("--json", help="print best_model.json")
+def command(args) -> int:
     model = deliverable.prepare(args.results_dir)
     if args.json:
         cli.emit_json(model)
     else:
         r = model["metric_result"]
-        print(f"deliverable: {model['iteration']} {r['name']}={r['value']:.4g}{r.get('unit', '')} "
+        print(f"deliverable: {model['iteration']} {r['name']}={fmt.num(r['value'])}{r.get('unit', '')} "
               f"(passed={model['passed']}) checkpoint={model['checkpoint']}")
         if model["phase3_note"]:
             print(model["phase3_note"])
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -12,11 +12,11 @@ from typing import Sequence
 from tao_aoi import cli
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("render_report.py", __doc__)
-    p.add_argument("--results-dir", required=True, help="the run's results folder (RESULTS_DIR)")
-    p.add_argument("--json", action="store_true", help="print {report, status, best_iteration} as JSON")
-    args = p.parse_args(argv)
+@cli.command("render_report.py", __doc__, next_step="open the printed DEFT_Loop_Report.html in a browser (it works "
+             "offline); rerun after any later stage to refresh it")
+@cli.option("--results-dir", help="the run's results folder (RESULTS_DIR)")
+@cli.option("--json", help="print {report, status, best_iteration} as JSON")
+def command(args) -> int:
     from tao_aoi.report import render
 
     path, run = render.render(args.results_dir)
@@ -27,3 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"wrote {path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -7,13 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import click
+
 from tao_aoi import cli, versions
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("resolve_versions.py", __doc__)
-    p.add_argument("key", help="dotted key, e.g. images.tao_toolkit.data_services")
-    p.add_argument("--versions-file", default=str(versions.VERSIONS_FILE))
-    args = p.parse_args(argv)
+@cli.command("resolve_versions.py", __doc__, next_step="use the printed value, e.g. docker pull <image> (preflight.py "
+             "lists which images are present)")
+@click.argument("key")
+@click.option("--versions-file", default=str(versions.VERSIONS_FILE), help="the pinned versions file")
+def command(args) -> int:
     print(versions.resolve(args.key, Path(args.versions_file)))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

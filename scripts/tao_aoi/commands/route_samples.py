@@ -12,22 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults, labels, routing
+import click
+
+from tao_aoi import cli, routing
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("route_samples.py", __doc__)
-    p.add_argument("--gaps", required=True, help="kpi_gaps.parquet from gap_analysis.py")
-    p.add_argument("--sdg-pool", required=True, help="AnomalyGen output folder or its SDG_result.csv")
-    p.add_argument("--mining-pool", required=True, help="mining pool CSV (a label column at least)")
-    p.add_argument("--results-dir", required=True, help="output folder (e.g. <R>/iterN/routing)")
-    p.add_argument("--sdg-labels", default=",".join(defaults.SDG_LABELS),
-                   help=f"labels AnomalyGen can synthesise (default {','.join(defaults.SDG_LABELS)})")
-    p.add_argument("--pass-label", default=labels.PASS, help="the negative class (default PASS; any case)")
-    p.add_argument("--exclude-relabel", action="store_true",
-                   help="keep rows that look mislabelled out of both routes (bucket 'relabel')")
-    p.add_argument("--json", action="store_true", help="print routing_summary.json on stdout")
-    args = p.parse_args(argv)
+@cli.command("route_samples.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then "
+             "ingest_sdg.py (sdg) and mine_pool.py (mining) as next_stage.py prints them")
+@click.option("--gaps", required=True, help="kpi_gaps.parquet from gap_analysis.py")
+@click.option("--sdg-pool", required=True, help="AnomalyGen output folder or its SDG_result.csv")
+@click.option("--mining-pool", required=True, help="mining pool CSV (a label column at least)")
+@cli.option("--results-dir", help="output folder (e.g. <R>/iterN/routing)")
+@cli.option("--sdg-labels")
+@cli.option("--pass-label")
+@click.option("--exclude-relabel", is_flag=True,
+              help="keep rows that look mislabelled out of both routes (bucket 'relabel')")
+@cli.option("--json", help="print routing_summary.json on stdout")
+def command(args) -> int:
     s = routing.run(args.gaps, args.sdg_pool, args.mining_pool, args.results_dir,
                     sdg_labels=args.sdg_labels.split(","), pass_label=args.pass_label,
                     exclude_relabel=args.exclude_relabel)
@@ -42,3 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{o['relabel_review.csv']} samples to review for relabelling; summary in "
           f"{Path(args.results_dir) / 'routing_summary.json'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

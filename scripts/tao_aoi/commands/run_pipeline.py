@@ -13,33 +13,29 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tao_aoi import cli, defaults, phases
+import click
+
+from tao_aoi import cli, phases
 from tao_aoi.errors import UserError
 
 
-def build_parser() -> cli.ArgumentParser:
-    p = cli.parser("run_pipeline.py", __doc__)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--results-dir", help="run folder (default: resume the newest matching unfinished run, "
-                                         "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--phases", default="all", choices=phases.PHASE_SETS)
-    p.add_argument("--max-iterations", type=int, required=True, help="DEFT iterations at most (never guessed)")
-    p.add_argument("--kpi-target", required=True, help="e.g. 'FAR < 2%% at Recall=100%%'")
-    p.add_argument("--trials", type=int, default=defaults.AUTOML_TRIALS, help="AutoML trials per phase")
-    p.add_argument("--algorithm", default="bayesian", choices=phases.ALGORITHMS, help="AutoML search algorithm")
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--seed", type=int, default=defaults.SEED)
-    p.add_argument("--yes", action="store_true", help="approve the plan without asking (CI / batch)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@cli.command("run_pipeline.py", __doc__, next_step="open the report whose path it prints last; on a hard stop, fix "
+             "the cause and rerun the same command")
+@cli.option("--workspace")
+@cli.option("--results-dir", required=False, help="run folder (default: resume the newest matching unfinished run, "
+                                                  "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
+@cli.option("--backend")
+@click.option("--phases", default="all", type=click.Choice(phases.PHASE_SETS))
+@cli.option("--max-iterations", required=True)
+@cli.option("--kpi-target", required=True)
+@cli.option("--trials")
+@cli.option("--algorithm")
+@cli.deft_knobs
+@cli.option("--seed")
+@click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
+@cli.option("--quiet")
+@cli.option("--json", help="print the final summary as JSON")
+def command(args) -> int:
     if args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.trials < 1:
@@ -60,3 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(phases.render_summary(summary))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -11,30 +11,31 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tao_aoi import cli, defaults, handoff
+import click
+
+from tao_aoi import cli, handoff
 from tao_aoi.commands import init_deft_state
+from tao_aoi.report import fmt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("seed_baseline.py", __doc__)
-    p.add_argument("--best-rec", required=True, help="Phase 1 best_rec.json (automl.py)")
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--max-iterations", type=int, help="initialise the run (else it must exist)")
-    p.add_argument("--kpi-target", help="with --max-iterations: the KPI contract, e.g. 'FAR < 2%% at Recall=100%%'")
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--num-sdg", type=int, default=defaults.NUM_SDG)
-    p.add_argument("--top-k-per-target", type=int, default=defaults.TOP_K_PER_TARGET)
-    p.add_argument("--min-similarity", type=float, default=defaults.MIN_SIMILARITY)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("seed_baseline.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (continues at "
+             "baseline/evaluate)")
+@click.option("--best-rec", required=True, help="Phase 1 best_rec.json (automl.py)")
+@cli.option("--results-dir")
+@cli.option("--workspace")
+@cli.option("--max-iterations", help="initialise the run (else it must exist)")
+@cli.option("--kpi-target", help="with --max-iterations: the KPI contract, e.g. 'FAR < 2% at Recall=100%'")
+@cli.option("--backend")
+@cli.deft_knobs
+@cli.option("--json")
+def command(args) -> int:
     config = None
     if args.max_iterations is not None or args.kpi_target is not None:
         if args.max_iterations is None or args.kpi_target is None:
             from tao_aoi.errors import UserError
 
             raise UserError("give both --max-iterations and --kpi-target to initialise the run, or neither")
-        init_args = init_deft_state.build_parser().parse_args([
+        init_args = cli.parse(init_deft_state.command, [
             "--results-dir", args.results_dir, "--workspace", args.workspace, "--max-iterations",
             str(args.max_iterations), "--kpi-target", args.kpi_target, "--backend", args.backend,
             "--num-sdg", str(args.num_sdg), "--top-k-per-target", str(args.top_k_per_target),
@@ -44,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         cli.emit_json(out)
     elif out["seeded"]:
-        print(f"seeded baseline from AutoML trial {out['trial']} (val FAR {out['score']:.4g}%); spec {out['spec']}")
+        print(f"seeded baseline from AutoML trial {out['trial']} (val FAR {fmt.num(out['score'])}%); spec {out['spec']}")
     else:
         print(f"nothing to do: {out['reason']}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import click
+
 from tao_aoi import cli, defaults
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import TrainJob
@@ -36,19 +38,19 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("train.py", __doc__)
-    p.add_argument("--backend", default="local", choices=defaults.BACKENDS)
-    p.add_argument("--spec", required=True, type=Path, help="TAO-shaped train spec (YAML)")
-    p.add_argument("--train-csv", required=True, type=Path)
-    p.add_argument("--val-csv", required=True, type=Path, help="validation CSV (per-epoch val FAR, best epoch)")
-    p.add_argument("--images-root", required=True, type=Path, help="folder the CSV paths are relative to")
-    p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--init-checkpoint", type=Path, help="fine-tune from this checkpoint")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a dotted spec key (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the job result as JSON")
-    args = p.parse_args(argv)
+@cli.command("train.py", __doc__, next_step="in a DEFT run, the commit_stage.py line next_stage.py printed; else "
+             "python3 scripts/infer.py --spec <output-dir>/experiment.yaml --checkpoint <output-dir>/best.ckpt ...")
+@cli.option("--backend")
+@cli.option("--spec", required=True, type=click.Path(path_type=Path))
+@click.option("--train-csv", required=True, type=click.Path(path_type=Path))
+@click.option("--val-csv", required=True, type=click.Path(path_type=Path),
+              help="validation CSV (per-epoch val FAR, best epoch)")
+@cli.option("--images-root", required=True, type=click.Path(path_type=Path))
+@cli.option("--output-dir", type=click.Path(path_type=Path))
+@click.option("--init-checkpoint", type=click.Path(path_type=Path), help="fine-tune from this checkpoint")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a dotted spec key (repeatable)")
+@cli.option("--json", help="print the job result as JSON")
+def command(args) -> int:
     job = TrainJob(spec=args.spec, train_csv=args.train_csv, val_csv=args.val_csv, images_root=args.images_root,
                    output_dir=args.output_dir, init_checkpoint=args.init_checkpoint, overrides=parse_sets(args.sets))
     handle = get_backend(args.backend).train(job)
@@ -60,3 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"train {handle.state.lower()}: {result['checkpoint']} ({handle.detail})")
     return 0 if handle.state == "COMPLETE" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

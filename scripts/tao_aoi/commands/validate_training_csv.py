@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import click
+
 from tao_aoi import atomic, changenet_csv, cli, dataset_checks, train_spec
 from tao_aoi.errors import HardStop
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("validate_training_csv.py", __doc__)
-    p.add_argument("--csv", required=True)
-    p.add_argument("--images-root", required=True)
-    p.add_argument("--train-spec", required=True, help="spec giving the lights (dataset.classify.input_map) and image_ext")
-    p.add_argument("--against", action="append", default=[], help="held-out CSV to check for leakage (repeatable)")
-    p.add_argument("--report-json", help="write the report here")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+@cli.command("validate_training_csv.py", __doc__, next_step="python3 scripts/train.py --train-csv CSV ... (or fix "
+             "what it lists and run it again)")
+@click.option("--csv", required=True, help="the training CSV")
+@cli.option("--images-root", required=True)
+@cli.option("--train-spec", required=True)
+@click.option("--against", multiple=True, help="held-out CSV to check for leakage (repeatable)")
+@click.option("--report-json", help="write the report here")
+@cli.option("--json", help="print the report as JSON")
+def command(args) -> int:
     spec = train_spec.load(args.train_spec)
     lights, ext = train_spec.lights(spec, args.train_spec), train_spec.image_ext(spec, args.train_spec)
     raw = changenet_csv.read(args.csv, what="training CSV", canonicalize=False)
@@ -39,3 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {w}")
         print(f"ok: {report['rows']} rows, {len(lights)} light(s), labels {report['labels']}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)

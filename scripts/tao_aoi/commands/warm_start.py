@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import click
+
 from tao_aoi import cli, handoff, search_space
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.parser("warm_start.py", __doc__)
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--search-space", help="base space to narrow (default: the backend's model space)")
-    p.add_argument("--register", metavar="BEST_REC", help="Phase 3 best_rec.json to register as final_automl")
-    args = p.parse_args(argv)
+@cli.command("warm_start.py", __doc__, next_step="without --register: python3 scripts/automl.py with the printed "
+             "train CSV, --warm-start checkpoint and --search-space; with --register: python3 scripts/next_stage.py "
+             "--results-dir R")
+@cli.option("--results-dir")
+@cli.option("--search-space", help="base space to narrow (default: the backend's model space)")
+@click.option("--register", metavar="BEST_REC", help="Phase 3 best_rec.json to register as final_automl")
+def command(args) -> int:
     if args.register:
         out = handoff.register_phase3(args.results_dir, args.register)
     else:
@@ -28,3 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = handoff.warm_start_inputs(args.results_dir, space)
     cli.emit_json(out)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.invoke(command, argv)
