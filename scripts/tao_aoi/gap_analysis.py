@@ -11,6 +11,10 @@ tests/test_gap_analysis_nvidia.py holds all of this to NVIDIA's own vcn_aoi on t
 On top of NVIDIA's outputs: the defects that pin the KPI threshold (limiting.py) in metrics.json
 and as ``limiting_rank`` / ``pinned_share`` columns of the kept rows (routing weights them first),
 label-issue flags, spot-check thumbnails, and RCA_Report.md (rca_report.py).
+
+No pandas: the CSV comes in as numpy columns (changenet_csv.read_columns) and the parquet goes out
+through pyarrow, because importing pandas costs more than the whole analysis of a small KPI set
+(bench/gaps.py, against NVIDIA's pandas script).
 """
 from __future__ import annotations
 
@@ -21,10 +25,9 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from tao_aoi import atomic, changenet_csv, defaults, kpi, label_noise, labels, limiting, rca_report, train_spec
 from tao_aoi.errors import HardStop, UserError
@@ -107,31 +110,79 @@ def top_k_per_label(label_codes: np.ndarray, weak: np.ndarray, k: int) -> np.nda
     return order[rank < k]
 
 
-def per_label_stats(df: pd.DataFrame, weak: np.ndarray, wrong: np.ndarray) -> dict[str, dict[str, Any]]:
-    g = pd.DataFrame({"label": df["label"].to_numpy(), "w": weak, "m": wrong}).groupby("label", sort=True)
-    agg = g.agg(total=("w", "size"), mean_weakness=("w", "mean"), median_weakness=("w", "median"),
-                max_weakness=("w", "max"), misclassified=("m", "sum"))
-    return {str(lbl): {"total": int(r.total), "mean_weakness": float(r.mean_weakness),
-                       "median_weakness": float(r.median_weakness), "max_weakness": float(r.max_weakness),
-                       "misclassified": int(r.misclassified)} for lbl, r in agg.iterrows()}
+def label_codes(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(code per row, labels): codes numbered in sorted label order, like pd.factorize(sort=True)."""
+    codes, uniq = changenet_csv.factorize(values)
+    order = sorted(range(len(uniq)), key=uniq.__getitem__)
+    remap = np.empty(len(uniq), dtype=np.int64)
+    remap[order] = np.arange(len(uniq))
+    return remap[codes], [uniq[i] for i in order]
 
 
-def expand_per_light(kept: pd.DataFrame, images_root: str | Path, lights: Sequence[str], ext: str) -> pd.DataFrame:
-    """One row per (kept sample, light), lights in input_map order; golden file too when known."""
-    n, L = len(kept), len(lights)
-    rep = kept.iloc[np.repeat(np.arange(n), L)].reset_index(drop=True)
-    light_col = np.tile(np.asarray(lights, dtype=object), n)
-    files = np.empty(n * L, dtype=object)
-    goldens = np.empty(n * L, dtype=object) if "golden_path" in kept.columns else None
-    for j, light in enumerate(lights):
-        files[j::L] = changenet_csv.image_files(kept, images_root, "input_path", light, ext)
-        if goldens is not None:
-            goldens[j::L] = changenet_csv.image_files(kept, images_root, "golden_path", light, ext)
-    rep.insert(0, "filepath", files)
-    rep.insert(rep.columns.get_loc("weakness") + 1, "light", light_col)
-    if goldens is not None:
-        rep.insert(rep.columns.get_loc("golden_path") + 1, "golden_filepath", goldens)
-    return rep
+def per_label_stats(codes: np.ndarray, names: Sequence[str], weak: np.ndarray, wrong: np.ndarray
+                    ) -> dict[str, dict[str, Any]]:
+    """total, mean/median/max weakness and misclassified count of every label (one sort)."""
+    total = np.bincount(codes, minlength=len(names))
+    order = np.lexsort((weak, codes))
+    sw = weak[order]
+    starts = np.concatenate(([0], np.cumsum(total)[:-1]))
+    median = (sw[starts + (total - 1) // 2] + sw[starts + total // 2]) / 2
+    mean = np.bincount(codes, weights=weak, minlength=len(names)) / total
+    wrong_n = np.bincount(codes, weights=wrong, minlength=len(names))
+    return {str(lbl): {"total": int(total[i]), "mean_weakness": float(mean[i]), "median_weakness": float(median[i]),
+                       "max_weakness": float(sw[starts[i] + total[i] - 1]), "misclassified": int(wrong_n[i])}
+            for i, lbl in enumerate(names)}
+
+
+def expand_per_light(kept: dict[str, np.ndarray], images_root: str | Path, lights: Sequence[str],
+                     ext: str) -> dict[str, np.ndarray]:
+    """One row per (kept sample, light), lights in input_map order; golden file too when known.
+
+    Columns: ``filepath`` first, ``light`` after ``weakness``, ``golden_filepath`` after ``golden_path``.
+    """
+    n, L = len(kept["label"]), len(lights)
+    root = str(images_root)
+    out: dict[str, np.ndarray] = {"filepath": np.array(
+        [changenet_csv.image_file(root, d, o, lt, ext) for d, o in zip(kept["input_path"], kept["object_name"])
+         for lt in lights], dtype=object)}
+    for name, values in kept.items():
+        out[name] = np.repeat(values, L)
+        if name == "weakness":
+            out["light"] = np.tile(np.asarray(lights, dtype=object), n)
+        if name == "golden_path":
+            out["golden_filepath"] = np.array(
+                [changenet_csv.image_file(root, d, o, lt, ext) for d, o in zip(kept["golden_path"], kept["object_name"])
+                 for lt in lights], dtype=object)
+    return out
+
+
+def _arrow(values: np.ndarray):
+    """One pyarrow array built from buffers: ``pa.array`` would import pandas just to check for it."""
+    import pyarrow as pa
+
+    n = len(values)
+    if values.dtype == object:  # text: large_string, what pandas writes
+        enc = [str(v).encode() for v in values]
+        offsets = np.concatenate(([0], np.cumsum([len(e) for e in enc], dtype=np.int64))).astype(np.int64)
+        return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(enc))])
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+    kinds = {"i": (pa.int64(), np.int64), "f": (pa.float64(), np.float64)}
+    typ, np_type = kinds[values.dtype.kind]
+    data = np.ascontiguousarray(values, dtype=np_type)
+    nan = np.isnan(data) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
+    valid = pa.py_buffer(np.packbits(~nan, bitorder="little")) if nan.any() else None  # NaN -> null, as pandas
+    return pa.Array.from_buffers(typ, n, [valid, pa.py_buffer(data)], null_count=int(nan.sum()))
+
+
+def write_parquet(columns: Mapping[str, np.ndarray], path: Path) -> None:
+    """kpi_gaps.parquet, typed as pandas would write these columns (without importing it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_arrays([_arrow(v) for v in columns.values()], names=list(columns))
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 # --------------------------------------------------------------------------- thumbnails
@@ -161,7 +212,7 @@ def _caption_font():
     return ImageFont.load_default()
 
 
-def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequence[str], ext: str,
+def render_thumbnail(sample: Mapping[str, Any], images_root: str | Path, lights: Sequence[str], ext: str,
                      out: Path) -> list[str]:
     """One PNG inside the rca_images folder being built: a row per light, [test | golden] 128x128 each,
     captioned; returns missing files. Fast zlib level: thumbnails are small and written every RCA."""
@@ -169,7 +220,7 @@ def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequenc
 
     from PIL import Image, ImageDraw
 
-    cols = ["input_path"] + (["golden_path"] if "golden_path" in sample.index else [])
+    cols = ["input_path"] + (["golden_path"] if "golden_path" in sample else [])
     root, obj = str(images_root), str(sample["object_name"])
     cap = 14
     sheet = Image.new("RGB", (THUMB * len(cols) + 4 * (len(cols) - 1), (THUMB + cap) * len(lights)), (255, 255, 255))
@@ -188,13 +239,15 @@ def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequenc
     return missing
 
 
-def spot_check_rows(df: pd.DataFrame, weak: np.ndarray, positive: np.ndarray) -> pd.DataFrame:
-    """The 5 weakest PASS and the 5 weakest defect samples (weakest first within each)."""
+def spot_check_rows(weak: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Rows of the 5 weakest PASS and the 5 weakest defect samples (weakest first within each), and kinds."""
     order = np.argsort(-weak, kind="stable")
     picks = [order[~positive[order]][:SPOT_CHECK_PER_CLASS], order[positive[order]][:SPOT_CHECK_PER_CLASS]]
-    rows = df.iloc[np.concatenate(picks)].copy()
-    rows["kind"] = ["PASS"] * len(picks[0]) + ["DEFECT"] * len(picks[1])
-    return rows
+    return np.concatenate(picks), ["PASS"] * len(picks[0]) + ["DEFECT"] * len(picks[1])
+
+
+def _row(cols: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    return {k: v[i] for k, v in cols.items()}
 
 
 # --------------------------------------------------------------------------- end to end
@@ -228,7 +281,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     out = Path(results_dir)
     spec = train_spec.load(train_spec_path)
     lights, ext = train_spec.lights(spec, train_spec_path), train_spec.image_ext(spec, train_spec_path)
-    df, scores, positive = kpi.read_inference(inference_csv, pass_label)
+    cols, scores, positive = kpi.read_inference_columns(inference_csv, pass_label)
     try:
         sel = choose_threshold(scores, positive, min_recall, fixed_threshold)
     except Unreachable as exc:
@@ -239,31 +292,34 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     t = sel.point.threshold
     weak = weakness(scores, positive, t)
     wrong = positive != (scores > t)
-    codes, names = pd.factorize(df["label"], sort=True)
+    codes, names = label_codes(cols["label"])
     keep = top_k_per_label(codes, weak, top_k)
     issue, quality = label_noise.find(scores, positive, quality_rows=keep)
-    pinning = limiting.summary(df, scores, positive, codes, names, min_recall, limiting_limit, keep)
-    df["weakness"], df["misclassified"] = weak, wrong
-    df["label_issue"], df["label_quality"] = issue, quality
-    rank, share = np.zeros(len(df), dtype=np.int64), np.zeros(len(df))
+    pinning = limiting.summary(cols, scores, positive, codes, names, min_recall, limiting_limit, keep)
+    rank, share = np.zeros(scores.size, dtype=np.int64), np.zeros(scores.size)
     for entry in pinning["limiting_samples"]:
         rank[entry["line"] - 2], share[entry["line"] - 2] = entry["rank"], entry["pinned_share"]
-    df["limiting_rank"], df["pinned_share"] = rank, share
-    kept = df.iloc[keep].reset_index(drop=True)
     starts = np.searchsorted(codes[keep], codes[keep], side="left")
-    kept["weak_rank"] = np.arange(keep.size) - starts + 1
-    first = [c for c in (*GAPS_COLUMNS, "golden_path") if c in kept.columns and c not in ("filepath", "light")]
+    derived = {"weakness": weak, "misclassified": wrong, "label_issue": issue, "label_quality": quality,
+               "limiting_rank": rank, "pinned_share": share}
+    first = [c for c in (*GAPS_COLUMNS, "golden_path") if c in cols or c in derived]
+    first = [c for c in first if c not in ("filepath", "light")]
     tail = ["misclassified", "weak_rank", "label_issue", "label_quality", "limiting_rank", "pinned_share"]
-    kept = kept[first + tail + [c for c in kept.columns if c not in first and c not in tail]]
+    every = {**cols, **derived}
+    kept = {c: (np.arange(keep.size) - starts + 1 if c == "weak_rank" else every[c][keep])
+            for c in first + tail + [c for c in cols if c not in first and c not in tail]}
     gaps = expand_per_light(kept, images_root, lights, ext)
 
-    spots = spot_check_rows(df, weak, positive)
-    test_files = [f for light in lights for f in changenet_csv.image_files(spots, images_root, "input_path", light, ext)]
+    spot_rows, kinds = spot_check_rows(weak, positive)
+    root = str(images_root)
+    test_files = [changenet_csv.image_file(root, cols["input_path"][i], cols["object_name"][i], light, ext)
+                  for light in lights for i in spot_rows]
     if test_files and not any(os.path.isfile(f) for f in test_files):
         raise UserError(f"--images-root {images_root}: none of the spot-check images exists (first: {test_files[0]}); "
                         f"pass the image root the CSV paths are relative to")
 
     n_pass = int((~positive).sum())
+    n_kept = int(keep.size)
     p = sel.point
     metrics: dict[str, Any] = {
         "threshold": t, "min_recall": min_recall, "fixed_threshold": sel.fixed,
@@ -271,9 +327,9 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
         "n_rows": int(scores.size), "n_pass": n_pass, "n_defect": int(positive.sum()),
         "n_candidates": sel.n_candidates, "n_feasible": sel.n_feasible,
-        "per_label": per_label_stats(df, weak, wrong),
+        "per_label": per_label_stats(codes, names, weak, wrong),
         "top_k_per_label": top_k, "lights": list(lights), "image_ext": ext,
-        "n_kept_samples": len(kept), "n_gap_rows": len(gaps),
+        "n_kept_samples": n_kept, "n_gap_rows": n_kept * len(lights),
         "label_issues": {"method": label_noise.METHOD, "flagged": int(issue.sum()),
                          "flagged_kept": int(kept["label_issue"].sum())},
         **pinning,
@@ -283,23 +339,25 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     }
     spot_meta: list[dict[str, Any]] = []
     with atomic.atomic_dir(out / IMAGES_DIR) as tmp_dir:
-        for i, (_, row) in enumerate(spots.iterrows(), 1):
-            name = f"{i:02d}_{row['kind']}_{_safe(row['label'])}_{_safe(row['object_name'])}.png"
+        for i, (r, kind) in enumerate(zip(spot_rows.tolist(), kinds), 1):
+            row = _row(cols, r)
+            name = f"{i:02d}_{kind}_{_safe(row['label'])}_{_safe(row['object_name'])}.png"
             missing = render_thumbnail(row, images_root, lights, ext, tmp_dir / name)
-            spot_meta.append({"file": f"{IMAGES_DIR}/{name}", "kind": row["kind"], "label": row["label"],
+            spot_meta.append({"file": f"{IMAGES_DIR}/{name}", "kind": kind, "label": row["label"],
                               "object_name": row["object_name"], "input_path": row["input_path"],
-                              "siamese_score": float(row["siamese_score"]), "weakness": float(row["weakness"]),
+                              "siamese_score": float(scores[r]), "weakness": float(weak[r]),
                               "missing_files": missing})
     metrics["rca_images"] = spot_meta
-    breakdown = rca_report.breakdown_text(kept, t, top_k, len(lights))
-    flagged = kept[kept["label_issue"]].sort_values("label_quality", kind="stable").head(20)
+    breakdown = rca_report.breakdown_text(kept["label"], kept["misclassified"], t, top_k, len(lights))
+    flagged = np.flatnonzero(kept["label_issue"])
+    flagged = flagged[np.argsort(kept["label_quality"][flagged], kind="stable")][:20]
+    kept_rows = [_row(kept, i) for i in range(n_kept)]
 
-    with atomic.atomic_path(out / "kpi_gaps.parquet") as tmp:
-        gaps.to_parquet(tmp, index=False)
+    write_parquet(gaps, out / "kpi_gaps.parquet")
     atomic.write_text(out / "threshold.txt", f"{t!r}\n")
     atomic.write_json(out / "metrics.json", metrics)
     atomic.write_text(out / "weak_samples_breakdown.txt", breakdown)
-    atomic.write_text(out / "RCA_Report.md", rca_report.report_text(metrics, kept, spot_meta, breakdown, flagged,
-                                                                    mode=report_mode))
+    atomic.write_text(out / "RCA_Report.md", rca_report.report_text(metrics, kept_rows, spot_meta, breakdown,
+                                                                    [kept_rows[i] for i in flagged], mode=report_mode))
     _remove([out / UNREACHABLE])
     return metrics

@@ -22,7 +22,7 @@ One sort of the defects, one of the PASS scores, then searchsorted: O(n log n).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -113,17 +113,18 @@ def family_fixed_false_alarms(scores: np.ndarray, positive: np.ndarray, codes: n
     return out
 
 
-def summary(df_rows: Any, scores: np.ndarray, positive: np.ndarray, label_codes: np.ndarray, label_names: Any,
-            recall_target: float, limit: int, kept_rows: np.ndarray) -> dict[str, Any]:
-    """metrics.json's ``limiting``, ``limiting_samples`` and ``limiting_families`` entries."""
+def summary(columns: Mapping[str, np.ndarray], scores: np.ndarray, positive: np.ndarray, label_codes: np.ndarray,
+            label_names: Sequence[str], recall_target: float, limit: int, kept_rows: np.ndarray) -> dict[str, Any]:
+    """metrics.json's ``limiting``, ``limiting_samples`` and ``limiting_families`` entries (``columns``:
+    the CSV's, with input_path, object_name, label)."""
     lim = find(scores, positive, recall_target, limit)
     kept = set(np.asarray(kept_rows).tolist())
     far_fixed = lim.far_if_fixed()
     samples = []
     for j, r in enumerate(lim.rows.tolist()):
         samples.append({
-            "rank": j + 1, "line": r + 2, "input_path": str(df_rows["input_path"].iat[r]),
-            "object_name": str(df_rows["object_name"].iat[r]), "label": str(df_rows["label"].iat[r]),
+            "rank": j + 1, "line": r + 2, "input_path": str(columns["input_path"][r]),
+            "object_name": str(columns["object_name"][r]), "label": str(columns["label"][r]),
             "siamese_score": float(scores[r]), "pinned_false_alarms": int(lim.pinned[j]),
             "pinned_share": float(lim.pinned_share[j]), "false_alarms_if_fixed": int(lim.false_alarms_if_fixed[j]),
             "far_if_fixed": float(far_fixed[j]), "in_gaps": r in kept})

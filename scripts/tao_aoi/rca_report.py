@@ -37,17 +37,21 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return out
 
 
-def breakdown_text(kept: Any, threshold: float, k: int, n_lights: int) -> str:
-    """weak_samples_breakdown.txt from the kept samples (a DataFrame with label, misclassified)."""
-    total = len(kept)
-    g = kept.groupby("label", sort=True)["misclassified"].agg(["size", "sum"])
+def breakdown_text(kept_labels: Sequence[str], kept_wrong: Sequence[bool], threshold: float, k: int,
+                   n_lights: int) -> str:
+    """weak_samples_breakdown.txt from the kept samples' labels and misclassified flags."""
+    total = len(kept_labels)
+    per: dict[str, list[int]] = {}
+    for lbl, wrong in zip(kept_labels, kept_wrong):
+        c = per.setdefault(str(lbl), [0, 0])
+        c[0] += 1
+        c[1] += bool(wrong)
     lines = [f"Weak samples kept: {total} sample(s) x {n_lights} light(s) = {total * n_lights} row(s) in "
              f"kpi_gaps.parquet (top {k} per label, threshold {threshold!r})",
              "misclassified = on the wrong side of the threshold; marginal = correct but closest to it", "",
              f"{'label':<24} {'kept':>7} {'share':>7} {'misclassified':>14} {'marginal':>9}"]
-    for lbl, r in g.iterrows():
-        lines.append(f"{lbl:<24} {int(r['size']):>7} {100 * r['size'] / total:>6.1f}% {int(r['sum']):>14} "
-                     f"{int(r['size'] - r['sum']):>9}")
+    for lbl, (size, wrong_n) in sorted(per.items()):
+        lines.append(f"{lbl:<24} {size:>7} {100 * size / total:>6.1f}% {wrong_n:>14} {size - wrong_n:>9}")
     return "\n".join(lines) + "\n"
 
 
@@ -175,9 +179,10 @@ def _limiting_section(m: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- the whole report
 
 
-def report_text(m: dict[str, Any], kept: Any, spots: list[dict[str, Any]], breakdown: str, issues: Any, *,
-                mode: str = "headless", rows_per_label: int = 10) -> str:
-    """RCA_Report.md; ``kept``/``issues`` are DataFrames (label, object_name, input_path, siamese_score, ...)."""
+def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[dict[str, Any]], breakdown: str,
+                issues: Sequence[dict[str, Any]], *, mode: str = "headless", rows_per_label: int = 10) -> str:
+    """RCA_Report.md; ``kept``: the kept samples grouped by label, weakest first; ``issues``: those flagged as
+    possible label errors (each a dict with label, object_name, input_path, siamese_score, ...)."""
     if mode not in MODES:
         raise ValueError(f"report mode {mode!r} is not one of {MODES}")
     agent = mode == "agent"
@@ -217,10 +222,10 @@ def report_text(m: dict[str, Any], kept: Any, spots: list[dict[str, Any]], break
                  v["misclassified"]] for lbl, v in m["per_label"].items()]), "",
         f"## 4. Weakest samples per label (first {rows_per_label} of each; all of them in kpi_gaps.parquet)", "",
     ]
-    shown = kept.groupby("label", sort=True).head(rows_per_label)
+    shown = [r for r in kept if r["weak_rank"] <= rows_per_label]
     L += table(["label", "object_name", "input_path", "siamese_score", "weakness", "misclassified"],
-               [[r.label, r.object_name, r.input_path, fmt(r.siamese_score), fmt(r.weakness),
-                 "yes" if r.misclassified else "no"] for r in shown.itertuples()])
+               [[r["label"], r["object_name"], r["input_path"], fmt(r["siamese_score"]), fmt(r["weakness"]),
+                 "yes" if r["misclassified"] else "no"] for r in shown])
     L += ["", SPOT_SECTION, "",
           "Each image shows every light: test on the left, golden on the right."
           + (" Verdict: exactly one of " + ", ".join(f"`{v}`" for v in VERDICTS) + "." if agent else
@@ -238,8 +243,8 @@ def report_text(m: dict[str, Any], kept: Any, spots: list[dict[str, Any]], break
           "alike: check them in the spot check before believing either.", ""]
     if len(issues):
         L += table(["label", "object_name", "input_path", "siamese_score", "label quality"],
-                   [[r.label, r.object_name, r.input_path, fmt(r.siamese_score), fmt(r.label_quality)]
-                    for r in issues.itertuples()])
+                   [[r["label"], r["object_name"], r["input_path"], fmt(r["siamese_score"]), fmt(r["label_quality"])]
+                    for r in issues])
         L.append("")
     L += ["## 8. Recommended actions", "", *_actions(m, agent), "", *_limiting_section(m)]
     return "\n".join(L)
