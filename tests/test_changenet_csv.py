@@ -62,6 +62,18 @@ def test_read_columns_equals_read(tmp_path_factory, header, data, bom, required)
     assert a == b
 
 
+def test_a_large_file_gives_the_same_columns(tmp_path, monkeypatch):
+    p = tmp_path / "x.csv"
+    p.write_text("input_path,label,boardname\n" + "".join(f" b{i % 7}/t ,{'pass' if i % 3 else 'Missing'},00{i}\n"
+                                                        for i in range(2000)))
+    small = changenet_csv.read_columns(p, ("input_path", "label"))
+    monkeypatch.setattr(changenet_csv, "PANDAS_PARSE_BYTES", 10)
+    large = changenet_csv.read_columns(p, ("input_path", "label"))
+    assert list(small) == list(large) == ["input_path", "label", "boardname"]
+    assert all(small[c].tolist() == large[c].tolist() for c in small)
+    assert small["label"][0] == "MISSING" and small["boardname"][1] == "001"
+
+
 def test_too_many_fields_and_empty_file_are_refused_by_both(tmp_path):
     p = tmp_path / "x.csv"
     for text in ("input_path,label\na,PASS,extra\nb,PASS\n",  # pandas alone would shift the columns silently

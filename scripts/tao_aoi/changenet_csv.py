@@ -87,16 +87,25 @@ def read(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "C
     return df
 
 
+# Above this size pandas' C parser wins: importing pandas (~0.3 s) is then less than what the stdlib
+# csv module loses (~4 us per row), from about 150k rows of an inference.csv on; bench/gaps.py runs both sides.
+PANDAS_PARSE_BYTES = 8_000_000
+
+
 def read_columns(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
                  allow_empty: bool = False) -> dict[str, np.ndarray]:
-    """``read`` without pandas: {column: object array of str}, columns in file order, labels canonical.
+    """``read`` as {column: object array of str}, columns in file order, labels canonical; a file under
+    ``PANDAS_PARSE_BYTES`` is parsed without importing pandas.
 
-    Parsed like pandas does here: blank (or whitespace-only) lines skipped, short rows padded with "", a row with more
-    fields than the header refused, repeated header names numbered ``x.1``, ``x.2``.
+    Parsed like pandas does here: blank (or whitespace-only) lines skipped, short rows padded with "", a
+    row with more fields than the header refused, repeated header names numbered ``x.1``, ``x.2``.
     """
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} {p} does not exist")
+    if p.stat().st_size > PANDAS_PARSE_BYTES:
+        df = read(p, required, what=what, allow_empty=allow_empty)
+        return {str(c): df[c].to_numpy(dtype=object) for c in df.columns}
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if r and not (len(r) == 1 and r[0] and not r[0].strip())]
