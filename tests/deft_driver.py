@@ -59,10 +59,15 @@ def fake_outputs(st: dict, step: stages.Step, argv: list[str], far_of=default_fa
         atomic.write_text(flags["train-csv"], "x\n")
 
 
-def drive(results_dir: str, *, with_notes: bool = True, phase3: bool = False, far_of=default_far) -> dict:
+def drive(results_dir: str, *, with_notes: bool = True, phase3: bool = False, far_of=default_far,
+          until: stages.Step | None = None) -> dict:
+    """Commit stages until the run is done, or until ``until`` is the next stage (not committed)."""
+    results_dir = str(results_dir)
     while True:
         st = state.load(results_dir)
         step = stages.expected_next(st)
+        if until is not None and step == until:
+            return st
         if step is None:
             if phase3 and "final_automl" not in st["iterations"]:
                 step = stages.Step("final_automl", "train")

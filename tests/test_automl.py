@@ -90,6 +90,21 @@ def test_search_is_deterministic_and_trial0_is_the_starting_spec(tiny, tmp_path)
     assert all("." not in k for k in best["specs"])  # nested, merge-ready
 
 
+def test_progress_and_final_line_number_trials_alike(tiny, tmp_path, script):
+    proc = script("automl.py", "--workspace", tiny, "--results-dir", tmp_path / "a", "--train-csv",
+                  tiny / "train/base/training_set.csv", "--val-csv", tiny / "train/base/validation_set.csv",
+                  "--trials", "2", "--seed", "7")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((tmp_path / "a" / "best_rec.json").read_text())
+    shown = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.strip().startswith("trial ")]
+    assert shown == [t["number"] for t in rec["trials"]] == [0, 1]
+    assert f"best: trial {rec['best']['trial']} " in proc.stdout
+    runner = rec["runner_up"]
+    assert runner["trial"] != rec["best"]["trial"] and runner["objective"] >= rec["best"]["objective"]
+    assert f"runner-up: trial {runner['trial']} " in proc.stdout
+    assert all((tmp_path / "a" / "trials" / f"trial_{n:04d}").is_dir() for n in shown)
+
+
 def _automl_argv(ws: Path, out: Path, trials: int, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "scripts/automl.py"), "--workspace", str(ws), "--results-dir", str(out),
             "--train-csv", str(ws / "train/base/training_set.csv"), "--val-csv",

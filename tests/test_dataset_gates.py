@@ -54,6 +54,31 @@ def test_no_leak_passes_and_default_root_is_found(ws, script):
     assert "no leakage" in proc.stdout
 
 
+def test_csv_outside_a_workspace_is_refused_not_guessed(ws, script, tmp_path):
+    """Copies of the CSVs in a folder with no images/: an images/-prefixed leak must not pass as "no leakage"."""
+    outside = tmp_path / "handoff"
+    outside.mkdir()
+    train = _train_with(ws, {"input_path": "images/kpi/board0", "golden_path": "images/golden/board0",
+                             "label": "PASS", "object_name": "C0@1", "boardname": "B0"})
+    (outside / "train.csv").write_text(train.read_text())
+    (outside / "kpi.csv").write_text((ws / "kpi/testing_set.csv").read_text())
+    guessed = script("check_leakage.py", "--train", outside / "train.csv", "--against", outside / "kpi.csv")
+    assert guessed.returncode == 2, guessed.stdout + guessed.stderr
+    assert "no leakage" not in guessed.stdout and "--images-root" in guessed.stderr
+    assert "train.csv line 2" in guessed.stderr and guessed.stderr.count("\n") == 1
+    told = script("check_leakage.py", "--train", outside / "train.csv", "--against", outside / "kpi.csv",
+                  "--images-root", ws / "images")
+    assert told.returncode == 2 and "kpi/board0/C0@1" in told.stdout and "leak" in told.stderr
+
+
+def test_missing_sample_folder_is_refused_even_with_an_images_root(ws, script):
+    train = _train_with(ws, {"input_path": "gone/board9", "golden_path": "golden/board0", "label": "PASS",
+                             "object_name": "C0@1", "boardname": "B0"})
+    proc = script("check_leakage.py", "--train", train, "--against", ws / "kpi/testing_set.csv",
+                  "--images-root", ws / "images")
+    assert proc.returncode == 2 and "'gone/board9'" in proc.stderr and "no leakage" not in proc.stdout
+
+
 # ------------------------------------------------------------------ validate_training_csv
 
 

@@ -195,3 +195,31 @@ def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
     trace = commits(results)
     assert ("iter1", "sdg", "error") in trace and trace.index(("iter1", "sdg", "error")) + 1 == \
         trace.index(("iter1", "sdg", "ok"))
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_lines_are_whole_unless_a_terminal_is_narrower(monkeypatch):
+    from tao_aoi import pipeline
+
+    summary = "mined 43 new rows for 84 targets " + "x" * 400 + " END"
+    log = _Stream(tty=False)
+    pipeline.Progress(stream=log).line(3, 9, "iter1/mining", "ok", 0.7, summary)
+    assert log.text.rstrip("\n").endswith(" END") and log.text.count("\n") == 1
+    monkeypatch.setenv("COLUMNS", "100")
+    term = _Stream(tty=True)
+    pipeline.Progress(stream=term).line(3, 9, "iter1/mining", "ok", 0.7, summary)
+    assert len(term.text.rstrip("\n")) == 100 and term.text.rstrip("\n").endswith("...")

@@ -78,3 +78,42 @@ def test_docker_backend_reports_images(ws, script, tmp_path):
     assert {r["key"] for r in images} == {"pyt", "data_services"}
     assert all(r["image"].startswith("nvcr.io/") for r in images)
     assert any("docker is not installed" in b for b in report["hard_blockers"])
+
+
+def _accepted(script_run, name: str) -> set[str]:
+    import re
+
+    proc = script_run(name, "--help", env={"COLUMNS": "200"})
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", proc.stdout))
+
+
+def test_run_pipeline_runs_the_checks_first_and_its_hint_names_its_own_flags(ws, script, tmp_path):
+    import re
+
+    (ws / "kpi/testing_set.csv").unlink()
+    results = tmp_path / "run"
+    proc = script("run_pipeline.py", "--workspace", ws, "--results-dir", results, "--max-iterations", "2",
+                  "--kpi-target", KPI, "--trials", "1", "--yes")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stdout + proc.stderr
+    assert "KPI set" in proc.stderr and "nothing was started" in proc.stderr
+    assert not results.exists() and "Phase 1" not in proc.stdout
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", proc.stderr))
+    assert named and named <= _accepted(script, "run_pipeline.py"), named
+
+
+def test_deft_only_preflight_talks_only_about_deft(ws, script):
+    proc = preflight(script, ws, "--max-iterations", "2", "--kpi-target", KPI, "--phases", "deft", "--json")
+    report = json.loads(proc.stdout)
+    s = report["sections"]
+    assert s["5_phase1"] == s["7_phase3"] == {"note": "not part of this run (--phases deft)"}
+    assert "no Phase 1" in s["6_phase2"]["baseline"] and "the DEFT loop" in s["9_confirm"]
+    text = preflight(script, ws, "--max-iterations", "2", "--kpi-target", KPI, "--phases", "deft").stdout
+    assert "three phases" not in text and "Phase 1 winner" not in text and "warm_start" not in text
+
+
+def test_automl_only_preflight_needs_no_kpi_set_or_iterations(ws, script):
+    (ws / "kpi/testing_set.csv").unlink()
+    proc = preflight(script, ws, "--phases", "automl", "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report["hard_blockers"]
+    assert report["sections"]["6_phase2"] == {"note": "not part of this run (--phases automl)"}

@@ -49,11 +49,49 @@ def test_init_is_idempotent_and_refuses_a_different_config(run, stub_workspace, 
     before = snapshot(run)
     again = script("init_deft_state.py", *init_args(run, stub_workspace))
     assert again.returncode == 0 and "resumed" in again.stdout
-    other = script("init_deft_state.py", "--results-dir", str(run), "--workspace", str(stub_workspace),
-                   "--max-iterations", "5", "--kpi-target", KPI)
+    other = script("init_deft_state.py", *init_args(run, stub_workspace, "--top-k-per-label", "7", "--num-sdg", "4"))
     assert other.returncode == 2
-    assert "max_iterations=3" in other.stderr and other.stderr.count("\n") == 1
+    assert "top_k_per_label=50" in other.stderr and other.stderr.count("\n") == 1
     assert snapshot(run) == before
+
+
+def test_options_of_iterations_not_started_change_on_resume_and_are_recorded(run, stub_workspace, script):
+    """num_sdg / top_k_per_target / min_similarity / max_iterations may change when a run resumes:
+    one run/reconfigure commit records old, new and the iteration each applies from."""
+    proc = script("init_deft_state.py", *init_args(run, stub_workspace, "--num-sdg", "4", "--min-similarity", "0.8"))
+    assert proc.returncode == 0, proc.stderr
+    assert "num_sdg 20 -> 4 (from iter1)" in proc.stdout
+    st = state.load(run)
+    assert st["config"]["num_sdg"] == 4 and st["config"]["min_similarity"] == 0.8
+    (change,) = st["config_changes"]
+    assert change["changes"]["num_sdg"] == {"from": 20, "to": 4, "applies_from": "iter1"}
+    last = events(run)[-1]
+    assert (last["iter"], last["stage"], last["kind"]) == ("run", "reconfigure", "commit")
+    jsonschema.validate(last, schema_check.load_schema("loop_event"))
+    assert stages.expected_next(st) == stages.Step("baseline", "train")  # the position is unchanged
+    again = script("init_deft_state.py", *init_args(run, stub_workspace, "--num-sdg", "4", "--min-similarity", "0.8"))
+    assert again.returncode == 0 and len(state.load(run)["config_changes"]) == 1  # idempotent
+
+
+def test_applies_from_follows_the_stage_that_reads_the_option(run):
+    deft_driver.drive(run, until=stages.Step("iter1", "mining"))  # routing and sdg of iter1 are done
+    st, _ = state.reconfigure(run, {"num_sdg": 3, "top_k_per_target": 2})
+    changes = st["config_changes"][-1]["changes"]
+    assert changes["num_sdg"]["applies_from"] == "iter2" and changes["top_k_per_target"]["applies_from"] == "iter1"
+
+
+def test_max_iterations_lowered_below_the_unfinished_iteration_finalizes(run):
+    deft_driver.drive(run, until=stages.Step("iter2", "sdg"))
+    with pytest.raises(UserError, match="below iteration 1"):
+        state.reconfigure(run, {"max_iterations": 0})
+    st, _ = state.reconfigure(run, {"max_iterations": 1})
+    assert stages.expected_next(st) == stages.Step("run", "finalize")
+    assert stages.stop_reason(st) == "max_iterations"
+    deft_driver.drive(run)
+    st = state.load(run)
+    assert st["status"] == "complete" and st["best_iteration"] in ("baseline", "iter1")
+    with pytest.raises(UserError, match="finished"):
+        state.reconfigure(run, {"num_sdg": 1})
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -358,3 +396,17 @@ def test_resolve_versions(script):
     assert ok.stdout.strip().startswith("nvcr.io/nvidia/tao/tao-toolkit:")
     bad = script("resolve_versions.py", "images.tao_toolkit.nope")
     assert bad.returncode == 2 and "images.tao_toolkit.nope" in bad.stderr
+
+
+def test_next_stage_prints_the_trajectory(run, script):
+    """The skills tell the agent to report the trajectory from next_stage.py --json: it must be there."""
+    deft_driver.drive(run)
+    proc = script("next_stage.py", "--results-dir", run, "--json")
+    out = json.loads(proc.stdout)
+    st = state.load(run)
+    assert [t["iteration"] for t in out["trajectory"]] == ["baseline", "iter1", "iter2", "iter3"]
+    assert [t["kpi_value"] for t in out["trajectory"]] == [st["iterations"][t]["metric_result"]["value"]
+                                                            for t in ("baseline", "iter1", "iter2", "iter3")]
+    assert out["kpi_target"] == KPI and out["best_iteration"] == st["best_iteration"]
+    text = script("next_stage.py", "--results-dir", run).stdout
+    assert "run complete" in text and "trajectory" in text and "iter3" in text

@@ -111,8 +111,9 @@ def assemble(results_dir: str | Path, n: int) -> dict:
     atomic.write_json(dataset_dir / REPORT_FILE, report)
     if report["new_rows"] == 0:
         raise HardStop(f"{label} adds zero new rows (sdg {len(sdg)}, mined {len(mined)}, {duplicates} already "
-                       f"present): retraining on the same data cannot help; widen mining (--min-similarity, "
-                       f"--top-k-per-target) or the SDG pool, then retry sdg/mining")
+                       f"present): retraining on the same data cannot help; widen mining (on the rerun, run_pipeline.py "
+                       f"--min-similarity lower or --top-k-per-target higher; the same flags of init_deft_state.py "
+                       f"stage by stage) or the SDG pool, then retry sdg/mining")
     bad = dataset_checks.problems(report)
     if bad:
         raise HardStop(f"{label} training set fails validation: " + "; ".join(bad)

@@ -333,7 +333,9 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
                        f"{sum(t.state == TrialState.PRUNED for t in trials)} pruned, "
                        f"{sum(t.state == TrialState.FAIL for t in trials)} failed); widen the search space or "
                        f"check the training data")
-    best = min(ok, key=lambda t: (t.value, t.number))
+    ranked = sorted(ok, key=lambda t: (t.value, t.number))
+    best = ranked[0]
+    runner = ranked[1] if len(ranked) > 1 else None  # how far the winner is from the next: the noise check
     spec = train_spec.load(cfg.spec)
     budget = {k.split(".")[-1]: train_spec.get(spec, k) for k in search_space.BUDGET_KEYS
               if train_spec.get(spec, k) is not None}
@@ -362,6 +364,9 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
             "spec": best.user_attrs.get("spec"),
             "pred_counts": best.user_attrs.get("pred_counts"),
         },
+        "runner_up": None if runner is None else {
+            "trial": runner.number, "score": runner.user_attrs.get("val_far_pct"), "objective": runner.value,
+            "params": dict(runner.params)},
         "counts": {s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
         "trials": rows,
     }

@@ -114,6 +114,13 @@ SHARED: dict[str, dict[str, Any]] = {
     "--iter": dict(required=True, help="baseline, iterN (N >= 1), final_automl or run (for finalize)"),
     "--output-dir": dict(required=True),
     "--search-space": dict(help="YAML/JSON search space (default: the backend's model space)"),
+    "--phases": dict(type=click.Choice(defaults.PHASE_SETS), default="all",
+                     help="all (AutoML -> DEFT -> AutoML), automl or deft alone"),
+    "--time-limit": dict(help="a time budget such as 8h, 90m, 1h30m or 3600s: a dry run on this host turns it "
+                              "into max_iterations and trials (values you give are kept)"),
+    "--epoch-sec": dict(type=click.FloatRange(min=0, min_open=True),
+                        help="a known seconds per training epoch on the base set (docker/slurm) instead of a "
+                             "measured one"),
     "--quiet": dict(is_flag=True, help="no progress output"),
     "--json": dict(is_flag=True, help="print the result as JSON (full precision)"),
 }

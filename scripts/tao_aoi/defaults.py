@@ -29,6 +29,20 @@ AUTOML_TRIALS = 8              # trials per AutoML phase (make demo); real TAO r
 AUTOML_ALGORITHMS = ("bayesian", "random", "cmaes", "hyperband", "asha")
 AUTOML_ALGORITHM = "bayesian"  # TPE
 SEED = 1234                    # sampler and training seed
+PHASE_SETS = ("all", "automl", "deft")  # run_pipeline.py / preflight.py --phases
+
+# Compute estimate and --time-limit (run_cost.py). Stage costs the dry run does not time, from the
+# tiny and demo presets on 2 cores (they are small next to training on real data).
+TIME_BUDGET_MAX_ITERATIONS = 10   # a time limit never plans more DEFT iterations than this
+TIME_BUDGET_MAX_TRIALS = 20       # ... nor more AutoML trials per phase
+DEFT_NATIVE_ITERATION_SEC = 0.35  # routing + sdg + assemble + the commits of one iteration
+DEFT_NATIVE_SEC_PER_ROW = 2e-5    # assembly's file and leakage checks, per training row
+DEFT_FINALIZE_SEC = 0.3           # handoff, finalize and the final report
+REPORT_RENDER_SEC = 0.15          # the report after each evaluate
+RCA_SEC = 1.0                     # gap analysis + thumbnails when not measured (--epoch-sec)
+EXTERNAL_JOB_SEC = 60.0           # docker/slurm job start (container, model build) when not measured
+DRY_RUN_DECODE_ROWS = 200         # KPI rows the local dry run decodes to time image decoding
+DRY_RUN_MAX_EPOCHS = 30           # the local dry run's long training (a local epoch is milliseconds)
 
 # The embedded local model (backends/local.py). A spec value wins; these fill keys a spec lacks.
 LOCAL_MODEL = {

@@ -72,7 +72,7 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float
     """
     if not 0.0 <= min_recall <= 1.0 or math.isnan(min_recall):
         hint = f" (did you mean {min_recall / 100:g}?)" if 1.0 < min_recall <= 100.0 else ""
-        raise UserError(f"--min-recall {min_recall:g} must be a fraction in [0, 1]{hint}")
+        raise UserError(f"gap_analysis.py --min-recall {min_recall:g} must be a fraction in [0, 1]{hint}")
     curve = kpi.Curve(scores, positive)
     if fixed_threshold is None:
         thr, tp, fp = curve.thresholds, curve.tp, curve.fp
@@ -275,7 +275,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     placeholders an agent fills after the visual spot check (rca_report.py).
     """
     if top_k < 1:
-        raise UserError(f"--top-k-per-label {top_k} must be a positive integer")
+        raise UserError(f"gap_analysis.py --top-k-per-label {top_k} must be a positive integer")
     if report_mode not in rca_report.MODES:
         raise UserError(f"report mode {report_mode!r} is not one of {', '.join(rca_report.MODES)}")
     out = Path(results_dir)
@@ -315,8 +315,8 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     test_files = [changenet_csv.image_file(root, cols["input_path"][i], cols["object_name"][i], light, ext)
                   for light in lights for i in spot_rows]
     if test_files and not any(os.path.isfile(f) for f in test_files):
-        raise UserError(f"--images-root {images_root}: none of the spot-check images exists (first: {test_files[0]}); "
-                        f"pass the image root the CSV paths are relative to")
+        raise UserError(f"gap_analysis.py --images-root {images_root}: none of the spot-check images exists "
+                        f"(first: {test_files[0]}); pass the image root the CSV paths are relative to")
 
     n_pass = int((~positive).sum())
     n_kept = int(keep.size)

@@ -30,12 +30,12 @@ def read_best_rec(path: str | Path) -> dict[str, Any]:
     try:
         rec = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"--best-rec {p} cannot be read ({exc}); run automl.py first") from None
+        raise UserError(f"AutoML result {p} cannot be read ({exc}); run automl.py first") from None
     for key in ("best", "trials", "direction", "metric_name"):
         if key not in rec:
-            raise UserError(f"--best-rec {p} has no {key!r}; it was not written by automl.py")
+            raise UserError(f"AutoML result {p} has no {key!r}; it was not written by automl.py")
     if rec["direction"] not in ("minimize", "maximize"):
-        raise UserError(f"--best-rec {p}: direction must be minimize or maximize, got {rec['direction']!r}")
+        raise UserError(f"AutoML result {p}: direction must be minimize or maximize, got {rec['direction']!r}")
     return rec
 
 

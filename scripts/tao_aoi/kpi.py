@@ -261,7 +261,7 @@ def read_inference_columns(path: str | Path, pass_label: str = labels.PASS
                         f"keep one row per sample")
     pass_canon = labels.canonical_label(pass_label)
     if not labels.is_valid_canonical(pass_canon):
-        raise UserError(f"--pass-label {pass_label!r} is not a label; use e.g. PASS")
+        raise UserError(f"pass label {pass_label!r} is not a label; use e.g. PASS")
     positive = cols["label"] != pass_canon
     n_defect = int(positive.sum())
     if n_defect == 0:
@@ -270,7 +270,8 @@ def read_inference_columns(path: str | Path, pass_label: str = labels.PASS
     if n_defect == positive.size:
         found = ", ".join(sorted(set(cols["label"].tolist()))[:5])
         raise UserError(f"{what} {path} column 'label': no {pass_canon} rows (labels: {found}), so FAR is undefined; "
-                        f"evaluate on a KPI set with {pass_canon} rows or set --pass-label")
+                        f"evaluate on a KPI set with {pass_canon} rows, or name its good-part label (analyze_kpi.py / "
+                        f"gap_analysis.py --pass-label)")
     cols[SCORE] = scores
     return cols, scores, np.asarray(positive, dtype=bool)
 

@@ -16,23 +16,47 @@ from pathlib import Path
 import pandas as pd
 
 from tao_aoi import path_keys
+from tao_aoi.errors import UserError
 
 
-def resolve_dirs(values: pd.Series, images_root: str | Path, csv_dir: str | Path | None = None) -> pd.Series:
-    """Normalised key (relative to the image root) for each directory value; one stat per unique value."""
+def _resolve(values: pd.Series, images_root: str | Path, csv_dir: str | Path | None) -> dict:
+    """value -> (normalised key, whether the directory exists on disk); one stat per unique value."""
     root = os.path.abspath(str(images_root))
     bases = [root, os.path.dirname(root)] + ([os.path.abspath(str(csv_dir))] if csv_dir else [])
     mapping = {}
     for value in pd.unique(values):
-        chosen = root
+        chosen, found = root, False
         v = str(value)
-        if not v.startswith("/"):
+        if v.strip().startswith("/"):
+            found = os.path.isdir(v.strip())
+        else:
             for base in bases:
                 if os.path.isdir(os.path.join(base, v)):
-                    chosen = base
+                    chosen, found = base, True
                     break
-        mapping[value] = path_keys.normalise(v, chosen, root)
-    return values.map(mapping)
+        mapping[value] = (path_keys.normalise(v, chosen, root), found)
+    return mapping
+
+
+def resolve_dirs(values: pd.Series, images_root: str | Path, csv_dir: str | Path | None = None) -> pd.Series:
+    """Normalised key (relative to the image root) for each directory value; one stat per unique value."""
+    mapping = _resolve(values, images_root, csv_dir)
+    return values.map({k: key for k, (key, _) in mapping.items()})
+
+
+def require_resolved(df: pd.DataFrame, images_root: str | Path, csv_path: str | Path, what: str) -> None:
+    """Refuse a CSV whose sample folders do not exist: its identity cannot be resolved, so a leak
+    could hide behind a prefix (``images/x`` vs ``x``) and "no leakage" would be a guess."""
+    csv_dir = Path(csv_path).parent
+    mapping = _resolve(df["input_path"], images_root, csv_dir)
+    missing = [v for v, (_, found) in mapping.items() if not found]
+    if missing:
+        line = int((df["input_path"] == missing[0]).to_numpy().argmax()) + 2
+        raise UserError(
+            f"{what} {csv_path} line {line}: input_path {missing[0]!r} is no folder under the image root "
+            f"{os.path.abspath(str(images_root))}, its parent or the CSV's folder ({len(missing)} such folder(s)); "
+            f"leakage cannot be checked on paths that do not resolve - pass --images-root (the folder the CSV "
+            f"paths are relative to)")
 
 
 def sample_keys(df: pd.DataFrame, images_root: str | Path, csv_path: str | Path | None = None) -> pd.Series:

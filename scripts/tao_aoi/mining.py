@@ -220,7 +220,8 @@ def hnsw_index(pool: np.ndarray):
     try:
         import faiss
     except ImportError:
-        raise UserError("--method ann needs faiss-cpu; run scripts/setup_env.py or use --method exact") from None
+        raise UserError("--method ann needs faiss-cpu (python3 scripts/setup_env.py installs it); or use --method "
+                        "exact") from None
     index = faiss.IndexHNSWFlat(pool.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     threads = faiss.omp_get_max_threads()

@@ -10,42 +10,76 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, cli, handoff, metric_contract, pipeline, search_space, state
+from tao_aoi import atomic, automl, cli, defaults, handoff, metric_contract, pipeline, search_space, stages, state
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
 from tao_aoi.report import fmt
 
-PHASE_SETS = ("all", "automl", "deft")
+PHASE_SETS = defaults.PHASE_SETS
 ALGORITHMS = automl.ALGORITHMS
 PHASES = {"all": ("automl1", "deft", "automl3"), "automl": ("automl1",), "deft": ("deft",)}
+ADJUSTABLE = tuple(stages.ADJUSTABLE_CONFIG)  # options a resumed run may change (state.reconfigure)
 
 
 @dataclass(frozen=True)
 class Options:
+    """The run as the user asked for it. With a time limit, max_iterations and trials may be None:
+    the budget (run_cost.plan, recorded in pipeline_state.json) fills them (``effective``)."""
+
     workspace: str
     backend: str
     phases: str
-    max_iterations: int
+    max_iterations: int | None
     kpi_target: str
-    trials: int
+    trials: int | None
     algorithm: str
     num_sdg: int
     top_k_per_target: int
     min_similarity: float
     seed: int
+    time_limit: str | None = None
 
     @classmethod
     def from_args(cls, args, ws: Path) -> "Options":
+        limit = getattr(args, "time_limit", None)
+        trials = args.trials if args.trials is not None else (None if limit else defaults.AUTOML_TRIALS)
         # The contract's canonical text: "FAR below 1% at 100% recall" resumes a "FAR < 1% at Recall=100%" run.
         kpi = metric_contract.render(metric_contract.parse_kpi_target(args.kpi_target))
-        return cls(str(ws), args.backend, args.phases, args.max_iterations, kpi, args.trials,
-                   args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed)
+        return cls(str(ws), args.backend, args.phases, args.max_iterations, kpi, trials,
+                   args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed, limit)
+
+
+def effective(opts: Options, budget: dict[str, Any] | None) -> Options:
+    """The options the run executes: what the user gave, the time budget's choice for the rest."""
+    if not budget:
+        return opts
+    return replace(opts, max_iterations=opts.max_iterations if opts.max_iterations is not None
+                   else budget.get("max_iterations") or 1,
+                   trials=opts.trials if opts.trials is not None else budget.get("trials") or defaults.AUTOML_TRIALS)
+
+
+def plan_budget(opts: Options, R: Results, *, epoch_sec: float | None = None) -> dict[str, Any] | None:
+    """With --time-limit: the budget this run was confirmed with (a resumed run keeps it), else a
+    fresh one from a dry run in this process (its decoded images stay cached for the run)."""
+    if opts.time_limit is None:
+        return None
+    ps = load_pipeline_state(R)
+    if ps and (ps.get("budget") or {}).get("time_limit") == opts.time_limit:
+        return ps["budget"]
+    if ps:
+        _refuse_fixed_changes(R, ps, opts)  # before a dry run is spent on a run that will be refused
+    from tao_aoi import run_cost
+
+    return run_cost.plan(opts.workspace, backend=opts.backend, phases=opts.phases, trials=opts.trials,
+                         max_iterations=opts.max_iterations, num_sdg=opts.num_sdg,
+                         top_k_per_target=opts.top_k_per_target, algorithm=opts.algorithm,
+                         time_limit=opts.time_limit, epoch_sec=epoch_sec, in_process=True)
 
 
 # ------------------------------------------------------------------ pipeline_state.json
@@ -65,6 +99,12 @@ def save_pipeline_state(R: Results, ps: dict[str, Any]) -> None:
     atomic.write_json(R.pipeline_state, ps)
 
 
+def same_run(recorded: dict[str, Any], opts: Options) -> bool:
+    """The same run, perhaps with options of iterations not started yet changed (see resume_changes)."""
+    mine = asdict(opts)
+    return set(recorded) == set(mine) and all(recorded[k] == v for k, v in mine.items() if k not in ADJUSTABLE)
+
+
 def results_dir_for(opts: Options, given: str | None) -> Results:
     if given:
         return Results.at(given)
@@ -74,7 +114,7 @@ def results_dir_for(opts: Options, given: str | None) -> Results:
             ps = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if ps.get("options") == asdict(opts) and ps.get("status") != "complete":  # failed: rerun = retry
+        if same_run(ps.get("options") or {}, opts) and ps.get("status") != "complete":  # failed: rerun = retry
             return Results.at(p.parent)
     return Results.at(Workspace.at(opts.workspace).results / time.strftime("run_%Y%m%d_%H%M%S"))
 
@@ -94,13 +134,34 @@ def plan_text(opts: Options, R: Results) -> str:
     if "automl3" in ph:
         lines.append(f"  Phase 3  AutoML {opts.trials} trials on DEFT's best training set, warm-started from its "
                      f"checkpoint; the deliverable is the best candidate by the contract")
-    lines.append(f"  backend {opts.backend}; cost ~ {2 * opts.trials if 'automl3' in ph else opts.trials} AutoML "
-                 f"trainings + {opts.max_iterations} DEFT iterations")
+    cost = []
+    if "automl1" in ph:
+        cost.append(f"{2 * opts.trials if 'automl3' in ph else opts.trials} AutoML trainings")
+    if "deft" in ph:
+        cost.append(f"{opts.max_iterations} DEFT iterations" + ("" if "automl1" in ph else " + a baseline training"))
+    lines.append(f"  backend {opts.backend}; cost ~ {' + '.join(cost)}")
     return "\n".join(lines)
 
 
-def confirm(opts: Options, R: Results) -> bool:
+def preflight_checks(opts: Options) -> dict[str, Any]:
+    """The pre-flight checks before anything starts: hard blockers stop the run at once (exit 2)."""
+    from tao_aoi import preflight
+
+    report = preflight.run(opts.workspace, opts.backend, opts.max_iterations, opts.kpi_target, trials=opts.trials,
+                           algorithm=opts.algorithm, num_sdg=opts.num_sdg, top_k_per_target=opts.top_k_per_target,
+                           min_similarity=opts.min_similarity, phases=opts.phases)
+    preflight.require_ready(report)
+    return report
+
+
+def confirm(opts: Options, R: Results, warnings: list[str] = (), budget: dict[str, Any] | None = None) -> bool:
     print(plan_text(opts, R))
+    if budget:
+        from tao_aoi import run_cost
+
+        print(f"  {run_cost.summary_line(budget)}")
+    for w in warnings:
+        print(f"  warning: {w}")
     if not sys.stdin.isatty():
         print("(no terminal to confirm on: pass --yes to approve)")
         return False
@@ -130,7 +191,7 @@ def _search(opts: Options, out: Path, spec: Path, train_csv: str, val_csv: str, 
     def show(t: dict) -> None:
         done = t["number"] + 1
         value = "" if t["value"] is None else f"val FAR {fmt.num(t['value'])}%"
-        progress.line(done, opts.trials, f"trial {t['number']}", t["state"][:5], time.monotonic() - t0, value)
+        progress.line(done, opts.trials, f"trial {t['number']}", t["state"], time.monotonic() - t0, value)
 
     automl.work(cfg, backend, on_trial=show)
     return automl.write_best(cfg)
@@ -147,19 +208,20 @@ def _render_report(R: Results, progress: pipeline.Progress) -> str | None:
         return None
 
 
-def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
+def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, Any] | None = None) -> dict[str, Any]:
     progress = pipeline.Progress(quiet=quiet)
     R.root.mkdir(parents=True, exist_ok=True)
     ps = load_pipeline_state(R)
     if ps is None:
-        ps = {"schema_version": 1, "options": asdict(opts), "status": "in_progress", "done": [], "phase1": None,
+        ps = {"schema_version": 1, "options": asdict(given), "status": "in_progress", "done": [], "phase1": None,
               "phase3": None}
+        if budget:
+            ps["budget"] = budget  # what the time limit became, as confirmed
         save_pipeline_state(R, ps)
-    elif ps["options"] != asdict(opts):
-        diff = [k for k in ps["options"] if ps["options"][k] != asdict(opts).get(k)]
-        raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(diff)}); rerun with the same "
-                        f"arguments or use a new --results-dir")
-    elif ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
+    elif ps["options"] != asdict(given):
+        resume_changes(R, ps, given, progress)
+    opts = effective(given, ps.get("budget"))
+    if ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
         save_pipeline_state(R, ps)
@@ -178,7 +240,8 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
             rec = _search(opts, R.automl("phase1"), ws.baseline_spec, str(ws.training_csv), str(ws.validation_csv),
                           space=search_space.default_for_backend("local" if opts.backend == "slurm" else opts.backend),
                           warm=None, progress=progress)
-            mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"]})
+            mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
+                                    "runner_up": rec.get("runner_up")})
         if "deft" in phases and "deft" not in ps["done"]:
             progress.note(f"== Phase 2: DEFT loop (max {opts.max_iterations} iterations, {opts.kpi_target})")
             if "automl1" in phases:
@@ -211,6 +274,45 @@ def run(opts: Options, R: Results, *, quiet: bool = False) -> dict[str, Any]:
     return summarize(R, ps, report)
 
 
+def _refuse_fixed_changes(R: Results, ps: dict[str, Any], opts: Options) -> list[str]:
+    """The options that differ from the recorded run; refuses any that may not change on a resume."""
+    new = asdict(opts)
+    diff = [k for k in new if ps["options"].get(k) != new[k]]
+    fixed = [k for k in diff if k not in ADJUSTABLE]
+    if fixed:
+        raise UserError(f"{R.pipeline_state} was started with other options ({', '.join(fixed)}); rerun with the same "
+                        f"arguments (only {', '.join('--' + k.replace('_', '-') for k in ADJUSTABLE)} may change) "
+                        f"or use a new --results-dir")
+    return diff
+
+
+def resume_changes(R: Results, ps: dict[str, Any], opts: Options, progress: pipeline.Progress) -> None:
+    """Accept changed options of iterations not started yet (the documented fix for a pool that ran
+    short: a lower --num-sdg); refuse any other change. Recorded in pipeline_state.json and, through
+    the writer, in the DEFT state with the iteration each change applies from."""
+    new = asdict(opts)
+    diff = _refuse_fixed_changes(R, ps, opts)
+    old_eff = asdict(effective(Options(**ps["options"]), ps.get("budget")))
+    new_eff = asdict(effective(opts, ps.get("budget")))
+    if "deft" in ps["done"] or (R.state.exists() and stages.expected_next(state.load(R.root)) is None):
+        raise UserError(f"the DEFT loop in {R.root} is finished; {', '.join(diff)} can no longer change: rerun "
+                        f"with the options it was started with, or use a new --results-dir")
+    changes = {k: new_eff[k] for k in diff if new_eff[k] != old_eff[k]}
+    applies = {}
+    if R.state.exists() and changes:
+        st, event = state.reconfigure(R.root, changes)
+        if event is not None:
+            applies = {k: c["applies_from"] for k, c in st["config_changes"][-1]["changes"].items()}
+    entry = {"changes": {k: {"from": old_eff[k], "to": new_eff[k], "applies_from": applies.get(k, "iter1")}
+                         for k in changes},
+             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    ps.setdefault("option_changes", []).append(entry)
+    ps["options"] = new
+    save_pipeline_state(R, ps)
+    progress.note("resuming with changed options: " + ", ".join(
+        f"{k} {c['from']} -> {c['to']} (from {c['applies_from']})" for k, c in entry["changes"].items()))
+
+
 def _after(R: Results, st: dict, step, progress: pipeline.Progress) -> None:
     """Render the report after each evaluate (the reporter's cadence: every iteration and the end)."""
     if step.stage == "evaluate":
@@ -225,10 +327,7 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
                            "phase3": ps.get("phase3"), "trajectory": [], "deliverable": None}
     if R.state.exists():
         st = state.load(R.root)
-        for label, res in state.candidates(st):
-            out["trajectory"].append({"iteration": label, "kpi_value": (res or {}).get("value"),
-                                      "passed": (res or {}).get("passed"),
-                                      "source": st["iterations"][label].get("source")})
+        out["trajectory"] = state.trajectory(st)
         out["kpi_target"] = st["kpi_target"]
         out["deft_status"] = st["status"]
         out["stop_reason"] = st.get("stop_reason")
@@ -243,8 +342,10 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
 def render_summary(s: dict[str, Any]) -> str:
     lines = ["", "Trajectory"]
     if s.get("phase1"):
-        lines.append(f"  Phase 1 best           val FAR@100%R {fmt.num(s['phase1']['val_far_pct'])}%  (trial "
-                     f"{s['phase1']['best_trial']})")
+        p1, r = s["phase1"], s["phase1"].get("runner_up")
+        runner = f"; runner-up trial {r['trial']} {fmt.num(r['score'])}%" if r else ""
+        lines.append(f"  Phase 1 best           val FAR@100%R {fmt.num(p1['val_far_pct'])}%  (trial "
+                     f"{p1['best_trial']}{runner})")
     for t in s["trajectory"]:
         name = {"baseline": "DEFT baseline", "final_automl": "Phase 3 best"}.get(t["iteration"], f"DEFT {t['iteration']}")
         mark = "met" if t["passed"] else "not met"

@@ -57,12 +57,24 @@ def done_steps(st: dict) -> int:
 
 
 class Progress:
-    """One status line per stage with a bar; quiet mode prints nothing."""
+    """One status line per stage with a bar; quiet mode prints nothing.
+
+    On a terminal a line is cut to its width (one screen row per stage); anywhere else (a log file,
+    CI, an agent reading the output) every line is written whole: that is where it is read later.
+    """
 
     def __init__(self, stream=None, quiet: bool = False, width: int = 24) -> None:
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.width = width
+
+    def _columns(self) -> int | None:
+        isatty = getattr(self.stream, "isatty", None)
+        if isatty is None or not isatty():
+            return None
+        import shutil
+
+        return shutil.get_terminal_size().columns
 
     def line(self, done: int, total: int, step: str, status: str, seconds: float, summary: str) -> None:
         if self.quiet:
@@ -70,8 +82,11 @@ class Progress:
         total = max(total, done, 1)
         filled = int(self.width * done / total)
         bar = "#" * filled + "." * (self.width - filled)
-        print(f"[{bar}] {done:3d}/{total:<3d} {step:<18} {status:<5} {seconds:6.1f}s  {summary[:110]}",
-              file=self.stream, flush=True)
+        text = f"[{bar}] {done:3d}/{total:<3d} {step:<18} {status:<8} {seconds:6.1f}s  {summary}"
+        columns = self._columns()
+        if columns is not None and len(text) > columns:
+            text = text[:max(columns - 3, 40)] + "..."
+        print(text, file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
         if not self.quiet:
@@ -93,7 +108,9 @@ def run_step(results_dir: str, st: dict, step: stages.Step, progress: Progress,
         state.commit(results_dir, label=step.iter, stage=step.stage, status="error",
                      summary=f"{Path(argv[0]).name}: {reason}"[:1000], duration_sec=dt)
         progress.line(done_steps(st), total_steps(st), str(step), "ERROR", dt, reason)
-        raise StageFailed(f"{step} failed: {reason} (fix the cause, then rerun the same command to retry it)") from None
+        raise StageFailed(f"{step} failed in {Path(argv[0]).name}: {reason} (fix the cause, then rerun the same command to retry it; "
+                          f"{', '.join('--' + k.replace('_', '-') for k in stages.ADJUSTABLE_CONFIG)} may change "
+                          f"on that rerun)") from None
     dt = time.monotonic() - t0
     runner([*plan["commit"], "--summary", summary or f"{step} done", "--duration-sec", f"{dt:.3f}"])
     new = state.load(results_dir)
@@ -112,7 +129,7 @@ def run_deft(results_dir: str, progress: Progress, *, after_step: Callable[[dict
             return st
         if st["status"] == "failed":
             f = st["failure"]
-            progress.note(f"retrying {f['iter']}/{f['stage']} (it failed before: {f['summary'][:200]})")
+            progress.note(f"retrying {f['iter']}/{f['stage']} (it failed before: {f['summary']})")
         new = run_step(results_dir, st, step, progress, runner)
         if after_step is not None:
             after_step(new, step)

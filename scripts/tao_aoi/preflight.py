@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_aoi import changenet_csv, dataset_checks, defaults, interpreter, leakage, metric_contract, sdg_pool
+from tao_aoi import sdg_supply
 from tao_aoi import search_space, train_spec, versions
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
@@ -59,7 +60,8 @@ def _images(backend: str, hard: list, fixable: list) -> list[dict[str, str]]:
 
 def _csv_summary(name: str, path: Path, root: Path, lights: list[str], ext: str, hard: list) -> dict[str, Any]:
     if not path.is_file():
-        hard.append(f"{name} {path} does not exist")
+        hard.append(f"{name} {path} does not exist; put it there (the workspace layout) or pass --workspace "
+                    f"the workspace that holds it")
         return {"name": name, "path": str(path), "rows": None}
     try:
         df = changenet_csv.read(path, what=name, allow_empty=(name == "mining pool"))
@@ -68,18 +70,53 @@ def _csv_summary(name: str, path: Path, root: Path, lights: list[str], ext: str,
         return {"name": name, "path": str(path), "rows": None}
     missing = changenet_csv.missing_images(df, root, lights, ext) if len(df) else []
     if missing:
-        hard.append(f"{name}: {len(missing)} missing image(s), e.g. line {missing[0][0]}: {missing[0][1]}")
+        hard.append(f"{name}: {len(missing)} missing image(s), e.g. line {missing[0][0]}: {missing[0][1]}; "
+                    f"restore them or drop those rows")
     return {"name": name, "path": str(path), "rows": int(len(df)), "missing_files": len(missing),
             "labels": {str(k): int(v) for k, v in df["label"].value_counts().sort_index().items()}, "_df": df}
+
+
+def _sdg_supply(kpi: Any, sdg: dict[str, Any], num_sdg: int, max_iterations: int | None, pool: Path,
+                warnings: list) -> dict[str, Any] | None:
+    """Per-label SDG demand of the whole run vs the pool (sdg_supply.forecast); a warning if it runs short."""
+    if kpi is None or "samples_per_label" not in sdg or not max_iterations or max_iterations < 1:
+        return None
+    counts = {str(k): int(v) for k, v in kpi["label"].value_counts().items()}
+    f = sdg_supply.forecast(counts, sdg["samples_per_label"], sdg_labels=defaults.SDG_LABELS,
+                            top_k_per_label=defaults.TOP_K_PER_LABEL, num_sdg=num_sdg, max_iterations=max_iterations)
+    text = sdg_supply.warning(f, str(pool))
+    if text:
+        warnings.append(text)
+    return {"per_iteration": {k: v["per_iteration"] for k, v in f["labels"].items()},
+            "pool_samples": {k: v["pool_samples"] for k, v in f["labels"].items()},
+            "lasts_iterations": f["lasts_iterations"] if f["lasts_iterations"] is not None else "all",
+            "runs_short_at": f"iter{f['short'][0]['at_iteration']}" if f["short"] else None}
+
+
+PHASE_NAMES = {"all": "all three phases", "automl": "the AutoML search", "deft": "the DEFT loop"}
+
+
+def _phase_sections(phases: str, sec5: dict, sec6: dict, sec7: dict) -> tuple[dict, dict, dict]:
+    """Sections of phases the run does not include say so and nothing else (a DEFT-only run trains its
+    own baseline from the workspace spec)."""
+    absent = {"note": f"not part of this run (--phases {phases})"}
+    if phases == "deft":
+        sec6 = {**sec6, "baseline": "trained from the workspace spec (no Phase 1 AutoML in this run)"}
+        return absent, sec6, absent
+    if phases == "automl":
+        return sec5, absent, absent
+    return sec5, sec6, sec7
 
 
 def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_target: str | None,
         trials: int = defaults.AUTOML_TRIALS, algorithm: str = "bayesian", num_sdg: int = defaults.NUM_SDG,
         top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float = defaults.MIN_SIMILARITY,
-        dry_run_sec: float | None = None) -> dict[str, Any]:
+        budget: dict[str, Any] | None = None, phases: str = "all") -> dict[str, Any]:
     ws = Workspace.at(workspace)
+    deft = phases in ("all", "deft")
     hard: list[str] = []
     fixable: list[str] = []
+    warnings: list[str] = []
     # 1. workspace / host / platform / network
     sec1 = {"workspace": str(ws.root), "host": socket.gethostname(), "platform": f"{platform.system()} "
             f"{platform.machine()}, {os.cpu_count()} CPUs", "backend": backend, "network": _network_mode()}
@@ -105,8 +142,11 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
         except UserError as exc:
             hard.append(str(exc))
     else:
-        hard.append(f"train spec {spec_path} does not exist")
-    tables = [_csv_summary(n, p, ws.images, lights, ext, hard) for n, p in (
+        hard.append(f"train spec {spec_path} does not exist; put it there (the workspace layout) or pass "
+                    f"--workspace the workspace that holds it")
+    not_needed: list[str] = []  # problems of inputs only DEFT reads, in an AutoML-only run
+    tables = [_csv_summary(n, p, ws.images, lights, ext, hard if deft or n in ("training set", "validation set")
+                           else not_needed) for n, p in (
         ("training set", ws.training_csv), ("validation set", ws.validation_csv), ("KPI set", ws.kpi_csv),
         ("mining pool", ws.mining_pool_csv))]
     frames = {t["name"]: t.pop("_df") for t in tables if "_df" in t}
@@ -118,7 +158,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
             leaks[name] = int(len(found))
             if len(found) and name == "training set":
                 hard.append(f"training set leaks {len(found)} sample(s) into validation/KPI, e.g. {found.iloc[0]['key']}")
-    if "mining pool" in frames and not len(frames["mining pool"]):
+    if deft and "mining pool" in frames and not len(frames["mining pool"]):
         hard.append(f"mining pool {ws.mining_pool_csv} is empty; DEFT needs real labelled images to mine from")
     if "training set" in frames:
         bad = dataset_checks.noncanonical_labels(changenet_csv.read(ws.training_csv, canonicalize=False)["label"])
@@ -145,51 +185,55 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
             contract = metric_contract.parse_kpi_target(kpi_target)
         except UserError as exc:
             hard.append(str(exc))
-    else:
+    elif deft:
         hard.append("no KPI target: pass --kpi-target, e.g. 'FAR < 0.1% at Recall=100%'")
     if max_iterations is None:
-        hard.append("max_iterations is required and never guessed: pass --max-iterations N")
+        if deft:
+            hard.append("max_iterations is required and never guessed: pass --max-iterations N")
     elif max_iterations < 1:
         hard.append(f"max_iterations must be >= 1, got {max_iterations}")
     sec6 = {"max_iterations": max_iterations, "kpi_contract": metric_contract.render(contract) if contract else None,
             "top_k_per_target": top_k_per_target, "min_similarity": min_similarity, "num_sdg": num_sdg,
-            "top_k_per_label": defaults.TOP_K_PER_LABEL, "baseline": "pre-seeded from the Phase 1 winner (no retrain)"}
+            "top_k_per_label": defaults.TOP_K_PER_LABEL, "baseline": "pre-seeded from the Phase 1 winner (no retrain)",
+            "sdg_supply": _sdg_supply(frames.get("KPI set"), sdg, num_sdg, max_iterations, ws.sdg_pool, warnings)
+            if deft else None}
     sec7 = {"warm_start": "best DEFT iteration by the contract: its combined CSV and its checkpoint",
             "pinned": space.get("architecture", []), "learning_rate": "narrowed around the winner for fine-tuning",
             "regression_guard": "Phase 3 ships only if it beats every DEFT candidate on the contract"}
     # 8. compute estimate
-    per_trial = dry_run_sec
-    sec8: dict[str, Any] = {"per_trial_sec": per_trial, "source": "measured 1-epoch dry run" if per_trial else
-                            "not measured (pass --dry-run to time one training epoch)"}
-    if per_trial and max_iterations:
-        epochs = int(train_spec.get(train_spec.load(spec_path), "train.num_epochs", 10) or 10)
-        train_sec = per_trial * epochs
-        sec8.update(phase1_sec=round(trials * train_sec, 1), deft_sec=round(max_iterations * 1.5 * train_sec, 1),
-                    phase3_sec=round(trials * 1.5 * train_sec, 1))
-        sec8["total_sec"] = round(sec8["phase1_sec"] + sec8["deft_sec"] + sec8["phase3_sec"], 1)
+    sec8 = _compute(budget)
+    sec5, sec6, sec7 = _phase_sections(phases, sec5, sec6, sec7)
     # 9. confirmation
-    sec9 = ("Reply 'go' to run all three phases without further questions (only hard stops pause the run)."
+    sec9 = (f"Reply 'go' to run {PHASE_NAMES[phases]} without further questions (only hard stops pause the run)."
             if not hard else "Fix the hard blockers above first; nothing has been started.")
     return {"sections": {"1_workspace": sec1, "2_credentials": sec2, "3_images": sec3, "4_data": sec4,
                          "5_phase1": sec5, "6_phase2": sec6, "7_phase3": sec7, "8_compute": sec8,
                          "9_confirm": sec9},
-            "hard_blockers": hard, "fixable_blockers": fixable, "ready": not hard}
+            "hard_blockers": hard, "fixable_blockers": fixable, "warnings": warnings, "ready": not hard}
 
 
-def dry_run(workspace: str | Path, backend: str) -> float:
-    """Seconds for one training epoch on the base set (the local backend, or the chosen one)."""
-    import tempfile
+def require_ready(report: dict[str, Any]) -> None:
+    """Refuse to start on hard blockers: one line naming each (run_pipeline.py checks before Phase 1)."""
+    hard = report["hard_blockers"]
+    if hard:
+        raise UserError(f"pre-flight: {len(hard)} hard blocker(s), nothing was started: " + " | ".join(hard))
 
-    from tao_aoi.backends import get_backend
-    from tao_aoi.backends.base import TrainJob
 
-    ws = Workspace.at(workspace)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.monotonic()
-        get_backend("local" if backend == "slurm" else backend).train(TrainJob(
-            spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv, images_root=ws.images,
-            output_dir=Path(tmp) / "train", overrides={"train.num_epochs": 1}))
-        return time.monotonic() - t0
+def _compute(budget: dict[str, Any] | None) -> dict[str, Any]:
+    """Section 8 from run_cost.plan: the estimate per phase and the unit costs it rests on."""
+    if budget is None:
+        return {"source": "not measured: pass --dry-run (times training on this host), --epoch-sec S "
+                          "(a known epoch time, docker/slurm) or --time-limit (e.g. 8h)"}
+    from tao_aoi import run_cost
+
+    e = budget["estimate"]
+    out = {"summary": run_cost.summary_line(budget), "total": run_cost.human(e["total_sec"])}
+    out.update({k: e[k] for k in ("phase1_sec", "deft_sec", "phase3_sec", "total_sec", "per_trial_sec")})
+    if e.get("per_iteration_sec"):
+        out["per_iteration_sec"] = e["per_iteration_sec"]
+    out["pruned_trials"] = e["pruned_trials"]
+    out["dry_run_sec"] = budget["dry_run_sec"]
+    return out
 
 
 def _value(v: Any) -> Any:
@@ -218,6 +262,8 @@ def render(report: dict[str, Any]) -> str:
     out += ["8. Compute estimate"] + [f"   {k}: {_value(v)}" for k, v in s["8_compute"].items()]
     if report["hard_blockers"]:
         out += ["", "HARD BLOCKERS (fix before running):"] + [f"   - {b}" for b in report["hard_blockers"]]
+    if report.get("warnings"):
+        out += ["", "WARNINGS (the run can start; read these first):"] + [f"   - {w}" for w in report["warnings"]]
     if report["fixable_blockers"]:
         out += ["", "Fixed by the run after approval:"] + [f"   - {b}" for b in report["fixable_blockers"]]
     out += ["", f"9. {s['9_confirm']}"]

@@ -129,12 +129,18 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
         per_label[label] = {"weak": weak[label], "pinned_false_alarms": pinned.get(label, 0.0),
                             "allocated": n, "for_limiting": for_limiting.get(label, 0), "pool_samples": int(len(mine)),
                             "used_earlier": int(mine["sample"].isin(earlier).sum()), "available": int(len(fresh))}
-        if n > len(fresh):
-            raise HardStop(
-                f"allocation mismatch: {label} was allocated {n} of num_sdg={num_sdg} rows but the pool has only "
-                f"{len(fresh)} unused samples ({len(mine)} in total, {per_label[label]['used_earlier']} used by "
-                f"earlier iterations); add samples to {pool}, or lower --num-sdg, then retry sdg")
         chosen.append(fresh.head(n))
+    short = [k for k, v in per_label.items() if v["allocated"] > v["available"]]
+    if short:
+        from tao_aoi.sdg_supply import largest_num_sdg
+
+        v = per_label[short[0]]
+        fits = largest_num_sdg(weak, {k: r["available"] for k, r in per_label.items()}, 1, num_sdg)
+        raise HardStop(
+            f"allocation mismatch: {short[0]} was allocated {v['allocated']} of num_sdg={num_sdg} rows but the pool has "
+            f"only {v['available']} unused samples ({v['pool_samples']} in total, {v['used_earlier']} used by earlier "
+            f"iterations); add samples to {pool}, or lower --num-sdg (at most {fits} fits what is left; the new "
+            f"value applies from {iteration} on), then retry sdg")
 
     picked = pd.concat(chosen) if chosen else samples.head(0)
     rows = []

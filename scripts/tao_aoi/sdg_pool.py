@@ -41,7 +41,7 @@ def _root_and_manifest(path: str | Path) -> tuple[Path, Path | None]:
         return p, (p / MANIFEST if (p / MANIFEST).is_file() else None)
     if p.is_file() and p.suffix.lower() == ".csv":
         return p.parent, p
-    raise UserError(f"--sdg-pool {p} is neither a pool directory ({NG_DIR}/ + {OK_DIR}/) nor its {MANIFEST}; "
+    raise UserError(f"SDG pool {p} is neither a pool directory ({NG_DIR}/ + {OK_DIR}/) nor its {MANIFEST}; "
                     f"point it at the AnomalyGen output folder")
 
 
@@ -67,7 +67,7 @@ def scan(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     root, manifest = _root_and_manifest(path)
     ng_dir, ok_dir = root / NG_DIR, root / OK_DIR
     if not ng_dir.is_dir():
-        raise UserError(f"--sdg-pool {root} has no {NG_DIR}/ folder; point it at the AnomalyGen output folder")
+        raise UserError(f"SDG pool {root} has no {NG_DIR}/ folder; point it at the AnomalyGen output folder")
     ok_names = set(os.listdir(ok_dir)) if ok_dir.is_dir() else set()
     override, note = _manifest_labels(manifest) if manifest else ({}, f"no {MANIFEST}; labels come from file names")
     rows, unparsed = [], []

@@ -59,7 +59,7 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"--search-space {p} cannot be read ({exc})") from None
+        raise UserError(f"search space {p} cannot be read ({exc})") from None
     if p.suffix in (".yaml", ".yml"):
         import yaml
 
@@ -68,7 +68,7 @@ def load(path: str | Path) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UserError(f"--search-space {p} is not valid JSON ({exc.msg} line {exc.lineno})") from None
+            raise UserError(f"search space {p} is not valid JSON ({exc.msg} line {exc.lineno})") from None
     validate(data, str(p))
     return data
 

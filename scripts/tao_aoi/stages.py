@@ -14,12 +14,17 @@ if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
 
 from tao_aoi.layout import iteration_label, iteration_number
 
-RUN = "run"  # iteration label of run-level events (init, finalize)
+RUN = "run"  # iteration label of run-level events (init, reconfigure, finalize)
+RECONFIGURE = "reconfigure"  # run-level commit: options of iterations not yet started changed on resume
 ITER_STAGES = ("routing", "sdg", "mining", "assemble", "train", "evaluate", "rca")
 COMMIT_STAGES = ("init", "train", "evaluate", "rca", "routing", "sdg", "mining", "assemble", "finalize")
 # Events that only go to the log (progress notes from the runner, AutoML phases, ...).
 LOG_ONLY_STAGES = ("preflight", "automl", "seed", "warm_start", "report", "note")
-ALL_STAGES = COMMIT_STAGES + LOG_ONLY_STAGES
+ALL_STAGES = COMMIT_STAGES + (RECONFIGURE,) + LOG_ONLY_STAGES
+# Config keys that only shape iterations not yet started, so a resumed run may change them
+# (state.reconfigure): the stage that reads each one; None = the loop's end.
+ADJUSTABLE_CONFIG = {"num_sdg": "sdg", "top_k_per_target": "mining", "min_similarity": "mining",
+                     "max_iterations": None}
 
 # stage -> ((artifact key, required), ...). Each key is a commit_stage.py flag --<key with dashes>.
 ARTIFACTS: dict[str, tuple[tuple[str, bool], ...]] = {
@@ -49,6 +54,13 @@ def _passed(state: Mapping[str, Any], label: str) -> bool:
     return bool((rec.get("metric_result") or {}).get("passed"))
 
 
+def _beyond_max(state: Mapping[str, Any], label: str | None) -> bool:
+    """An iteration past max_iterations (lowered on resume): the loop finalizes without finishing it."""
+    if not label or not label.startswith("iter"):
+        return False
+    return iteration_number(label) > int(state["config"]["max_iterations"])
+
+
 def expected_next(state: Mapping[str, Any]) -> Step | None:
     """The one stage the writer accepts next (a failed stage is retried in place); None = done."""
     last = state.get("last_commit")
@@ -57,6 +69,8 @@ def expected_next(state: Mapping[str, Any]) -> Step | None:
     label, stage = last["iter"], last["stage"]
     if stage == "finalize":
         return None
+    if _beyond_max(state, label):
+        return Step(RUN, "finalize")  # max_iterations lowered on resume below an unfinished iteration
     if stage == "train":
         return Step(label, "evaluate")
     if stage == "evaluate":
@@ -87,9 +101,11 @@ def allowed_next(state: Mapping[str, Any]) -> list[Step]:
 def stop_reason(state: Mapping[str, Any]) -> str | None:
     """Why the loop stopped at the last evaluate (only meaningful when finalize is next)."""
     last = state.get("last_commit") or {}
+    label = last.get("iter")
+    if _beyond_max(state, label):
+        return "max_iterations"  # lowered on resume: the unfinished iteration is abandoned
     if last.get("stage") != "evaluate":
         return None
-    label = last["iter"]
     if label == "final_automl":
         return "phase3_registered"
     return "metric_met" if _passed(state, label) else "max_iterations"

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
 
 from tao_aoi import atomic, event_log, metric_contract, schema_check, stages
 from tao_aoi.errors import UserError
-from tao_aoi.layout import Results, iteration_number
+from tao_aoi.layout import Results, iteration_label, iteration_number
 from tao_aoi.locking import exclusive_lock
 
 SCHEMA_VERSION = 1
@@ -133,13 +133,17 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
                      if json.dumps(state["config"].get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
             if not metric_contract.same(state["metric_contract"], contract):
                 diffs.insert(0, "kpi_target")
+            if diffs and all(k in stages.ADJUSTABLE_CONFIG for k in diffs):
+                return _reconfigure_locked(results, events, state, {k: config.get(k) for k in diffs})[0], False
             if diffs:
+                diffs.sort(key=lambda k: k in stages.ADJUSTABLE_CONFIG)  # name a key that cannot change
                 k = diffs[0]
                 old = state["kpi_target"] if k == "kpi_target" else state["config"].get(k)
                 new = kpi_target if k == "kpi_target" else config.get(k)
                 raise UserError(
                     f"{results.state} already holds a run with {k}={old!r} (asked for {new!r}); resume it with "
-                    f"the same arguments or use a new --results-dir"
+                    f"the same arguments (only {', '.join(stages.ADJUSTABLE_CONFIG)} may change) or use a new "
+                    f"--results-dir"
                 )
             return state, False
         if results.state.exists():
@@ -172,6 +176,72 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
         event_log.append(results.log, event)
         atomic.write_json(results.state, state)
         return state, True
+
+
+# --------------------------------------------------------------------------- reconfigure
+
+
+def _applies_from(state: Mapping[str, Any], key: str) -> str:
+    """The first iteration that will read ``key`` (stage keys) or the one in progress (max_iterations)."""
+    step = stages.expected_next(state)
+    last = (state.get("last_commit") or {}).get("iter") or "baseline"
+    if step is None or step.iter == stages.RUN:  # finalize next: only a later iteration could use it
+        return iteration_label(iteration_number(last) + 1) if last != stages.RUN else "iter1"
+    if step.iter == "baseline":
+        return "iter1"
+    n = iteration_number(step.iter)
+    reader = stages.ADJUSTABLE_CONFIG[key]
+    if reader is None or stages.ITER_STAGES.index(step.stage) <= stages.ITER_STAGES.index(reader):
+        return step.iter
+    return iteration_label(n + 1)
+
+
+def _reconfigure_locked(results: Results, events: list[dict[str, Any]], state: dict[str, Any],
+                        changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    changes = {k: v for k, v in changes.items() if state["config"].get(k) != v}
+    unknown = [k for k in changes if k not in stages.ADJUSTABLE_CONFIG]
+    if unknown:
+        raise UserError(f"{unknown[0]} cannot change in a started run (only {', '.join(stages.ADJUSTABLE_CONFIG)} "
+                        f"can); use a new --results-dir")
+    if not changes:
+        return state, None
+    if stages.expected_next(state) is None or "final_automl" in state["iterations"]:
+        raise UserError(f"the DEFT loop in {results.root} is finished; {', '.join(changes)} can no longer change "
+                        f"(start a new run in a new --results-dir)")
+    if "max_iterations" in changes:
+        evaluated = [iteration_number(lb) for lb, _ in candidates(state) if lb.startswith("iter")]
+        floor = max(evaluated + [1])
+        if not isinstance(changes["max_iterations"], int) or changes["max_iterations"] < floor:
+            raise UserError(f"--max-iterations {changes['max_iterations']} is below iteration {floor}, which is "
+                            f"already evaluated; pass --max-iterations {floor} or more")
+    seq = events[-1]["seq"] + 1
+    now = event_log.utc_now()
+    entry = {"seq": seq, "ts": now, "changes": {
+        k: {"from": state["config"].get(k), "to": v, "applies_from": _applies_from(state, k)} for k, v in changes.items()}}
+    set_ = {"updated_at": now, "config": {**state["config"], **changes},
+            "config_changes": [*state.get("config_changes", []), entry]}
+    summary = "options changed on resume: " + ", ".join(
+        f"{k} {c['from']} -> {c['to']} (from {c['applies_from']})" for k, c in entry["changes"].items())
+    event = event_log.make_event(seq, iter=stages.RUN, stage=stages.RECONFIGURE, status="ok", summary=summary,
+                                 duration_sec=0.0, kind="commit", patch={"set": set_, "iterations": {}})
+    new_state = apply_patch(state, event)
+    schema_check.validate("deft_state", new_state, where=str(results.state))
+    event_log.append(results.log, event)
+    atomic.write_json(results.state, new_state)
+    return new_state, event
+
+
+def reconfigure(results_dir: str | os.PathLike[str], changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Change options that only shape iterations not yet started (stages.ADJUSTABLE_CONFIG) in a
+    started run, through the writer: one ``run/reconfigure`` commit records each old and new value
+    and the iteration it applies from (the report shows them). Returns (state, event or None)."""
+    results = Results.at(results_dir)
+    with exclusive_lock(results.lock):
+        events = event_log.read_events(results.log)
+        state, changed = _materialize(results, events)
+        if changed:
+            atomic.write_json(results.state, state)
+        return _reconfigure_locked(results, events, state, changes)
 
 
 # --------------------------------------------------------------------------- commit
@@ -288,7 +358,9 @@ def commit(
         raise UserError(f"--stage {stage!r} cannot be committed; stages: {', '.join(stages.COMMIT_STAGES[1:])}")
     with exclusive_lock(results.lock):
         events = event_log.read_events(results.log)
-        state, _ = _materialize(results, events)
+        state, lagged = _materialize(results, events)
+        if lagged:  # a kill left the file behind the log: persist the roll-forward before appending, so
+            atomic.write_json(results.state, state)  # the file is never more than one commit behind
         step = stages.Step(label, stage)
         allowed = stages.allowed_next(state)
         if step not in allowed:
@@ -394,3 +466,9 @@ def candidates(state: Mapping[str, Any]) -> list[tuple[str, dict[str, Any] | Non
     labels = sorted(state.get("iterations", {}), key=iteration_number)
     return [(lb, state["iterations"][lb].get("metric_result"))
             for lb in labels if state["iterations"][lb].get("status") == "complete"]
+
+
+def trajectory(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every evaluated candidate in run order: its KPI value, whether it passed, where it came from."""
+    return [{"iteration": label, "kpi_value": (res or {}).get("value"), "passed": (res or {}).get("passed"),
+             "source": state["iterations"][label].get("source")} for label, res in candidates(state)]

@@ -7,7 +7,7 @@ any Optuna URL (sqlite:///..., postgresql://..., or journal:<file> for a journal
 --workers K runs K workers on one study: local processes, or SLURM jobs with --backend slurm.
 Rerunning the same command resumes the study (a trial killed mid-way is re-run, not lost).
 Writes <results-dir>/best_rec.json (best trial: params as nested specs, score, direction,
-checkpoint; and every trial) and trials/trial_NNNN/.
+checkpoint; the runner-up; and every trial) and trials/trial_NNNN/.
 """
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ def command(args) -> int:
     if args.json:
         cli.emit_json(rec)
     elif not args.quiet:
-        b = rec["best"]
-        print(f"best: trial {b['trial']} val FAR@100%R {fmt.num(b['score'])}% -> {cfg.out_dir / 'best_rec.json'}")
+        b, r = rec["best"], rec.get("runner_up")
+        runner = f" (runner-up: trial {r['trial']} val FAR@100%R {fmt.num(r['score'])}%)" if r else ""
+        print(f"best: trial {b['trial']} val FAR@100%R {fmt.num(b['score'])}%{runner} -> {cfg.out_dir / 'best_rec.json'}")
     else:
         print(json.dumps({"best_trial": rec["best"]["trial"], "score": rec["best"]["score"]}))
     return 0
@@ -108,7 +109,8 @@ def _printer(args, n: int):
         value = "" if t["value"] is None else f" val FAR@100%R {fmt.num(t['value'])}%"
         params = ", ".join(f"{k.split('.')[-1]}={fmt.num(v) if isinstance(v, float) else v}"
                            for k, v in t["params"].items())
-        print(f"  trial {t['number'] + 1:>3}/{n} {t['state']:<8}{value}  ({params})", flush=True)
+        # Optuna's number, as in trials/trial_NNNN, best_rec.json and the final "best: trial N" line.
+        print(f"  trial {t['number']:>3} of {n} {t['state']:<8}{value}  ({params})", flush=True)
     return show
 
 

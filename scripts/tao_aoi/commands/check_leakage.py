@@ -2,7 +2,10 @@
 
 Samples are compared on resolved identity (normalised input directory + object_name, label ignored),
 so an `images/` prefix, `./` or a different label spelling cannot hide a leak. Prints the leaking
-rows (CSV line, key, which set). Defaults: --images-root is the folder the CSVs' paths are relative to.
+rows (CSV line, key, which set). --images-root is the folder the CSVs' paths are relative to (default:
+the nearest images/ folder above the training CSV). A CSV whose sample folders do not exist under it
+(nor under its parent or the CSV's own folder) is refused (exit 2): identity that cannot be resolved
+cannot prove the absence of a leak.
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ def command(args) -> int:
     root = Path(args.images_root) if args.images_root else _default_root(Path(args.train))
     train = changenet_csv.read(args.train, what="training CSV")
     against = [(a, changenet_csv.read(a, what="held-out CSV")) for a in args.against]
+    leakage.require_resolved(train, root, args.train, "training CSV")
+    for name, df in against:
+        leakage.require_resolved(df, root, name, "held-out CSV")
     leaks = leakage.find_leaks(train, args.train, against, root)
     if args.json:
         cli.emit_json({"leakage_count": int(len(leaks)), "leaks": leaks.head(1000).to_dict(orient="records")})
@@ -44,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_root(train_csv):
-    """<workspace>/images for a CSV under <workspace>/train/base or <workspace>/kpi; else the CSV's folder."""
+    """<workspace>/images for a CSV under <workspace>/train/base or <workspace>/kpi; else the CSV's folder
+    (require_resolved then refuses if the sample folders are not there either)."""
     for parent in train_csv.resolve().parents:
         if (parent / "images").is_dir():
             return parent / "images"

@@ -1,7 +1,9 @@
 """Create a DEFT run: deft_state.json + loop_log.jsonl in the results folder.
 
 Reads nothing but file existence (fast). Idempotent: rerunning with the same arguments resumes the
-existing run; different arguments are refused (exit 2) so a run's config can never drift.
+existing run. Options that only shape iterations not started yet (--num-sdg, --top-k-per-target,
+--min-similarity, --max-iterations) may change on resume: the change is committed with the iteration
+it applies from (shown in the report). Any other difference is refused (exit 2).
 Paths default to the workspace layout (images/, train/base/, kpi/, specs/, augmentation/).
 """
 from __future__ import annotations
@@ -48,7 +50,14 @@ def command(args) -> int:
     if args.json:
         cli.emit_json(st)
     else:
-        verb = "initialised" if created else "resumed (already initialised with these arguments)"
+        changes = st.get("config_changes") or []
+        if created:
+            verb = "initialised"
+        elif changes and changes[-1]["seq"] == st["last_seq"]:
+            verb = "resumed with options changed for the iterations not started yet (" + ", ".join(
+                f"{k} {c['from']} -> {c['to']} (from {c['applies_from']})" for k, c in changes[-1]["changes"].items()) + ")"
+        else:
+            verb = "resumed (already initialised with these arguments)"
         print(f"{verb}: {args.results_dir} kpi={st['kpi_target']!r} max_iterations={st['config']['max_iterations']}")
     return 0
 

@@ -1,8 +1,10 @@
 """Print the next DEFT stage and the exact commands for it, from deft_state.json alone.
 
 Output: the iteration, the stage, the commands to run (in order), and the commit that records
-them. A failed run prints the failed stage again as a retry, with the reason. --json gives
-{iteration, stage, status, retry, commands: [...], commit: "...", argv: {...}}.
+them. A failed run prints the failed stage again as a retry, with the reason. Once the run is
+complete it prints the trajectory (every evaluated candidate's KPI value) and the deliverable.
+--json gives {iteration, stage, status, retry, commands: [...], commit: "...", argv: {...},
+trajectory: [{iteration, kpi_value, passed, source}], kpi_target} (the trajectory so far while it runs).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ def next_step(results_dir: str) -> dict:
     st = state.load(results_dir)
     step = stages.expected_next(st)
     out: dict = {"status": st["status"], "iteration": None, "stage": None, "retry": False,
-                 "commands": [], "commit": None, "argv": None}
+                 "commands": [], "commit": None, "argv": None, "trajectory": state.trajectory(st),
+                 "kpi_target": st["kpi_target"]}
     if step is None:
         out["best_iteration"] = st.get("best_iteration")
         out["stop_reason"] = st.get("stop_reason")
@@ -47,6 +50,11 @@ def command(args) -> int:
         return 0
     if out["stage"] is None:
         print(f"run complete: best iteration {out.get('best_iteration')} (stop reason: {out.get('stop_reason')})")
+        print(f"trajectory ({out['kpi_target']}):")
+        for t in out["trajectory"]:
+            value = "n/a" if t["kpi_value"] is None else f"{t['kpi_value']:.4g}"
+            print(f"  {t['iteration']:<14} {value:>10}  {'met' if t['passed'] else 'not met'}"
+                  + (f"  ({t['source']})" if t["source"] else ""))
         return 0
     head = f"next: {out['iteration']}/{out['stage']}"
     if out["retry"]:

@@ -2,8 +2,10 @@
 
 Sections: workspace/host/platform/network; credentials (names only); container images
 (PRESENT/MISSING, or not needed for local); data (rows per CSV and label, missing files, leakage);
-Phase 1, Phase 2 and Phase 3 configuration; compute estimate (--dry-run times one training epoch);
-the confirmation line. Hard blockers (missing inputs, leakage, empty pool, bad KPI text, no
+Phase 1, Phase 2 and Phase 3 configuration (only those of --phases); compute estimate (--dry-run
+times short trainings, an inference and a gap analysis on this host; --epoch-sec takes a known
+epoch time instead; --time-limit 8h turns a time budget into max_iterations and trials); the
+confirmation line. Hard blockers (missing inputs, leakage, empty pool, bad KPI text, no
 --max-iterations) exit 2; blockers the run fixes itself after approval are listed apart.
 Writes nothing.
 """
@@ -13,25 +15,37 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, preflight
+from tao_aoi import cli, defaults, preflight, run_cost
 
 
 @cli.command("preflight.py", __doc__, next_step="after the user approves: python3 scripts/run_pipeline.py "
              "--workspace W --max-iterations N --kpi-target T --yes (same options)")
 @cli.option("--workspace")
 @cli.option("--backend")
+@cli.option("--phases", help="the phases the run will include (as run_pipeline.py --phases)")
 @cli.option("--max-iterations")
 @cli.option("--kpi-target")
-@cli.option("--trials")
+@cli.option("--trials", default=None, show_default=False,
+            help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or from --time-limit)")
 @cli.option("--algorithm")
 @cli.deft_knobs
-@click.option("--dry-run", is_flag=True, help="time one training epoch for the compute estimate")
+@click.option("--dry-run", is_flag=True,
+              help="time short trainings and an inference on this host for the compute estimate")
+@cli.option("--time-limit")
+@cli.option("--epoch-sec")
 @cli.option("--json", help="print the report as JSON")
 def command(args) -> int:
-    dry = preflight.dry_run(args.workspace, args.backend) if args.dry_run else None
-    report = preflight.run(args.workspace, args.backend, args.max_iterations, args.kpi_target, trials=args.trials,
+    budget = None
+    if args.dry_run or args.time_limit or args.epoch_sec:
+        budget = run_cost.plan(args.workspace, backend=args.backend, phases=args.phases, trials=args.trials,
+                               max_iterations=args.max_iterations, num_sdg=args.num_sdg,
+                               top_k_per_target=args.top_k_per_target, algorithm=args.algorithm,
+                               time_limit=args.time_limit, epoch_sec=args.epoch_sec)
+    iterations = args.max_iterations if args.max_iterations is not None else (budget or {}).get("max_iterations")
+    trials = args.trials if args.trials is not None else (budget or {}).get("trials") or defaults.AUTOML_TRIALS
+    report = preflight.run(args.workspace, args.backend, iterations, args.kpi_target, trials=trials,
                            algorithm=args.algorithm, num_sdg=args.num_sdg, top_k_per_target=args.top_k_per_target,
-                           min_similarity=args.min_similarity, dry_run_sec=dry)
+                           min_similarity=args.min_similarity, budget=budget, phases=args.phases)
     if args.json:
         cli.emit_json(report)
     else:

@@ -4,8 +4,13 @@ Every stage is the same script the skills tell the agent to run, and every resul
 through the single state writer. Prints a progress bar and one status line per stage, and at the
 end the trajectory and the report's path. Killed at any moment and rerun with the same arguments,
 it continues where it stopped (same --results-dir; without one, the newest unfinished run of the
-workspace with the same arguments is resumed). A hard stop exits 2 with the reason; fix the cause
-and rerun the same command to retry that stage.
+workspace with the same arguments is resumed). The pre-flight checks run first: a hard blocker (a
+missing input, leakage, an empty pool, ...) exits 2 before anything starts. A hard stop exits 2 with
+the reason; fix the cause and rerun the same command to retry that stage (--num-sdg,
+--top-k-per-target, --min-similarity and --max-iterations may change on that rerun: they apply
+from the iterations not started yet). --time-limit 8h instead of --max-iterations: a dry run on
+this host turns it into max_iterations and trials (the values you give are kept), shown to confirm;
+with --yes used and recorded, and a resumed run keeps it.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, phases
+from tao_aoi import cli, defaults, phases, run_cost
 from tao_aoi.errors import UserError
 
 
@@ -25,10 +30,13 @@ from tao_aoi.errors import UserError
 @cli.option("--results-dir", required=False, help="run folder (default: resume the newest matching unfinished run, "
                                                   "else <workspace>/results/run_<YYYYMMDD_HHMMSS>)")
 @cli.option("--backend")
-@click.option("--phases", default="all", type=click.Choice(phases.PHASE_SETS))
-@cli.option("--max-iterations", required=True)
+@cli.option("--phases")
+@cli.option("--max-iterations", help="DEFT iterations at most (never guessed; or --time-limit)")
 @cli.option("--kpi-target", required=True)
-@cli.option("--trials")
+@cli.option("--trials", default=None, show_default=False,
+            help=f"AutoML trials per phase (default {defaults.AUTOML_TRIALS}, or from --time-limit)")
+@cli.option("--time-limit")
+@cli.option("--epoch-sec")
 @cli.option("--algorithm")
 @cli.deft_knobs
 @cli.option("--seed")
@@ -36,20 +44,31 @@ from tao_aoi.errors import UserError
 @cli.option("--quiet")
 @cli.option("--json", help="print the final summary as JSON")
 def command(args) -> int:
-    if args.max_iterations < 1:
+    if args.max_iterations is None and args.time_limit is None and args.phases != "automl":
+        raise UserError("max_iterations is required and never guessed: pass --max-iterations N, or --time-limit "
+                        "(e.g. 8h) to have it estimated for you to confirm")
+    if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
-    if args.trials < 1:
+    if args.trials is not None and args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
     ws = Path(args.workspace).expanduser().resolve()
     if not ws.is_dir():
         raise UserError(f"--workspace {ws} is not a directory")
-    opts = phases.Options.from_args(args, ws)
-    results = phases.results_dir_for(opts, args.results_dir)
-    if not args.yes and not phases.confirm(opts, results):
+    given = phases.Options.from_args(args, ws)
+    results = phases.results_dir_for(given, args.results_dir)
+    budget = phases.plan_budget(given, results, epoch_sec=args.epoch_sec)
+    opts = phases.effective(given, budget)
+    checks = phases.preflight_checks(opts)
+    if not args.yes and not phases.confirm(opts, results, checks["warnings"], budget):
         print("not started (answer 'yes' or pass --yes)")
         return 1
+    if not args.quiet:
+        if budget and args.yes:
+            print(run_cost.summary_line(budget), flush=True)
+        for w in checks["warnings"] if args.yes else ():
+            print(f"warning: {w}", flush=True)
     t0 = time.monotonic()
-    summary = phases.run(opts, results, quiet=args.quiet)
+    summary = phases.run(given, results, quiet=args.quiet, budget=budget)
     summary["wall_sec"] = round(time.monotonic() - t0, 1)
     if args.json:
         cli.emit_json(summary)

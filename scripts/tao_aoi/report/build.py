@@ -134,11 +134,31 @@ class Report:
             "status": st.get("status") or "not started",
             "created_at": st.get("created_at") or "", "updated_at": st.get("updated_at") or "",
             "generated_at": self.generated_at,
-            "config": [(k, cell(cfg.get(k))) for k in keys if k in cfg],
+            "config": [(k, cell(cfg.get(k))) for k in keys if k in cfg] + self._config_changes(st) + self._budget(),
             "iterations_run": sum(1 for lb in self.labels if lb.startswith("iter")
                                   and self.records[lb].get("status") == "complete"),
             "max_iterations": cfg.get("max_iterations"),
         }
+
+    @staticmethod
+    def _config_changes(st: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Options changed when the run resumed (state.reconfigure): old -> new and where each applies."""
+        lines = [f"{k} {cell(c.get('from'))} -> {cell(c.get('to'))} from {c.get('applies_from')} (seq {e.get('seq')})"
+                 for e in st.get("config_changes") or [] for k, c in (e.get("changes") or {}).items()]
+        return [("options changed on resume", "; ".join(lines))] if lines else []
+
+    def _budget(self) -> list[tuple[str, str]]:
+        """What --time-limit became when the run started (pipeline_state.json), with its estimate."""
+        doc = sources.pipeline_state(self.R)
+        budget = doc.data.get("budget") if doc.ok and isinstance(doc.data, dict) else None
+        if not isinstance(budget, dict) or "estimate" not in budget:
+            return []
+        from tao_aoi import run_cost
+
+        try:
+            return [("time budget", run_cost.summary_line(budget))]
+        except (KeyError, TypeError, ValueError):  # a hand-edited or older record: show it raw below
+            return []
 
     def banner(self) -> dict[str, Any]:
         """The DEFT state's verdict; the three-phase runner's own failure (pipeline_state.json) is added."""
@@ -277,6 +297,9 @@ class Report:
                              f"{fmt.num(b['value'])} on the validation set")
             if lb == "final_automl" and fmt.is_number(v) and self.best and self.best != lb:
                 notes.append(f"did not improve on the contract; {self.best} stays the deliverable")
+            notes += [f"{k} {cell(c.get('from'))} -> {cell(c.get('to'))} from here (changed on resume)"
+                      for e in self.st.get("config_changes") or [] for k, c in (e.get("changes") or {}).items()
+                      if c.get("applies_from") == lb]
             failure = self.st.get("failure") or {}
             if failure.get("iter") == lb and self.st["status"] == "failed":
                 notes.append(f"failed at {failure.get('stage')}: {failure.get('summary')}")

@@ -1,0 +1,102 @@
+"""SDG supply over a whole run: pre-flight's forecast is exact, and the documented fix for a pool that
+runs short (a lower --num-sdg on the rerun) completes the run."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT, run_script
+from tao_aoi import sdg_ingest, sdg_supply, state
+
+KPI = "FAR < 0.1% at Recall=100%"  # never met on the tiny demo: every iteration runs
+LABELS = ("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER", "SHIFT")
+
+
+def simulate(weak: dict[str, int], pool: dict[str, int], num_sdg: int, iterations: int) -> int | None:
+    """The iteration at which ingest would stop, by running the allocation iteration by iteration."""
+    left = dict(pool)
+    for i in range(1, iterations + 1):
+        alloc = sdg_ingest.allocate(num_sdg, weak)
+        if any(alloc[k] > left.get(k, 0) for k in alloc):
+            return i
+        for k, n in alloc.items():
+            left[k] -= n
+    return None
+
+
+counts = st.dictionaries(st.sampled_from(LABELS), st.integers(0, 80), min_size=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kpi=counts, pool=counts, num_sdg=st.integers(0, 60), iterations=st.integers(1, 12), top_k=st.integers(1, 60))
+def test_forecast_matches_running_the_allocation(kpi, pool, num_sdg, iterations, top_k):
+    f = sdg_supply.forecast(kpi, pool, sdg_labels=("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER"),
+                            top_k_per_label=top_k, num_sdg=num_sdg, max_iterations=iterations)
+    weak = sdg_supply.weak_counts(kpi, pool, ("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER"), top_k)
+    assert "SHIFT" not in weak and all(pool[k] > 0 and v == min(top_k, kpi[k]) for k, v in weak.items())
+    stop = simulate(weak, pool, num_sdg, iterations)
+    assert (f["short"][0]["at_iteration"] if f["short"] else None) == stop
+    n = f["num_sdg_lasting"]
+    assert 0 <= n <= num_sdg
+    if n:
+        assert simulate(weak, pool, n, iterations) is None
+    if stop is not None:
+        assert all(simulate(weak, pool, m, iterations) is not None for m in range(n + 1, num_sdg + 1))
+        assert sdg_supply.warning(f, "POOL").startswith(f"SDG pool runs short at iter{stop} ")
+    else:
+        assert sdg_supply.warning(f, "POOL") is None
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("tiny") / "ws"
+    run_script("make_demo_workspace.py", "--out", ws, "--preset", "tiny", "--seed", "3", check=True)
+    return ws
+
+
+def pipeline(ws: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, str(ROOT / "scripts/run_pipeline.py"), "--workspace", str(ws), "--results-dir",
+            str(results), "--phases", "deft", "--kpi-target", KPI, "--yes", "--quiet", "--json", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900, env=dict(os.environ, TAO_AOI_NO_REEXEC="1"))
+
+
+def test_pool_exhausted_at_iteration_k_then_the_documented_fix_completes_the_run(tiny, tmp_path, script):
+    pre = script("preflight.py", "--workspace", tiny, "--max-iterations", "6", "--kpi-target", KPI, "--json")
+    supply = json.loads(pre.stdout)["sections"]["6_phase2"]["sdg_supply"]
+    k = int(supply["runs_short_at"][4:])
+    assert 1 < k <= 6, supply
+    assert any("SDG pool runs short at iter" in w for w in json.loads(pre.stdout)["warnings"])
+    results = tmp_path / "run"
+    first = pipeline(tiny, results, "--max-iterations", str(k))
+    assert first.returncode == 2, first.stderr[-2000:]
+    assert "allocation mismatch" in first.stderr and "--num-sdg" in first.stderr
+    st = state.load(results)
+    assert (st["failure"]["iter"], st["failure"]["stage"]) == (f"iter{k}", "sdg")
+    fits = int(re.search(r"at most (\d+) fits what is left", first.stderr).group(1))
+    assert 0 < fits < 20
+    # The hard-stops reference says: rerun the same command with a lower --num-sdg.
+    second = pipeline(tiny, results, "--max-iterations", str(k), "--num-sdg", str(fits))
+    assert second.returncode == 0, second.stderr[-2000:]
+    summary = json.loads(second.stdout)
+    assert summary["deft_status"] == "complete" and summary["trajectory"][-1]["iteration"] == f"iter{k}"
+    st = state.load(results)
+    (change,) = st["config_changes"]
+    assert change["changes"]["num_sdg"] == {"from": 20, "to": fits, "applies_from": f"iter{k}"}
+    alloc = json.loads((results / f"iter{k}" / "sdg" / "allocation.json").read_text())
+    assert alloc["num_sdg"] == fits and alloc["total_ingested"] == fits
+    assert json.loads((results / "iter1" / "sdg" / "allocation.json").read_text())["num_sdg"] == 20
+    ps = json.loads((results / "pipeline_state.json").read_text())
+    assert ps["options"]["num_sdg"] == fits and ps["option_changes"][0]["changes"]["num_sdg"]["applies_from"] == f"iter{k}"
+    html = (results / "DEFT_Loop_Report.html").read_text()
+    assert f"num_sdg 20 -&gt; {fits} from iter{k}" in html
+    # Anything that defines the run still may not change on a rerun.
+    other = pipeline(tiny, tmp_path / "run", "--max-iterations", str(k), "--num-sdg", str(fits), "--seed", "9")
+    assert other.returncode == 2 and "seed" in other.stderr
