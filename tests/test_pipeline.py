@@ -87,6 +87,17 @@ def test_deft_phase_end_to_end(tiny, tmp_path):
     # the trajectory is recorded for every evaluated iteration
     values = [t["kpi_value"] for t in summary["trajectory"]]
     assert len(values) >= 2 and all(v is not None for v in values)
+    # Headless: every RCA report is complete (computed verdict, no agent placeholder), and so is the HTML.
+    reports = sorted(results.glob("*/rca/RCA_Report.md"))
+    assert reports
+    for rca in reports:
+        text = rca.read_text()
+        assert "TODO(agent)" not in text and "## 9. What pins the threshold" in text, rca
+        verdict = text.split("## 1. Verdict")[1].split("## 2.")[0]
+        assert "sits just below" in verdict or "nothing pins the threshold" in verdict
+    html = (results / "DEFT_Loop_Report.html").read_text()
+    assert "TODO(agent)" not in html and "not written its verdict" not in html
+    assert "What pins the threshold" in html and "Headless run: no visual review" in html
 
 
 def _where(results: Path) -> str:
