@@ -126,17 +126,18 @@ def _progress(results: Path) -> int:
 
 
 def _kill_loop(argv: list[str], results: Path, kills: int, seed: int, total: int) -> list[str]:
-    """SIGKILL the run `kills` times, the i-th time at a random moment once it is (i+0.5)/kills through
-    the uninterrupted run's work, so the kills cover the whole timeline (trials, stages, handoffs)."""
+    """SIGKILL the run `kills` times, the i-th time at a random moment once it is (i+0.5)/(kills+1) through
+    the uninterrupted run's work, so the kills cover the whole timeline (trials, stages, handoffs) and the
+    last one still has work left to land in on a loaded host."""
     rng = random.Random(seed)
     where = []
     for i in range(kills):
-        target = int(total * (i + 0.5) / kills)
+        target = int(total * (i + 0.5) / (kills + 1))
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, TAO_AOI_NO_REEXEC="1"))
         while proc.poll() is None and _progress(results) < target:
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
