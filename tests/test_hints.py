@@ -33,6 +33,7 @@ ALLOWED = {
     ("tao_aoi.state.commit", "--status"): "commit_stage.py's argument; the runner passes ok/error",
     ("tao_aoi.state.commit", "--duration-sec"): "commit_stage.py's argument; the runner passes a measured time",
     ("tao_aoi.state.commit", "--stage"): "commit_stage.py's argument; the runner passes stages from the table",
+    ("tao_aoi.state.log", "--duration-sec"): "log_stage.py's argument; the runner logs its lock-takeover note with 0",
     ("tao_aoi.commands.init_deft_state.config_from_args", "--images-root"):
         "run_pipeline.py and seed_baseline.py pass the workspace's images/, which pre-flight checks first",
 }

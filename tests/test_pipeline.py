@@ -95,19 +95,23 @@ def _where(results: Path) -> str:
     if (results / "pipeline_state.json").exists():
         done = json.loads((results / "pipeline_state.json").read_text()).get("done", [])
     phase = "automl1" if not done else {"automl1": "deft", "deft": "automl3"}.get(done[-1], "end")
-    if (results / "loop_log.jsonl").exists() and "deft" not in done:
+    log = results / "loop_log.jsonl"
+    events = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    deft_events = [e for e in events if e["kind"] != "pipeline"]  # the runner's own events come from the start
+    if any(e["kind"] == "commit" for e in events) and "deft" not in done:
         phase = "deft"
-    if phase == "deft" and (results / "loop_log.jsonl").exists():
-        last = json.loads((results / "loop_log.jsonl").read_text().splitlines()[-1])
-        return f"deft:{last['iter']}/{last['stage']}"
+    if phase == "deft" and deft_events:
+        return f"deft:{deft_events[-1]['iter']}/{deft_events[-1]['stage']}"
     return phase
 
 
 def _progress(results: Path) -> int:
-    """Work done so far: AutoML trials started plus log events."""
+    """Work done so far: AutoML trials started plus state events (notes, such as a rerun's lock takeover, are
+    not work: counting them would pull later kills earlier)."""
     trials = len(list(results.glob("automl/*/trials/trial_*")))
     log = results / "loop_log.jsonl"
-    return trials + (len(log.read_text().splitlines()) if log.exists() else 0)
+    lines = log.read_bytes().splitlines() if log.exists() else []
+    return trials + sum(b'"kind":"log"' not in line for line in lines)
 
 
 def _kill_loop(argv: list[str], results: Path, kills: int, seed: int, total: int) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, SCRIPTS
 from support import cdp
 from support.report_run import HOSTILE, HOSTILE_ATTR, RunBuilder, far_pct
-from tao_aoi import metric_contract, stages, state
+from tao_aoi import metric_contract, pipeline_state, stages, state
 from tao_aoi.layout import Results
 from tao_aoi.report import build, fmt, render, sources
 from tooling import require_tool
@@ -207,8 +207,8 @@ def test_pipeline_stop_before_deft_is_a_hard_stop(tmp_path):
     run = tmp_path / "run"
     (run / "automl" / "phase1").mkdir(parents=True)
     why = "no feasible AutoML trial among 8 (8 collapsed to one class, 0 pruned, 0 failed); widen the search space"
-    (run / "pipeline_state.json").write_text(json.dumps({"schema_version": 1, "status": "failed", "failure": why,
-                                                         "done": [], "phase1": None, "phase3": None}))
+    ps = {**pipeline_state.new({"phases": "all"}), "status": "failed", "failure": why}
+    pipeline_state.save(Results.at(run), ps, f"hard stop: {why}", status="error")
     html = render_text(run)
     assert banner(html) == ("stopped", "Hard stop before the DEFT loop")
     assert why in html and "not run yet" in html

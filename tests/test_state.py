@@ -8,8 +8,9 @@ import jsonschema
 import pytest
 
 import deft_driver
-from tao_aoi import atomic, event_log, schema_check, stages, state
+from tao_aoi import atomic, event_log, pipeline_state, schema_check, stages, state
 from tao_aoi.errors import UserError
+from tao_aoi.layout import Results
 
 KPI = "FAR < 2% at Recall=100%"
 
@@ -343,7 +344,9 @@ def test_schema_validators_agree_with_jsonschema(run):
     from tao_aoi import schema_validators
 
     deft_driver.drive(str(run))
-    docs = [("deft_state", state.load(run))] + [("loop_event", e) for e in events(run)]
+    pipeline_state.save(Results.at(run), pipeline_state.new({"phases": "deft"}), "pipeline started")
+    docs = [("deft_state", state.load(run)), ("pipeline_state", pipeline_state.load(Results.at(run)))] + \
+        [("loop_event", e) for e in events(run)]
     broken = []
     for name, doc in docs[:6]:
         for key in list(doc)[:12]:
@@ -385,7 +388,8 @@ def test_state_scripts_import_no_pandas_or_numpy():
 
     code = ("import sys; sys.path.insert(0, %r)\n"
             "import tao_aoi.commands.log_stage, tao_aoi.commands.commit_stage, tao_aoi.commands.next_stage\n"
-            "import tao_aoi.commands.init_deft_state, tao_aoi.state, tao_aoi.stage_plan\n"
+            "import tao_aoi.commands.init_deft_state, tao_aoi.commands.repair_state, tao_aoi.state, tao_aoi.stage_plan\n"
+            "import tao_aoi.run_lock, tao_aoi.pipeline_state\n"
             "print(sorted(m for m in ('pandas', 'numpy', 'jsonschema', 'yaml') if m in sys.modules))") % str(SCRIPTS)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported by the state scripts: {out}"

@@ -22,6 +22,10 @@ TAO_EMBED_MODEL_PATH = "google/siglip-base-patch16-224"
 TAO_EMBED_BATCH_SIZE = 64
 SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
 
+# One run per results folder (run_lock.py).
+RUN_LOCK_STEP_WAIT_SEC = 60.0  # a step script waits this long for another step (a commit, a copy) to finish
+RUN_LOCK_SETTLE_SEC = 2.0      # a lock held with no owner named yet (being taken) is retried this long
+
 # AutoML.
 AUTOML_TRIALS = 8              # trials per AutoML phase (make demo); real TAO runs use 5-20
 AUTOML_ALGORITHMS = ("bayesian", "random", "cmaes", "hyperband", "asha")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tao_aoi import atomic, metric_contract, state, train_spec
+from tao_aoi import atomic, metric_contract, run_lock, state, train_spec
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results
 
@@ -49,6 +49,11 @@ def inference_spec(training_spec: dict, checkpoint: str, threshold: float | None
 
 
 def prepare(results_dir: str | Path) -> dict:
+    with run_lock.hold(results_dir):  # best_model.json is part of the run: one writer at a time
+        return _prepare(results_dir)
+
+
+def _prepare(results_dir: str | Path) -> dict:
     R = Results.at(results_dir)
     st = state.load(R.root)
     best, table = choose(st)

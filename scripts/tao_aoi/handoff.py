@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from tao_aoi import atomic, defaults, metric_contract, search_space, state, train_spec
+from tao_aoi import atomic, defaults, metric_contract, run_lock, search_space, state, train_spec
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
 from tao_aoi.report import fmt
@@ -80,6 +80,12 @@ def adopt_checkpoint(results_dir: str | Path, label: str, trial: Mapping[str, An
 
 def seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str | Path,
                   init_config: Mapping[str, Any] | None, kpi_target: str | None) -> dict[str, Any]:
+    with run_lock.hold(results_dir):
+        return _seed_baseline(best_rec, results_dir, workspace, init_config, kpi_target)
+
+
+def _seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str | Path,
+                   init_config: Mapping[str, Any] | None, kpi_target: str | None) -> dict[str, Any]:
     rec = read_best_rec(best_rec)
     ws = Workspace.at(workspace)
     winner = sane_winner(rec, str(best_rec))
@@ -110,6 +116,11 @@ def seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str 
 
 def warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Phase 3's inputs from the finished DEFT run; HardStop if DEFT did not finish."""
+    with run_lock.hold(results_dir):
+        return _warm_start_inputs(results_dir, space)
+
+
+def _warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None) -> dict[str, Any]:
     R = Results.at(results_dir)
     st = state.load(R.root)
     if st["status"] == "failed":
@@ -149,6 +160,11 @@ def warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None =
 
 def register_phase3(results_dir: str | Path, best_rec: str | Path) -> dict[str, Any]:
     """Commit Phase 3's winner as final_automl/train (then evaluate + finalize run as normal stages)."""
+    with run_lock.hold(results_dir):
+        return _register_phase3(results_dir, best_rec)
+
+
+def _register_phase3(results_dir: str | Path, best_rec: str | Path) -> dict[str, Any]:
     R = Results.at(results_dir)
     st = state.load(R.root)
     if "final_automl" in st["iterations"]:

@@ -94,6 +94,16 @@ class Results:
         return self.root / ".deft_state.lock"
 
     @property
+    def run_lock(self) -> Path:
+        """flock target held for a writer's lifetime (one run per results folder)."""
+        return self.root / ".run.lock"
+
+    @property
+    def run_owner(self) -> Path:
+        """Who holds run_lock (host, pid, start time, since): for the refusal message and stale takeover."""
+        return self.root / ".run_owner.json"
+
+    @property
     def pipeline_state(self) -> Path:
         return self.root / "pipeline_state.json"
 
@@ -139,6 +149,18 @@ STAGE_DIRS = {
     "mining": "mining",
     "assemble": "dataset",
 }
+
+
+def run_of_study(study_dir: str | Path) -> Path | None:
+    """The results folder an AutoML study folder ``<R>/automl/<phase>`` belongs to, else None.
+
+    R counts as a run folder when it already holds a run's log or sits in a workspace's results/.
+    """
+    p = Path(study_dir).expanduser().resolve()
+    if p.parent.name != "automl":
+        return None
+    R = Results(p.parent.parent)
+    return R.root if R.log.exists() or R.pipeline_state.exists() or R.root.parent.name == "results" else None
 
 
 def iteration_number(label: str) -> int:

@@ -1,8 +1,9 @@
 """The three-phase job: Phase 1 AutoML -> Phase 2 DEFT -> Phase 3 AutoML, resumable as a whole.
 
-pipeline_state.json (the bridge's own state, written atomically) records the options and which
-phase is done; each phase is itself resumable (the Optuna study, the DEFT state), so a rerun after
-a kill at any moment continues in the right phase and ends where an uninterrupted run would.
+pipeline_state.json (the bridge's own state, a view of its events in the run's log:
+pipeline_state.py) records the options and which phase is done; each phase is itself resumable
+(the Optuna study, the DEFT state), so a rerun after a kill at any moment continues in the right
+phase and ends where an uninterrupted run would. The whole job holds the folder's run lock.
 Nothing here asks questions after the single approval; only hard stops end the run early.
 """
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic, automl, cli, defaults, handoff, metric_contract, pipeline, search_space, stages, state
+from tao_aoi import (automl, cli, defaults, handoff, metric_contract, pipeline, pipeline_state, run_lock,
+                     search_space, stages, state)
 from tao_aoi.backends import get_backend
 from tao_aoi.commands import init_deft_state
 from tao_aoi.errors import HardStop, UserError
@@ -69,7 +71,7 @@ def plan_budget(opts: Options, R: Results, *, epoch_sec: float | None = None) ->
     fresh one from a dry run in this process (its decoded images stay cached for the run)."""
     if opts.time_limit is None:
         return None
-    ps = load_pipeline_state(R)
+    ps = pipeline_state.load(R)
     if ps and (ps.get("budget") or {}).get("time_limit") == opts.time_limit:
         return ps["budget"]
     if ps:
@@ -82,21 +84,7 @@ def plan_budget(opts: Options, R: Results, *, epoch_sec: float | None = None) ->
                          time_limit=opts.time_limit, epoch_sec=epoch_sec, in_process=True)
 
 
-# ------------------------------------------------------------------ pipeline_state.json
-
-
-def load_pipeline_state(R: Results) -> dict[str, Any] | None:
-    try:
-        return json.loads(R.pipeline_state.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{R.pipeline_state} is not valid JSON ({exc.msg}); it is written only by run_pipeline.py") from None
-
-
-def save_pipeline_state(R: Results, ps: dict[str, Any]) -> None:
-    ps["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    atomic.write_json(R.pipeline_state, ps)
+# ------------------------------------------------------------------ the results folder
 
 
 def same_run(recorded: dict[str, Any], opts: Options) -> bool:
@@ -209,22 +197,32 @@ def _render_report(R: Results, progress: pipeline.Progress) -> str | None:
 
 
 def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole job under the folder's run lock (a second start is refused at once, naming this one)."""
     progress = pipeline.Progress(quiet=quiet)
-    R.root.mkdir(parents=True, exist_ok=True)
-    ps = load_pipeline_state(R)
+    with run_lock.hold(R.root, kind="run") as took_over:
+        if took_over:
+            progress.note(f"note: {took_over}")
+            state.log(R.root, label=stages.RUN, stage="note", status="ok", summary=took_over)
+        return _run_locked(given, R, progress, budget)
+
+
+def _run_locked(given: Options, R: Results, progress: pipeline.Progress,
+                budget: dict[str, Any] | None) -> dict[str, Any]:
+    ps = pipeline_state.load(R)  # refuses a hand-edited pipeline_state.json ...
+    if state.started(R.root):
+        state.load(R.root)       # ... and deft_state.json, before any work
     if ps is None:
-        ps = {"schema_version": 1, "options": asdict(given), "status": "in_progress", "done": [], "phase1": None,
-              "phase3": None}
+        ps = pipeline_state.new(asdict(given))
         if budget:
             ps["budget"] = budget  # what the time limit became, as confirmed
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, f"pipeline started: phases {given.phases}, backend {given.backend}")
     elif ps["options"] != asdict(given):
         resume_changes(R, ps, given, progress)
     opts = effective(given, ps.get("budget"))
     if ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, "resuming after a hard stop")
     ws = Workspace.at(opts.workspace)
     phases = PHASES[opts.phases]
 
@@ -232,7 +230,7 @@ def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, An
         if phase not in ps["done"]:
             ps["done"].append(phase)
         ps.update(info)
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, f"{phase} done")
 
     try:
         if "automl1" in phases and "automl1" not in ps["done"]:
@@ -265,11 +263,11 @@ def run(given: Options, R: Results, *, quiet: bool = False, budget: dict[str, An
     except HardStop as exc:
         ps["status"] = "failed"
         ps["failure"] = str(exc)
-        save_pipeline_state(R, ps)
+        pipeline_state.save(R, ps, f"hard stop: {exc}", status="error")
         _render_report(R, progress)
         raise
     ps["status"] = "complete"
-    save_pipeline_state(R, ps)
+    pipeline_state.save(R, ps, "pipeline complete")
     report = _render_report(R, progress)
     return summarize(R, ps, report)
 
@@ -308,9 +306,9 @@ def resume_changes(R: Results, ps: dict[str, Any], opts: Options, progress: pipe
              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     ps.setdefault("option_changes", []).append(entry)
     ps["options"] = new
-    save_pipeline_state(R, ps)
-    progress.note("resuming with changed options: " + ", ".join(
-        f"{k} {c['from']} -> {c['to']} (from {c['applies_from']})" for k, c in entry["changes"].items()))
+    what = ", ".join(f"{k} {c['from']} -> {c['to']} (from {c['applies_from']})" for k, c in entry["changes"].items())
+    pipeline_state.save(R, ps, f"resuming with changed options: {what or 'none that change the run'}")
+    progress.note(f"resuming with changed options: {what}")
 
 
 def _after(R: Results, st: dict, step, progress: pipeline.Progress) -> None:

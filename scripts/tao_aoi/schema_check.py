@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # annotations only
     from typing import Any
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
-SCHEMAS = ("deft_state", "loop_event")
+SCHEMAS = ("deft_state", "loop_event", "pipeline_state")
 GENERATED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema_validators.py")
 
 

@@ -479,14 +479,15 @@ def validate_https___tao_aoi_local_schemas_deft_state_schema_json__definitions_c
 
 REGEX_PATTERNS_loop_event = {
     '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$': re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z\\Z'),
-    '^(baseline|iter[1-9][0-9]*|final_automl|run)$': re.compile('^(baseline|iter[1-9][0-9]*|final_automl|run)\\Z')
+    '^(baseline|iter[1-9][0-9]*|final_automl|run)$': re.compile('^(baseline|iter[1-9][0-9]*|final_automl|run)\\Z'),
+    '^[0-9a-f]{64}$': re.compile('^[0-9a-f]{64}\\Z')
 }
 
 NoneType = type(None)
 
 def validate_https___tao_aoi_local_schemas_loop_event_schema_json(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (dict)):
-        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/loop_event.schema.json', 'title': 'One line of loop_log.jsonl', 'type': 'object', 'required': ['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind'], 'properties': {'seq': {'type': 'integer', 'minimum': 1}, 'ts': {'type': 'string', 'pattern': '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'}, 'iter': {'type': 'string', 'pattern': '^(baseline|iter[1-9][0-9]*|final_automl|run)$'}, 'stage': {'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note']}, 'status': {'enum': ['ok', 'error']}, 'summary': {'type': 'string', 'maxLength': 4000}, 'duration_sec': {'type': 'number', 'minimum': 0}, 'kind': {'enum': ['commit', 'log']}, 'patch': {'type': 'object'}}, 'additionalProperties': False, 'allOf': [{'if': {'properties': {'kind': {'const': 'commit'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'log'}}}, 'then': {'not': {'required': ['patch']}}}]}, rule='type')
+        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/loop_event.schema.json', 'title': 'One line of loop_log.jsonl', 'type': 'object', 'required': ['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind', 'chain'], 'properties': {'seq': {'type': 'integer', 'minimum': 1}, 'ts': {'type': 'string', 'pattern': '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'}, 'iter': {'type': 'string', 'pattern': '^(baseline|iter[1-9][0-9]*|final_automl|run)$'}, 'stage': {'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note', 'pipeline']}, 'status': {'enum': ['ok', 'error']}, 'summary': {'type': 'string', 'maxLength': 4000}, 'duration_sec': {'type': 'number', 'minimum': 0}, 'kind': {'enum': ['commit', 'log', 'pipeline']}, 'patch': {'type': 'object'}, 'chain': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'}}, 'additionalProperties': False, 'allOf': [{'if': {'properties': {'kind': {'const': 'commit'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'pipeline'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'log'}}}, 'then': {'not': {'required': ['patch']}}}]}, rule='type')
     try:
         data_is_dict = isinstance(data, dict)
         if data_is_dict:
@@ -496,6 +497,23 @@ def validate_https___tao_aoi_local_schemas_loop_event_schema_json(data, custom_f
                 data__kind = data["kind"]
                 if not (isinstance(data__kind, str) and data__kind == 'commit'):
                     raise JsonSchemaValueException("" + (name_prefix or "data") + ".kind must be same as const definition: commit", value=data__kind, name="" + (name_prefix or "data") + ".kind", definition={'const': 'commit'}, rule='const')
+    except (JsonSchemaValueException, JsonSchemaValuesException):
+        pass
+    else:
+        data_is_dict = isinstance(data, dict)
+        if data_is_dict:
+            data__missing_keys = set(['patch']) - data.keys()
+            if data__missing_keys:
+                raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'required': ['patch']}, rule='required')
+    try:
+        data_is_dict = isinstance(data, dict)
+        if data_is_dict:
+            data_keys = set(data.keys())
+            if "kind" in data_keys:
+                data_keys.remove("kind")
+                data__kind = data["kind"]
+                if not (isinstance(data__kind, str) and data__kind == 'pipeline'):
+                    raise JsonSchemaValueException("" + (name_prefix or "data") + ".kind must be same as const definition: pipeline", value=data__kind, name="" + (name_prefix or "data") + ".kind", definition={'const': 'pipeline'}, rule='const')
     except (JsonSchemaValueException, JsonSchemaValuesException):
         pass
     else:
@@ -527,9 +545,9 @@ def validate_https___tao_aoi_local_schemas_loop_event_schema_json(data, custom_f
             raise JsonSchemaValueException("" + (name_prefix or "data") + " must NOT match a disallowed definition", value=data, name="" + (name_prefix or "data") + "", definition={'not': {'required': ['patch']}}, rule='not')
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
-        data__missing_keys = set(['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind']) - data.keys()
+        data__missing_keys = set(['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind', 'chain']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/loop_event.schema.json', 'title': 'One line of loop_log.jsonl', 'type': 'object', 'required': ['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind'], 'properties': {'seq': {'type': 'integer', 'minimum': 1}, 'ts': {'type': 'string', 'pattern': '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'}, 'iter': {'type': 'string', 'pattern': '^(baseline|iter[1-9][0-9]*|final_automl|run)$'}, 'stage': {'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note']}, 'status': {'enum': ['ok', 'error']}, 'summary': {'type': 'string', 'maxLength': 4000}, 'duration_sec': {'type': 'number', 'minimum': 0}, 'kind': {'enum': ['commit', 'log']}, 'patch': {'type': 'object'}}, 'additionalProperties': False, 'allOf': [{'if': {'properties': {'kind': {'const': 'commit'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'log'}}}, 'then': {'not': {'required': ['patch']}}}]}, rule='required')
+            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/loop_event.schema.json', 'title': 'One line of loop_log.jsonl', 'type': 'object', 'required': ['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind', 'chain'], 'properties': {'seq': {'type': 'integer', 'minimum': 1}, 'ts': {'type': 'string', 'pattern': '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'}, 'iter': {'type': 'string', 'pattern': '^(baseline|iter[1-9][0-9]*|final_automl|run)$'}, 'stage': {'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note', 'pipeline']}, 'status': {'enum': ['ok', 'error']}, 'summary': {'type': 'string', 'maxLength': 4000}, 'duration_sec': {'type': 'number', 'minimum': 0}, 'kind': {'enum': ['commit', 'log', 'pipeline']}, 'patch': {'type': 'object'}, 'chain': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'}}, 'additionalProperties': False, 'allOf': [{'if': {'properties': {'kind': {'const': 'commit'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'pipeline'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'log'}}}, 'then': {'not': {'required': ['patch']}}}]}, rule='required')
         data_keys = set(data.keys())
         if "seq" in data_keys:
             data_keys.remove("seq")
@@ -558,8 +576,8 @@ def validate_https___tao_aoi_local_schemas_loop_event_schema_json(data, custom_f
         if "stage" in data_keys:
             data_keys.remove("stage")
             data__stage = data["stage"]
-            if not (isinstance(data__stage, str) and data__stage == 'init' or isinstance(data__stage, str) and data__stage == 'train' or isinstance(data__stage, str) and data__stage == 'evaluate' or isinstance(data__stage, str) and data__stage == 'rca' or isinstance(data__stage, str) and data__stage == 'routing' or isinstance(data__stage, str) and data__stage == 'sdg' or isinstance(data__stage, str) and data__stage == 'mining' or isinstance(data__stage, str) and data__stage == 'assemble' or isinstance(data__stage, str) and data__stage == 'finalize' or isinstance(data__stage, str) and data__stage == 'reconfigure' or isinstance(data__stage, str) and data__stage == 'preflight' or isinstance(data__stage, str) and data__stage == 'automl' or isinstance(data__stage, str) and data__stage == 'seed' or isinstance(data__stage, str) and data__stage == 'warm_start' or isinstance(data__stage, str) and data__stage == 'report' or isinstance(data__stage, str) and data__stage == 'note'):
-                raise JsonSchemaValueException("" + (name_prefix or "data") + ".stage must be one of ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note']", value=data__stage, name="" + (name_prefix or "data") + ".stage", definition={'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note']}, rule='enum')
+            if not (isinstance(data__stage, str) and data__stage == 'init' or isinstance(data__stage, str) and data__stage == 'train' or isinstance(data__stage, str) and data__stage == 'evaluate' or isinstance(data__stage, str) and data__stage == 'rca' or isinstance(data__stage, str) and data__stage == 'routing' or isinstance(data__stage, str) and data__stage == 'sdg' or isinstance(data__stage, str) and data__stage == 'mining' or isinstance(data__stage, str) and data__stage == 'assemble' or isinstance(data__stage, str) and data__stage == 'finalize' or isinstance(data__stage, str) and data__stage == 'reconfigure' or isinstance(data__stage, str) and data__stage == 'preflight' or isinstance(data__stage, str) and data__stage == 'automl' or isinstance(data__stage, str) and data__stage == 'seed' or isinstance(data__stage, str) and data__stage == 'warm_start' or isinstance(data__stage, str) and data__stage == 'report' or isinstance(data__stage, str) and data__stage == 'note' or isinstance(data__stage, str) and data__stage == 'pipeline'):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".stage must be one of ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note', 'pipeline']", value=data__stage, name="" + (name_prefix or "data") + ".stage", definition={'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note', 'pipeline']}, rule='enum')
         if "status" in data_keys:
             data_keys.remove("status")
             data__status = data["status"]
@@ -585,18 +603,118 @@ def validate_https___tao_aoi_local_schemas_loop_event_schema_json(data, custom_f
         if "kind" in data_keys:
             data_keys.remove("kind")
             data__kind = data["kind"]
-            if not (isinstance(data__kind, str) and data__kind == 'commit' or isinstance(data__kind, str) and data__kind == 'log'):
-                raise JsonSchemaValueException("" + (name_prefix or "data") + ".kind must be one of ['commit', 'log']", value=data__kind, name="" + (name_prefix or "data") + ".kind", definition={'enum': ['commit', 'log']}, rule='enum')
+            if not (isinstance(data__kind, str) and data__kind == 'commit' or isinstance(data__kind, str) and data__kind == 'log' or isinstance(data__kind, str) and data__kind == 'pipeline'):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".kind must be one of ['commit', 'log', 'pipeline']", value=data__kind, name="" + (name_prefix or "data") + ".kind", definition={'enum': ['commit', 'log', 'pipeline']}, rule='enum')
         if "patch" in data_keys:
             data_keys.remove("patch")
             data__patch = data["patch"]
             if not isinstance(data__patch, (dict)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".patch must be object", value=data__patch, name="" + (name_prefix or "data") + ".patch", definition={'type': 'object'}, rule='type')
+        if "chain" in data_keys:
+            data_keys.remove("chain")
+            data__chain = data["chain"]
+            if not isinstance(data__chain, (str)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".chain must be string", value=data__chain, name="" + (name_prefix or "data") + ".chain", definition={'type': 'string', 'pattern': '^[0-9a-f]{64}$'}, rule='type')
+            if isinstance(data__chain, str):
+                if not REGEX_PATTERNS_loop_event['^[0-9a-f]{64}$'].search(data__chain):
+                    raise JsonSchemaValueException("" + (name_prefix or "data") + ".chain must match pattern ^[0-9a-f]{64}$", value=data__chain, name="" + (name_prefix or "data") + ".chain", definition={'type': 'string', 'pattern': '^[0-9a-f]{64}$'}, rule='pattern')
         if data_keys:
-            raise JsonSchemaValueException("" + (name_prefix or "data") + " must not contain "+str(data_keys)+" properties", value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/loop_event.schema.json', 'title': 'One line of loop_log.jsonl', 'type': 'object', 'required': ['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind'], 'properties': {'seq': {'type': 'integer', 'minimum': 1}, 'ts': {'type': 'string', 'pattern': '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'}, 'iter': {'type': 'string', 'pattern': '^(baseline|iter[1-9][0-9]*|final_automl|run)$'}, 'stage': {'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note']}, 'status': {'enum': ['ok', 'error']}, 'summary': {'type': 'string', 'maxLength': 4000}, 'duration_sec': {'type': 'number', 'minimum': 0}, 'kind': {'enum': ['commit', 'log']}, 'patch': {'type': 'object'}}, 'additionalProperties': False, 'allOf': [{'if': {'properties': {'kind': {'const': 'commit'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'log'}}}, 'then': {'not': {'required': ['patch']}}}]}, rule='additionalProperties')
+            raise JsonSchemaValueException("" + (name_prefix or "data") + " must not contain "+str(data_keys)+" properties", value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/loop_event.schema.json', 'title': 'One line of loop_log.jsonl', 'type': 'object', 'required': ['seq', 'ts', 'iter', 'stage', 'status', 'summary', 'duration_sec', 'kind', 'chain'], 'properties': {'seq': {'type': 'integer', 'minimum': 1}, 'ts': {'type': 'string', 'pattern': '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'}, 'iter': {'type': 'string', 'pattern': '^(baseline|iter[1-9][0-9]*|final_automl|run)$'}, 'stage': {'enum': ['init', 'train', 'evaluate', 'rca', 'routing', 'sdg', 'mining', 'assemble', 'finalize', 'reconfigure', 'preflight', 'automl', 'seed', 'warm_start', 'report', 'note', 'pipeline']}, 'status': {'enum': ['ok', 'error']}, 'summary': {'type': 'string', 'maxLength': 4000}, 'duration_sec': {'type': 'number', 'minimum': 0}, 'kind': {'enum': ['commit', 'log', 'pipeline']}, 'patch': {'type': 'object'}, 'chain': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'}}, 'additionalProperties': False, 'allOf': [{'if': {'properties': {'kind': {'const': 'commit'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'pipeline'}}}, 'then': {'required': ['patch']}}, {'if': {'properties': {'kind': {'const': 'log'}}}, 'then': {'not': {'required': ['patch']}}}]}, rule='additionalProperties')
+    return data
+
+# ---- pipeline_state.schema.json
+
+
+NoneType = type(None)
+
+def validate_https___tao_aoi_local_schemas_pipeline_state_schema_json(data, custom_formats={}, name_prefix=None):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/pipeline_state.schema.json', 'title': "pipeline_state.json: the three-phase runner's state (a view of the pipeline events in loop_log.jsonl)", 'type': 'object', 'required': ['schema_version', 'options', 'status', 'done', 'phase1', 'phase3', 'updated_at', 'last_seq'], 'properties': {'schema_version': {'const': 1}, 'options': {'type': 'object'}, 'status': {'enum': ['in_progress', 'failed', 'complete']}, 'done': {'type': 'array', 'items': {'enum': ['automl1', 'deft', 'automl3']}, 'uniqueItems': True}, 'phase1': {'type': ['object', 'null']}, 'phase3': {'type': ['object', 'null']}, 'failure': {'type': ['string', 'null']}, 'budget': {'type': ['object', 'null']}, 'option_changes': {'type': 'array', 'items': {'type': 'object'}}, 'updated_at': {'type': 'string'}, 'last_seq': {'type': 'integer', 'minimum': 1}}, 'additionalProperties': False}, rule='type')
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(['schema_version', 'options', 'status', 'done', 'phase1', 'phase3', 'updated_at', 'last_seq']) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/pipeline_state.schema.json', 'title': "pipeline_state.json: the three-phase runner's state (a view of the pipeline events in loop_log.jsonl)", 'type': 'object', 'required': ['schema_version', 'options', 'status', 'done', 'phase1', 'phase3', 'updated_at', 'last_seq'], 'properties': {'schema_version': {'const': 1}, 'options': {'type': 'object'}, 'status': {'enum': ['in_progress', 'failed', 'complete']}, 'done': {'type': 'array', 'items': {'enum': ['automl1', 'deft', 'automl3']}, 'uniqueItems': True}, 'phase1': {'type': ['object', 'null']}, 'phase3': {'type': ['object', 'null']}, 'failure': {'type': ['string', 'null']}, 'budget': {'type': ['object', 'null']}, 'option_changes': {'type': 'array', 'items': {'type': 'object'}}, 'updated_at': {'type': 'string'}, 'last_seq': {'type': 'integer', 'minimum': 1}}, 'additionalProperties': False}, rule='required')
+        data_keys = set(data.keys())
+        if "schema_version" in data_keys:
+            data_keys.remove("schema_version")
+            data__schemaversion = data["schema_version"]
+            if not (isinstance(data__schemaversion, (int, float)) and not isinstance(data__schemaversion, bool) and data__schemaversion == 1):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".schema_version must be same as const definition: 1", value=data__schemaversion, name="" + (name_prefix or "data") + ".schema_version", definition={'const': 1}, rule='const')
+        if "options" in data_keys:
+            data_keys.remove("options")
+            data__options = data["options"]
+            if not isinstance(data__options, (dict)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".options must be object", value=data__options, name="" + (name_prefix or "data") + ".options", definition={'type': 'object'}, rule='type')
+        if "status" in data_keys:
+            data_keys.remove("status")
+            data__status = data["status"]
+            if not (isinstance(data__status, str) and data__status == 'in_progress' or isinstance(data__status, str) and data__status == 'failed' or isinstance(data__status, str) and data__status == 'complete'):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".status must be one of ['in_progress', 'failed', 'complete']", value=data__status, name="" + (name_prefix or "data") + ".status", definition={'enum': ['in_progress', 'failed', 'complete']}, rule='enum')
+        if "done" in data_keys:
+            data_keys.remove("done")
+            data__done = data["done"]
+            if not isinstance(data__done, (list, tuple)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".done must be array", value=data__done, name="" + (name_prefix or "data") + ".done", definition={'type': 'array', 'items': {'enum': ['automl1', 'deft', 'automl3']}, 'uniqueItems': True}, rule='type')
+            data__done_is_list = isinstance(data__done, (list, tuple))
+            if data__done_is_list:
+                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                data__done_len = len(data__done)
+                if data__done_len > len(set(fn(data__done_x) for data__done_x in data__done)):
+                    raise JsonSchemaValueException("" + (name_prefix or "data") + ".done must contain unique items", value=data__done, name="" + (name_prefix or "data") + ".done", definition={'type': 'array', 'items': {'enum': ['automl1', 'deft', 'automl3']}, 'uniqueItems': True}, rule='uniqueItems')
+                for data__done_x, data__done_item in enumerate(data__done):
+                    if not (isinstance(data__done_item, str) and data__done_item == 'automl1' or isinstance(data__done_item, str) and data__done_item == 'deft' or isinstance(data__done_item, str) and data__done_item == 'automl3'):
+                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".done[{data__done_x}]".format(**locals()) + " must be one of ['automl1', 'deft', 'automl3']", value=data__done_item, name="" + (name_prefix or "data") + ".done[{data__done_x}]".format(**locals()) + "", definition={'enum': ['automl1', 'deft', 'automl3']}, rule='enum')
+        if "phase1" in data_keys:
+            data_keys.remove("phase1")
+            data__phase1 = data["phase1"]
+            if not isinstance(data__phase1, (dict, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".phase1 must be object or null", value=data__phase1, name="" + (name_prefix or "data") + ".phase1", definition={'type': ['object', 'null']}, rule='type')
+        if "phase3" in data_keys:
+            data_keys.remove("phase3")
+            data__phase3 = data["phase3"]
+            if not isinstance(data__phase3, (dict, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".phase3 must be object or null", value=data__phase3, name="" + (name_prefix or "data") + ".phase3", definition={'type': ['object', 'null']}, rule='type')
+        if "failure" in data_keys:
+            data_keys.remove("failure")
+            data__failure = data["failure"]
+            if not isinstance(data__failure, (str, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".failure must be string or null", value=data__failure, name="" + (name_prefix or "data") + ".failure", definition={'type': ['string', 'null']}, rule='type')
+        if "budget" in data_keys:
+            data_keys.remove("budget")
+            data__budget = data["budget"]
+            if not isinstance(data__budget, (dict, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".budget must be object or null", value=data__budget, name="" + (name_prefix or "data") + ".budget", definition={'type': ['object', 'null']}, rule='type')
+        if "option_changes" in data_keys:
+            data_keys.remove("option_changes")
+            data__optionchanges = data["option_changes"]
+            if not isinstance(data__optionchanges, (list, tuple)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".option_changes must be array", value=data__optionchanges, name="" + (name_prefix or "data") + ".option_changes", definition={'type': 'array', 'items': {'type': 'object'}}, rule='type')
+            data__optionchanges_is_list = isinstance(data__optionchanges, (list, tuple))
+            if data__optionchanges_is_list:
+                data__optionchanges_len = len(data__optionchanges)
+                for data__optionchanges_x, data__optionchanges_item in enumerate(data__optionchanges):
+                    if not isinstance(data__optionchanges_item, (dict)):
+                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".option_changes[{data__optionchanges_x}]".format(**locals()) + " must be object", value=data__optionchanges_item, name="" + (name_prefix or "data") + ".option_changes[{data__optionchanges_x}]".format(**locals()) + "", definition={'type': 'object'}, rule='type')
+        if "updated_at" in data_keys:
+            data_keys.remove("updated_at")
+            data__updatedat = data["updated_at"]
+            if not isinstance(data__updatedat, (str)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".updated_at must be string", value=data__updatedat, name="" + (name_prefix or "data") + ".updated_at", definition={'type': 'string'}, rule='type')
+        if "last_seq" in data_keys:
+            data_keys.remove("last_seq")
+            data__lastseq = data["last_seq"]
+            if not isinstance(data__lastseq, (int)) and not (isinstance(data__lastseq, float) and data__lastseq.is_integer()) or isinstance(data__lastseq, bool):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".last_seq must be integer", value=data__lastseq, name="" + (name_prefix or "data") + ".last_seq", definition={'type': 'integer', 'minimum': 1}, rule='type')
+            if isinstance(data__lastseq, (int, float, Decimal)) and not isinstance(data__lastseq, bool):
+                if data__lastseq < 1:
+                    raise JsonSchemaValueException("" + (name_prefix or "data") + ".last_seq must be bigger than or equal to 1", value=data__lastseq, name="" + (name_prefix or "data") + ".last_seq", definition={'type': 'integer', 'minimum': 1}, rule='minimum')
+        if data_keys:
+            raise JsonSchemaValueException("" + (name_prefix or "data") + " must not contain "+str(data_keys)+" properties", value=data, name="" + (name_prefix or "data") + "", definition={'$schema': 'http://json-schema.org/draft-07/schema#', '$id': 'https://tao-aoi.local/schemas/pipeline_state.schema.json', 'title': "pipeline_state.json: the three-phase runner's state (a view of the pipeline events in loop_log.jsonl)", 'type': 'object', 'required': ['schema_version', 'options', 'status', 'done', 'phase1', 'phase3', 'updated_at', 'last_seq'], 'properties': {'schema_version': {'const': 1}, 'options': {'type': 'object'}, 'status': {'enum': ['in_progress', 'failed', 'complete']}, 'done': {'type': 'array', 'items': {'enum': ['automl1', 'deft', 'automl3']}, 'uniqueItems': True}, 'phase1': {'type': ['object', 'null']}, 'phase3': {'type': ['object', 'null']}, 'failure': {'type': ['string', 'null']}, 'budget': {'type': ['object', 'null']}, 'option_changes': {'type': 'array', 'items': {'type': 'object'}}, 'updated_at': {'type': 'string'}, 'last_seq': {'type': 'integer', 'minimum': 1}}, 'additionalProperties': False}, rule='additionalProperties')
     return data
 
 VALIDATORS = {
     'deft_state': validate_https___tao_aoi_local_schemas_deft_state_schema_json,
     'loop_event': validate_https___tao_aoi_local_schemas_loop_event_schema_json,
+    'pipeline_state': validate_https___tao_aoi_local_schemas_pipeline_state_schema_json,
 }

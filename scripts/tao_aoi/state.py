@@ -5,6 +5,11 @@ table, check the stage's artifacts, append one event (carrying the state patch) 
 loop_log.jsonl, then atomically replace deft_state.json. The log is written first, so it is the
 write-ahead record: if a SIGKILL lands between the two writes, the next reader rolls the state
 forward from the log's patch. Either way the state parses and agrees with the log.
+
+The file is a view of the log, and every reader checks it: it must equal the log's commits
+replayed up to the seq it names (the last commit, or the one before after such a kill). A hand
+edit is refused (exit 2) naming the file, the first differing key and repair_state.py, which
+rewrites it from the log. Writers hold the folder's run lock (run_lock.py); log() does not.
 Pure Python (no pandas/numpy): these functions run on every agent step.
 """
 from __future__ import annotations
@@ -18,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Any, Mapping
 
-from tao_aoi import atomic, event_log, metric_contract, schema_check, stages
+from tao_aoi import atomic, event_log, metric_contract, pipeline_state, run_lock, schema_check, stages
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results, iteration_label, iteration_number
 from tao_aoi.locking import exclusive_lock
@@ -39,48 +44,54 @@ def _read_state_file(results: Results) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{results.state} is not valid JSON ({exc.msg} at line {exc.lineno}); it is written only by "
-            f"commit_stage.py - restore it from loop_log.jsonl by deleting it and rerunning next_stage.py"
+            f"commit_stage.py - {event_log.rebuild_hint(results.root)}"
         ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"{results.state} does not hold a JSON object; {event_log.rebuild_hint(results.root)}")
+    return state
+
+
+def _absorb(state: dict[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold one commit event into ``state`` in place (sharing the event's objects: replay only)."""
+    patch = event["patch"]
+    if state is None:
+        state = {"iterations": {}}
+    state.update(patch.get("set", {}))
+    state.setdefault("iterations", {})
+    state["iterations"].update(patch.get("iterations", {}))
+    state["last_seq"] = event["seq"]
     return state
 
 
 def apply_patch(state: dict[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
-    patch = event["patch"]
-    new = copy.deepcopy(state) if state is not None else {"iterations": {}}
-    new.update(copy.deepcopy(patch.get("set", {})))
-    new.setdefault("iterations", {})
-    for label, record in patch.get("iterations", {}).items():
-        new["iterations"][label] = copy.deepcopy(record)
-    new["last_seq"] = event["seq"]
-    return new
+    """The state after ``event``, sharing nothing with either argument."""
+    return _absorb(copy.deepcopy(state), copy.deepcopy(event))
+
+
+def _replay(results: Results, events: list[dict[str, Any]], on_disk: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    return event_log.replay(events, "commit", _absorb, on_disk, file=results.state)
 
 
 def _materialize(results: Results, events: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], bool]:
-    """State from disk rolled forward over any commit events it has not absorbed yet.
+    """The state as the log records it, after checking that the file on disk agrees.
 
-    Returns (state, changed) where changed means the file on disk lagged the log.
+    The file must equal the log replayed up to its ``last_seq`` (a hand edit is refused, naming the
+    first differing key); so must pipeline_state.json. Returns (state, changed) where changed means
+    the file lagged the log: a commit was killed between its log append and its state rename, and
+    the state rolls forward.
     """
     if events is None:
         events = event_log.read_events(results.log)
-    state = _read_state_file(results)
-    if state is not None and not events:
+    pipeline_state.load(results, events)  # the runner's state is checked by every reader too
+    on_disk = _read_state_file(results)
+    if on_disk is not None and not events:
         raise UserError(
             f"{results.log} is missing or empty but {results.state} exists; the log is the run's record - "
             f"restore it, or start a new run in a new --results-dir"
         )
     if not events:
         raise UserError(f"{results.root} holds no DEFT run; create one with init_deft_state.py")
-    last_seq = state["last_seq"] if state is not None else 0
-    if last_seq > events[-1]["seq"]:
-        raise UserError(
-            f"{results.state} is at seq {last_seq} but {results.log} ends at seq {events[-1]['seq']}; "
-            f"the log was truncated - restore it, or start a new run"
-        )
-    changed = False
-    for event in events:
-        if event["kind"] == "commit" and event["seq"] > last_seq:
-            state = apply_patch(state, event)
-            changed = True
+    state, changed = _replay(results, events, on_disk)
     if state is None:
         raise UserError(f"{results.log} has no init event; create the run with init_deft_state.py")
     if changed:
@@ -89,20 +100,41 @@ def _materialize(results: Results, events: list[dict[str, Any]] | None = None) -
 
 
 def load(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Current state (read-only; safe without the lock because both files are replaced atomically)."""
+    """Current state, checked against the log (read-only; no lock: both files are replaced atomically)."""
     results = Results.at(results_dir)
     state, _ = _materialize(results)
     return state
 
 
+def started(results_dir: str | os.PathLike[str]) -> bool:
+    """True once the folder holds a DEFT run (a state file, or an init in the log)."""
+    results = Results.at(results_dir)
+    if results.state.exists():
+        return True
+    return any(e["kind"] == "commit" for e in event_log.read_events(results.log))
+
+
 def repair(results_dir: str | os.PathLike[str]) -> bool:
     """Under the lock, write the rolled-forward state if the file lagged the log. True if it did."""
     results = Results.at(results_dir)
-    with exclusive_lock(results.lock):
+    with run_lock.hold(results.root), exclusive_lock(results.lock):
         state, changed = _materialize(results)
         if changed:
             atomic.write_json(results.state, state)
         return changed
+
+
+def rebuild(results_dir: str | os.PathLike[str]) -> str:
+    """repair_state.py: rewrite deft_state.json as the log replayed, whatever the file says now.
+
+    A file that disagrees is kept as ``deft_state.json.edited``; a tampered log cannot be rebuilt
+    from (read_events refuses it). Returns one line saying what was done.
+    """
+    results = Results.at(results_dir)
+    with run_lock.hold(results.root), exclusive_lock(results.lock):
+        events = event_log.read_events(results.log)
+        state, _ = _replay(results, events, None)
+        return event_log.rewrite_view(results.state, state, "the DEFT run's commits")
 
 
 # --------------------------------------------------------------------------- init
@@ -123,7 +155,7 @@ def init(results_dir: str | os.PathLike[str], *, kpi_target: str, config: Mappin
     results = Results.at(results_dir)
     contract = metric_contract.parse_kpi_target(kpi_target)
     results.root.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(results.lock):
+    with run_lock.hold(results.root), exclusive_lock(results.lock):
         events = event_log.read_events(results.log)
         if any(e["kind"] == "commit" for e in events):
             state, changed = _materialize(results, events)
@@ -236,7 +268,7 @@ def reconfigure(results_dir: str | os.PathLike[str], changes: Mapping[str, Any])
     started run, through the writer: one ``run/reconfigure`` commit records each old and new value
     and the iteration it applies from (the report shows them). Returns (state, event or None)."""
     results = Results.at(results_dir)
-    with exclusive_lock(results.lock):
+    with run_lock.hold(results.root), exclusive_lock(results.lock):
         events = event_log.read_events(results.log)
         state, changed = _materialize(results, events)
         if changed:
@@ -356,7 +388,7 @@ def commit(
         raise UserError(f"--duration-sec must be a non-negative number of seconds, got {duration_sec!r}")
     if stage not in stages.COMMIT_STAGES or stage == "init":
         raise UserError(f"--stage {stage!r} cannot be committed; stages: {', '.join(stages.COMMIT_STAGES[1:])}")
-    with exclusive_lock(results.lock):
+    with run_lock.hold(results.root), exclusive_lock(results.lock):
         events = event_log.read_events(results.log)
         state, lagged = _materialize(results, events)
         if lagged:  # a kill left the file behind the log: persist the roll-forward before appending, so
@@ -453,7 +485,7 @@ def log(
         raise UserError(f"results folder {results.root} does not exist; create the run with init_deft_state.py")
     if not (isinstance(duration_sec, (int, float)) and math.isfinite(duration_sec) and duration_sec >= 0):
         raise UserError(f"--duration-sec must be a non-negative number of seconds, got {duration_sec!r}")
-    with exclusive_lock(results.lock):
+    with exclusive_lock(results.lock):  # not the run lock: a note may be logged while a run goes
         seq = event_log.next_seq(results.log)
         event = event_log.make_event(seq, iter=label, stage=stage, status=status, summary=summary,
                                      duration_sec=duration_sec, kind="log")

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import automl, cli, search_space
+from tao_aoi import automl, cli, run_lock, search_space
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Workspace
@@ -51,9 +51,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "automl.py"
 @cli.option("--json", help="print best_rec.json")
 def command(args) -> int:
     cfg = config_from_args(args)
-    if args.worker:
+    if args.worker:  # started by the main process below, which holds the run lock
         automl.work(cfg, get_backend(args.backend))  # docker workers read their GPU from TAO_AOI_DOCKER_GPUS
         return 0
+    with run_lock.hold_study(cfg.out_dir):  # a study inside a run folder (<R>/automl/<phase>) is part of that run
+        return _search(args, cfg)
+
+
+def _search(args, cfg: automl.SearchConfig) -> int:
     if not args.quiet and not args.json:
         print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
               f"{', warm start ' + str(cfg.warm_start) if cfg.warm_start else ''}", flush=True)

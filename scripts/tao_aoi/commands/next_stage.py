@@ -1,10 +1,12 @@
 """Print the next DEFT stage and the exact commands for it, from deft_state.json alone.
 
 Output: the iteration, the stage, the commands to run (in order), and the commit that records
-them. A failed run prints the failed stage again as a retry, with the reason. Once the run is
-complete it prints the trajectory (every evaluated candidate's KPI value) and the deliverable.
---json gives {iteration, stage, status, retry, commands: [...], commit: "...", argv: {...},
-trajectory: [{iteration, kpi_value, passed, source}], kpi_target} (the trajectory so far while it runs).
+them. A failed run prints the failed stage again as a retry, with the reason; a folder a run holds
+says so (that run runs the stages itself). Once the run is complete it prints the trajectory
+(every evaluated candidate's KPI value) and the deliverable. --json gives {iteration, stage, status,
+retry, commands: [...], commit: "...", argv: {...}, trajectory: [{iteration, kpi_value, passed,
+source}], kpi_target, held_by} (the trajectory so far while it runs). Exit 2 if deft_state.json or
+pipeline_state.json disagrees with the log (edited by hand: repair_state.py rebuilds them).
 """
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
-from tao_aoi import cli, stage_plan, stages, state
+from tao_aoi import cli, run_lock, stage_plan, stages, state
 
 
 def next_step(results_dir: str) -> dict:
     st = state.load(results_dir)
     step = stages.expected_next(st)
+    owner = run_lock.holder(results_dir)
     out: dict = {"status": st["status"], "iteration": None, "stage": None, "retry": False,
                  "commands": [], "commit": None, "argv": None, "trajectory": state.trajectory(st),
-                 "kpi_target": st["kpi_target"]}
+                 "kpi_target": st["kpi_target"],
+                 "held_by": {k: v for k, v in owner.items() if k != "token"} if owner else None}
     if step is None:
         out["best_iteration"] = st.get("best_iteration")
         out["stop_reason"] = st.get("stop_reason")
@@ -56,6 +60,9 @@ def command(args) -> int:
             print(f"  {t['iteration']:<14} {value:>10}  {'met' if t['passed'] else 'not met'}"
                   + (f"  ({t['source']})" if t["source"] else ""))
         return 0
+    if out["held_by"] and out["held_by"].get("kind") == "run":
+        print(f"note: {run_lock.describe(out['held_by'])} is running this folder and runs the stages itself; "
+              f"watch it (this command, the report) rather than running them by hand")
     head = f"next: {out['iteration']}/{out['stage']}"
     if out["retry"]:
         f = out["failure"]

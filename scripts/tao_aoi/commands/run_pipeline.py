@@ -20,7 +20,7 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, defaults, phases, run_cost
+from tao_aoi import cli, defaults, phases, run_cost, run_lock
 from tao_aoi.errors import UserError
 
 
@@ -56,6 +56,7 @@ def command(args) -> int:
         raise UserError(f"--workspace {ws} is not a directory")
     given = phases.Options.from_args(args, ws)
     results = phases.results_dir_for(given, args.results_dir)
+    run_lock.refuse_if_running(results.root)  # a second start exits at once, before pre-flight and any dry run
     budget = phases.plan_budget(given, results, epoch_sec=args.epoch_sec)
     opts = phases.effective(given, budget)
     checks = phases.preflight_checks(opts)

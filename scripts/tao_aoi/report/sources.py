@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from tao_aoi import event_log, labels, state
+from tao_aoi import pipeline_state as runner_state  # sources.pipeline_state() is the report's reader
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results, iteration_number
 
@@ -184,16 +185,16 @@ class Run:
 def load_run(results_dir: str | Path) -> Run:
     """State (rolled forward from the log, as every reader does) and the log.
 
-    A folder without deft_state.json and loop_log.jsonl renders as "DEFT not started" (e.g. during
-    Phase 1); a missing folder or a damaged state/log is a UserError naming the file.
+    A folder without a DEFT run renders as "DEFT not started" (e.g. during Phase 1); a missing
+    folder, a damaged log or a state file that disagrees with the log (deft_state.json,
+    pipeline_state.json: edited by hand) is a UserError naming the file.
     """
     R = Results.at(results_dir)
     if not R.root.is_dir():
         raise UserError(f"--results-dir {R.root} does not exist; pass the run's results folder")
-    if not R.state.exists() and not R.log.exists():
-        return Run(R, None, [])
     events = event_log.read_events(R.log)
-    if not any(e.get("kind") == "commit" for e in events):
+    runner_state.load(R, events)  # a hand-edited pipeline_state.json is refused like deft_state.json
+    if not R.state.exists() and not any(e.get("kind") == "commit" for e in events):
         return Run(R, None, events)
     return Run(R, state.load(R.root), events)
 
