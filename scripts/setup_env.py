@@ -3,6 +3,8 @@
 
 Standard library only (it runs before anything is installed, so argparse rather than click). Reads the pins from
 pyproject.toml; reruns are no-ops while the pins are unchanged. --test adds the test tools.
+NVIDIA's TAO config wheels ([tool.tao-aoi] no-deps) go in with --no-deps: the schema checks of the
+docker and slurm backends import only their config modules.
 Every script re-executes itself under this .venv, so `python3 scripts/x.py` then just works.
 """
 from __future__ import annotations
@@ -20,12 +22,25 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 
 
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def requirements(with_test: bool) -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    project = _pyproject()["project"]
     reqs = list(project["dependencies"])
     if with_test:
         reqs += project["optional-dependencies"]["test"]
     return reqs
+
+
+def no_deps_requirements() -> list[str]:
+    """Packages installed without their declared dependencies (NVIDIA's TAO config wheels)."""
+    return list(_pyproject().get("tool", {}).get("tao-aoi", {}).get("no-deps", []))
+
+
+def _digest(reqs: list[str], no_deps: list[str]) -> str:
+    return hashlib.sha256("\n".join([*reqs, "--no-deps", *no_deps]).encode()).hexdigest()[:16]
 
 
 def precompile() -> None:
@@ -45,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if sys.version_info < (3, 11):
         print(f"error: Python >= 3.11 is required, this is {sys.version.split()[0]}", file=sys.stderr)
         return 2
-    reqs = requirements(args.test)
-    digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
+    reqs, no_deps = requirements(args.test), no_deps_requirements()
+    digest = _digest(reqs, no_deps)
     stamp = VENV / f".deps-{'test' if args.test else 'run'}-{digest}"
     python = VENV / "bin" / "python"
     if stamp.exists() and python.exists():
@@ -64,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     cmd = [str(python), "-m", "pip", "install", "--quiet", *reqs]
     rc = subprocess.call(cmd, env=env)
+    if rc == 0 and no_deps:
+        rc = subprocess.call([str(python), "-m", "pip", "install", "--quiet", "--no-deps", *no_deps], env=env)
     if rc != 0:
         print(f"error: pip install failed (exit {rc}); see the messages above", file=sys.stderr)
         return 2
     precompile()
     for old in VENV.glob(".deps-*"):
         old.unlink()
-    stamp.write_text("\n".join(reqs) + "\n", encoding="utf-8")
+    stamp.write_text("\n".join([*reqs, "--no-deps", *no_deps]) + "\n", encoding="utf-8")
     if args.test:  # a test env also satisfies the run requirements
-        (VENV / f".deps-run-{hashlib.sha256(chr(10).join(requirements(False)).encode()).hexdigest()[:16]}").write_text("")
+        (VENV / f".deps-run-{_digest(requirements(False), no_deps)}").write_text("")
     print(f"ready: {VENV}")
     return 0
 

@@ -54,7 +54,7 @@ def fake_outputs(st: dict, step: stages.Step, argv: list[str], far_of=default_fa
         else:
             atomic.write_text(p, f"{key} for {step}\n")
     if "training-spec" in flags and not Path(flags["training-spec"]).exists():
-        atomic.write_text(flags["training-spec"], "train:\n  num_epochs: 3\nmodel:\n  hidden_width: 32\n")
+        atomic.write_text(flags["training-spec"], "train:\n  num_epochs: 3\nmodel:\n  classify:\n    embed_dec: 32\n")
     if "train-csv" in flags and not Path(flags["train-csv"]).exists():
         atomic.write_text(flags["train-csv"], "x\n")
 

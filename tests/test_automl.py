@@ -57,8 +57,8 @@ def test_bad_search_spaces_are_refused_not_ignored(space, needle):
 
 def test_warm_start_space_pins_architecture_and_narrows_the_learning_rate():
     space = search_space.default_for_backend("local")
-    ws = search_space.for_warm_start(space, {"model.hidden_width": 48, "train.optim.lr": 0.002})
-    assert ws["params"]["model.hidden_width"] == {"type": "categorical", "choices": [48]}
+    ws = search_space.for_warm_start(space, {"model.classify.embed_dec": 48, "train.optim.lr": 0.002})
+    assert ws["params"]["model.classify.embed_dec"] == {"type": "categorical", "choices": [48]}
     lr = ws["params"]["train.optim.lr"]
     assert lr["high"] < 0.002 and lr["low"] >= space["params"]["train.optim.lr"]["low"]
     search_space.validate(ws)

@@ -45,8 +45,9 @@ def test_layout_and_csv_contract(ws):
     assert train_spec.image_ext(spec) == ".png"
     assert train_spec.get(spec, "train.pretrained_model_path") == ""
     for key in ("train.num_epochs", "train.optim.lr", "train.optim.weight_decay", "dataset.classify.batch_size",
-                "model.hidden_width", "train.classify.cls_weight"):
+                "model.classify.embed_dec", "train.classify.cls_weight[0]", "train.classify.cls_weight[1]"):
         assert isinstance(train_spec.get(spec, key), (int, float)), key
+    assert isinstance(train_spec.get(spec, "train.classify.cls_weight"), list)  # TAO: one weight per class
     yaml.safe_load(ws.baseline_spec.read_text())  # plain YAML, no tags
     for name, df in csvs(ws).items():
         assert list(df.columns[:4]) == list(changenet_csv.REQUIRED), name

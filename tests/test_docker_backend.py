@@ -15,30 +15,13 @@ import yaml
 from tao_aoi import defaults, versions
 from tao_aoi.backends import get_backend, tao
 from tao_aoi.backends.base import CANCELED, COMPLETE, RUNNING, EmbedJob, InferJob, TrainJob
-from tao_aoi.backends.external import read_record
+from tao_aoi.backends.external import epoch_metrics, read_record
 from tao_aoi.errors import UserError
 
 from support import tao_workspace
+from support.docker_fixture import fake_docker  # noqa: F401
 
-FAKE = Path(__file__).parent / "support" / "fake_docker.py"
 LIGHTS = tao_workspace.LIGHTS
-
-
-@pytest.fixture
-def fake_docker(tmp_path, monkeypatch):
-    """Put the fake ``docker`` first on PATH; returns its state folder (calls.jsonl, images.txt)."""
-    bin_dir, state = tmp_path / "bin", tmp_path / "docker-state"
-    bin_dir.mkdir()
-    state.mkdir()
-    exe = bin_dir / "docker"
-    exe.write_text(f"#!{sys.executable}\n" + FAKE.read_text())
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_DIR", str(state))
-    monkeypatch.setenv("FAKE_TAO_MODE", "ok")
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
-    monkeypatch.delenv("AIR_GAPPED", raising=False)
-    return state
 
 
 @pytest.fixture
@@ -81,7 +64,7 @@ def test_train_then_infer_end_to_end(fake_docker, ws, tmp_path):
         "-v", f"{ws_r}/images:{ws_r}/images:ro",
         "-v", f"{ws_r}/train/base:{ws_r}/train/base:ro",
         "-e", "HF_TOKEN",
-        "-e", "HF_HUB_OFFLINE=1", "-e", "TRANSFORMERS_OFFLINE=1",
+        "-e", "HF_HUB_OFFLINE=1", "-e", "TELEMETRY_OPT_OUT=1", "-e", "TRANSFORMERS_OFFLINE=1",
         versions.image("pyt"), "visual_changenet", "train", "-e", str(spec_path)]
     assert "hf_secret_value_123" not in json.dumps(calls(fake_docker))
     assert read_record(out)["credentials_forwarded"] == ["HF_TOKEN"]
@@ -95,11 +78,21 @@ def test_train_then_infer_end_to_end(fake_docker, ws, tmp_path):
     assert spec["train"]["optim"]["lr"] == 3e-5 and spec["train"]["num_epochs"] == 3
     assert "pretrained_model_path" not in spec["train"]
 
-    # the backend contract: best.ckpt (TAO's latest), experiment.yaml, status.json with per-epoch val_far
-    assert (out / "best.ckpt").read_bytes() == (out / "changenet_model_classify_latest.pth").read_bytes()
+    # TAO's top-k checkpointer is enabled on val_loss, beside the epoch checkpoints
+    assert spec["train"]["checkpointer"] == {"enable_topk": True, "monitor": "val_loss", "mode": "min",
+                                             "save_top_k": 1, "dirpath": str(out.resolve())}
+    # the backend contract: best.ckpt = TAO's model_best_* (the fake's epoch 1 has the lowest val_loss,
+    # the last epoch is worse), experiment.yaml, status.json as TAO writes it (no SUCCESS)
+    assert (out / "model_best_001.pth").is_file() and (out / "changenet_model_classify_latest.pth").is_symlink()
+    assert (out / "best.ckpt").read_bytes() == (out / "model_best_001.pth").read_bytes() == b"PK-fake-epoch-1"
+    assert read_record(out)["checkpoint_kind"] == "best (top-k checkpointer)"
     assert yaml.safe_load((out / "experiment.yaml").read_text()) == spec
-    epochs = [json.loads(x) for x in (out / "status.json").read_text().splitlines() if "kpi" in x]
-    assert [e["epoch"] for e in epochs] == [0, 1, 2] and all("val_far" in e["kpi"] for e in epochs)
+    lines = [json.loads(x) for x in (out / "status.json").read_text().splitlines()]
+    assert "SUCCESS" not in {ln["status"] for ln in lines}
+    assert lines[-1]["status"] == "RUNNING" and lines[-1]["message"] == "Train finished successfully."
+    assert [e for e, _ in epoch_metrics(out / "status.json")] == [0, 1, 2]
+    assert {ln["max_epoch"] for ln in lines if "epoch" in ln} == {2}
+    assert set(epoch_metrics(out / "status.json")[0][1]) == {"val_loss", "val_acc", "val_fpr"}
     assert "Epoch 2" in (out / "train.log").read_text()
 
     # warm start from that checkpoint: pretrained_model_path set and its folder mounted
@@ -162,8 +155,10 @@ def test_embed_one_vector_per_row(fake_docker, ws, tmp_path):
     df = pd.read_parquet(out)
     assert len(df) == 6 and list(df["object_name"]) == [f"C{i}" for i in range(6)]
     vec = df["embedding"].iloc[0]
-    assert len(vec) == 8 * len(LIGHTS)
-    assert abs(sum(v * v for v in vec[:8]) - 1) < 1e-5  # each light's part is unit length
+    assert len(vec) == 64 * len(LIGHTS)
+    assert abs(sum(v * v for v in vec[:64]) - 1) < 1e-5  # each light's part is unit length
+    espec = yaml.safe_load((Path(f"{out}.job") / tao.SPEC_NAME).read_text())
+    assert set(espec) == {"model", "model_path", "batch_size", "input_parquet", "output_parquet"}  # no results_dir
     settings = json.loads(Path(f"{out}.settings.json").read_text())
     assert settings["embedder"] == "tao-data-services" and settings["lights"] == list(LIGHTS)
     assert settings["model"] == defaults.TAO_EMBED_MODEL and "batch_size" not in settings
@@ -179,7 +174,7 @@ def test_train_failures_are_user_errors(fake_docker, ws, tmp_path, monkeypatch, 
     out = tmp_path / "t"
     with pytest.raises(UserError, match=message):
         backend().train(train_job(ws, out))
-    assert not (out / "best.ckpt").exists() and not (out / "experiment.yaml").exists()
+    assert not (out / "best.ckpt").exists()  # (experiment.yaml may be there: TAO writes its own at start)
     assert read_record(out)["state"] == "ERROR"
 
 
@@ -273,3 +268,94 @@ def test_failed_rerun_never_passes_with_the_previous_outputs(fake_docker, ws, tm
     with pytest.raises(UserError, match="wrote no checkpoint"):
         backend().train(train_job(ws, out))
     assert not (out / "best.ckpt").exists() and not list(out.glob("*.pth"))
+
+
+def test_labels_tao_would_misread_go_to_tao_as_a_canonical_copy(fake_docker, ws, tmp_path):
+    csv = ws / "train/base/training_set.csv"
+    df = pd.read_csv(csv)
+    df["label"] = df["label"].map({"PASS": " pass", "MISSING": "missing"})
+    df.to_csv(csv, index=False)
+    out = tmp_path / "t"
+    backend().train(train_job(ws, out))  # the fake fails on 'pass' like TAO would misread it
+    spec = yaml.safe_load((out / tao.SPEC_NAME).read_text())
+    handed = Path(spec["dataset"]["classify"]["train_dataset"]["csv_path"])
+    assert handed == out.resolve() / "inputs" / "training-training_set.csv"
+    assert set(pd.read_csv(handed)["label"]) == {"PASS", "MISSING"}
+    assert pd.read_csv(csv)["label"].tolist() == df["label"].tolist()  # the user's file is untouched
+    assert read_record(out)["canonical_label_copies"] == [{"source": str(csv.resolve()), "handed_to_tao": str(handed)}]
+    assert spec["dataset"]["classify"]["validation_dataset"]["csv_path"].endswith("train/base/validation_set.csv")
+
+
+def test_job_paths_with_spaces_and_missing_images_fail_before_any_container(fake_docker, ws, tmp_path):
+    with pytest.raises(UserError, match="splits the spec path on spaces"):
+        backend().train(train_job(ws, tmp_path / "my results" / "t"))
+    (ws / "images/boards/b1/golden/C3_UniformLight.png").unlink()
+    with pytest.raises(UserError, match=r"training_set\.csv line 5: image .*C3_UniformLight\.png does not exist"):
+        backend().train(train_job(ws, tmp_path / "t"))
+    assert not (fake_docker / "calls.jsonl").exists()
+
+
+def test_a_finished_job_is_complete_when_judged_from_another_process(fake_docker, ws, tmp_path):
+    """TAO never writes SUCCESS; a job whose container is gone (exit code lost) is judged by its last
+    status line, RUNNING 'Train finished successfully.'."""
+    out = tmp_path / "t"
+    h = backend().submit_train(train_job(ws, out))
+    while (fake_docker / f"{h.job_id}.state").exists() or not (out / "status.json").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    other = backend()  # has no Popen for it; docker inspect says the container is gone
+    h2 = type(h)(h.backend, h.kind, h.job_id, h.output_dir)
+    assert other.status(h2) == COMPLETE and (out / "best.ckpt").is_file()
+    record = read_record(out)
+    record.pop("state")
+    lines = (out / "status.json").read_text().splitlines()
+    (out / "status.json").write_text("\n".join(lines[:-1]) + "\n")  # killed before its last line
+    with pytest.raises(UserError, match="does not end with TAO's 'finished successfully.' line"):
+        tao.conclude(record, None)
+
+
+def test_epoch_metrics_read_taos_status_lines(tmp_path):
+    from tao_aoi.backends.external import epoch_metrics
+
+    def line(**kw):
+        return json.dumps({"date": "1/2/2026", "time": "10:00:00", "status": "RUNNING", "verbosity": "INFO", **kw})
+
+    tao_lines = [
+        line(status="STARTED", message="Starting Visual ChangeNet train."),
+        line(message="Eval metrics generated.", kpi={"val_loss": 0.9, "val_acc": 0.5, "val_fpr": 0.4}),
+        line(message="Training loop in progress", epoch=0, max_epoch=3, kpi={"val_loss": 0.9, "val_acc": 0.5,
+                                                                             "val_fpr": 0.4}),
+        line(message="Train metrics generated.", kpi={"train_loss": 1.0, "train_acc": 0.5, "train_fpr": 0.5}),
+        line(message="Training loop in progress", epoch=1, max_epoch=3, kpi={"train_loss": 1.0}),  # no validation
+        line(message="Train metrics generated.", kpi={"train_loss": 0.8, "train_acc": 0.6, "train_fpr": 0.4}),
+        line(message="Eval metrics generated.", kpi={"val_loss": 0.7, "val_acc": 0.7, "val_fpr": 0.2}),
+        line(message="Training loop in progress", epoch=2, max_epoch=3, kpi={"val_loss": 0.7}),
+        "{torn",
+        line(message="Train finished successfully."),
+    ]
+    path = tmp_path / "status.json"
+    path.write_text("\n".join(tao_lines) + "\n")
+    assert epoch_metrics(path) == [(0, {"val_loss": 0.9, "val_acc": 0.5, "val_fpr": 0.4}),
+                                   (2, {"val_loss": 0.7, "val_acc": 0.7, "val_fpr": 0.2})]
+    assert tao.finished(path)
+    path.write_text("\n".join(tao_lines[:-1] + [line(status="FAILURE", message="CUDA error")]) + "\n")
+    assert not tao.finished(path)
+    local = [line(message="Epoch 0 finished", epoch=0, kpi={"train_loss": 1, "val_loss": 0.5, "val_far": 20.0}),
+             line(message="Epoch 1 finished", epoch=1, kpi={"train_loss": 1, "val_loss": 0.4, "val_far": 10.0})]
+    path.write_text("\n".join(local) + "\n")  # the local backend: one line per epoch holding both
+    assert [e for e, _ in epoch_metrics(path)] == [0, 1] and epoch_metrics(path)[1][1]["val_far"] == 10.0
+
+
+def test_air_gapped_embedding_needs_a_local_model_snapshot(fake_docker, ws, tmp_path, monkeypatch):
+    job = EmbedJob(csv=ws / "kpi/testing_set.csv", images_root=ws / "images", spec=ws / "specs/baseline_spec.yaml",
+                   output=tmp_path / "emb.parquet")
+    with pytest.raises(UserError, match="air-gapped: the embedder's model_path google/siglip.* set TAO_AOI_EMBED_MODEL_PATH"):
+        backend(offline=True).embed(job)
+    snapshot = tmp_path / "models" / "siglip"
+    snapshot.mkdir(parents=True)
+    monkeypatch.setenv("TAO_AOI_EMBED_MODEL_PATH", str(snapshot))
+    assert backend(offline=True).embed(job).state == COMPLETE
+    argv = calls(fake_docker)[-1]
+    assert f"{snapshot}:{snapshot}:ro" in argv and "TELEMETRY_OPT_OUT=1" in argv
+    spec = yaml.safe_load((tmp_path / "emb.parquet.job" / tao.SPEC_NAME).read_text())
+    assert spec["model_path"] == str(snapshot)

@@ -89,7 +89,7 @@ def test_warm_start_uses_the_best_iteration_not_the_last(ws, tmp_path, script):
     assert out["train_csv"].endswith("iter2/dataset/train_combined_iter2.csv")
     assert "/iter2/train/" in out["checkpoint"]
     space = json.loads(Path(out["search_space"]).read_text())
-    assert space["params"]["model.hidden_width"] == {"type": "categorical", "choices": [32]}  # pinned
+    assert space["params"]["model.classify.embed_dec"] == {"type": "categorical", "choices": [32]}  # pinned
 
 
 def test_warm_start_refuses_after_a_deft_hard_stop(ws, tmp_path, script):

@@ -122,12 +122,12 @@ def test_overrides_reach_the_model_and_experiment_yaml(ws, tmp_path):
     out = tmp_path / "t"
     run_script("train.py", "--spec", ws.baseline_spec, "--train-csv", ws.training_csv, "--val-csv",
                ws.validation_csv, "--images-root", ws.images, "--output-dir", out, "--set", "train.num_epochs=2",
-               "--set", "model.hidden_width=8", "--set", "train.classify.cls_weight=[1, 5]", check=True)
+               "--set", "model.classify.embed_dec=8", "--set", "train.classify.cls_weight=[1, 5]", check=True)
     model = local_model.load(out / "best.ckpt")
     assert model.coefs[0].shape[1] == 8 and model.meta["hyperparameters"]["cls_weight"] == 5.0
     assert len([ln for ln in status_lines(out / "status.json") if ln["status"] == "RUNNING"]) == 2
     exp = yaml.safe_load((out / "experiment.yaml").read_text())
-    assert exp["model"]["hidden_width"] == 8 and exp["train"]["num_epochs"] == 2
+    assert exp["model"]["classify"]["embed_dec"] == 8 and exp["train"]["num_epochs"] == 2
 
 
 def test_epoch_hook_sees_every_epoch_and_can_stop_training(ws, tmp_path):
@@ -168,7 +168,7 @@ def test_warm_start_starts_from_the_checkpoint(ws, trained, tmp_path):
     assert exp["train"]["pretrained_model_path"] == str((trained / "best.ckpt").resolve())
     with pytest.raises(UserError, match="hidden width"):
         b.train(train_job(ws, tmp_path / "bad", init_checkpoint=trained / "best.ckpt",
-                          overrides={**FAST, "model.hidden_width": 7}))
+                          overrides={**FAST, "model.classify.embed_dec": 7}))
 
 
 def test_spec_pretrained_model_path_is_honoured(ws, trained, tmp_path):
@@ -315,7 +315,9 @@ def test_bad_inference_input_exits_2_naming_the_file(broken_ws, trained, tmp_pat
 
 @pytest.mark.parametrize("setting, message", [
     ("train.optim.lr=0", "train.optim.lr"), ("train.num_epochs=2.5", "train.num_epochs"),
-    ("model.hidden_width=wide", "model.hidden_width"), ("train.classify.cls_weight=[1, 2, 3]", "cls_weight"),
+    ("model.classify.embed_dec=wide", "model.classify.embed_dec"), ("train.classify.cls_weight=[1, 2, 3]", "cls_weight"),
+    ("train.classify.cls_weight=3.0", "cls_weight"), ("model.hidden_width=8", "model.classify.embed_dec"),
+    ("train.classify.cls_weight[2]=3.0", "cls_weight"),
     ("notakey", "--set"),
 ])
 def test_bad_spec_values_exit_2_naming_the_key(ws, tmp_path, setting, message, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import yaml
 import pytest
 
 import mini_workspace
@@ -78,6 +79,60 @@ def test_docker_backend_reports_images(ws, script, tmp_path):
     assert {r["key"] for r in images} == {"pyt", "data_services"}
     assert all(r["image"].startswith("nvcr.io/") for r in images)
     assert any("docker is not installed" in b for b in report["hard_blockers"])
+
+
+# ------------------------------------------------------------------ docker / slurm: what TAO would refuse
+
+from support import tao_workspace  # noqa: E402
+from support.docker_fixture import fake_docker  # noqa: E402,F401
+
+
+def docker_preflight(script, ws):
+    proc = script("preflight.py", "--workspace", ws, "--backend", "docker", "--max-iterations", "1",
+                  "--kpi-target", KPI, "--json")
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_docker_radio_with_three_lights_and_linear_concat_exits_2_naming_the_key(fake_docker, tmp_path, script):
+    ws = tao_workspace.make(tmp_path / "ws", lights=("A", "B", "C"))
+    code, report = docker_preflight(script, ws)
+    assert report["sections"]["4_data"]["tao"]["specs"].startswith("train and inference specs accepted")
+    spec = ws / "specs" / "baseline_spec.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["dataset"]["classify"]["concat_type"] = "linear"
+    spec.write_text(yaml.safe_dump(data))
+    code, report = docker_preflight(script, ws)
+    assert code == 2 and report["sections"]["4_data"]["tao"]["specs"] == "REFUSED"
+    blocker = next(b for b in report["hard_blockers"] if "concat_type" in b)
+    assert "dataset.classify.concat_type: c_radio_v2_vit_base_patch16_224 is a ViT and needs a square input" in blocker
+    assert "<job>" in blocker and "grid" in blocker
+
+
+def test_docker_validation_set_smaller_than_the_batch_exits_2_naming_the_key(fake_docker, ws, script):
+    from tao_aoi import demo_workspace
+
+    spec = demo_workspace.spec_dict("demo")  # batch 64; the mini workspace's validation set has 5 rows
+    spec["dataset"]["classify"]["image_ext"] = ".png"
+    (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
+    code, report = docker_preflight(script, ws)
+    assert code == 2
+    assert any("dataset.classify.batch_size: is 64 x 1 GPU(s) but training CSV" in b for b in report["hard_blockers"])
+
+
+def test_docker_gpu_runtime_and_misread_labels(fake_docker, tmp_path, script, monkeypatch):
+    ws = tao_workspace.make(tmp_path / "ws")
+    csv = ws / "train/base/training_set.csv"
+    df = pd.read_csv(csv)
+    df.loc[df["label"] == "PASS", "label"] = "pass"
+    df.to_csv(csv, index=False)
+    code, report = docker_preflight(script, ws)
+    tao = report["sections"]["4_data"]["tao"]
+    assert tao["gpu_runtime"].startswith("docker info lists the nvidia runtime")
+    assert "3 label(s) TAO would misread" in tao["labels"] and any("canonical copy" in b for b in report["fixable_blockers"])
+    monkeypatch.setenv("FAKE_DOCKER_RUNTIMES", "runc")
+    monkeypatch.setenv("PATH", f"{fake_docker.parent / 'bin'}:/usr/bin:/bin")
+    code, report = docker_preflight(script, ws)
+    assert code == 2 and any("no GPU runtime for docker" in b for b in report["hard_blockers"])
 
 
 def _accepted(script_run, name: str) -> set[str]:

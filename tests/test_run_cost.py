@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, run_script
-from test_docker_backend import fake_docker  # noqa: F401  (fixture: the fake docker first on PATH)
+from support.docker_fixture import fake_docker  # noqa: F401  (fixture: the fake TAO docker first on PATH)
 from tao_aoi import defaults, run_cost
 from tao_aoi.errors import UserError
 

@@ -50,6 +50,9 @@ class SearchConfig:
     study_name: str = STUDY_NAME
     start_params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.space = search_space.active(self.space, train_spec.load(self.spec))  # only keys that take effect
+
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{self.out_dir / 'study.db'}"
@@ -58,6 +61,7 @@ class SearchConfig:
 def start_point(space: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
     """Trial 0: the starting spec's own values for the searched keys (clipped into the space)."""
     spec = train_spec.load(spec_path)
+    space = search_space.active(space, spec)
     return search_space.in_space(space, {k: train_spec.get(spec, k) for k in space["params"]})
 
 
@@ -188,6 +192,21 @@ def objective(far_pct: float, margin: float, scores, positive) -> float:
     return far_pct + (50.0 / n_pass) * closeness * 0.999
 
 
+PRUNING_METRICS = ("val_far", "val_loss")
+
+
+def pruning_value(metrics: Mapping[str, float]) -> tuple[str | None, float]:
+    """What the pruner compares between trials after each epoch (lower = better): ``val_far``, FAR at
+    100% recall on the validation set, where the backend logs it (local; TAO builds that compute
+    it), else ``val_loss``, which every TAO 7 build logs. Never ``val_fpr``: TAO computes it at a fixed
+    margin, not at 100% recall. One TAO image logs the same keys for every trial of a study."""
+    for name in PRUNING_METRICS:
+        v = metrics.get(name)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            return name, float(v)
+    return None, math.nan
+
+
 def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, float | None, float | None]:
     """Train + validate one trial; returns (final state name, objective, validation FAR %)."""
     optuna = _optuna()
@@ -197,13 +216,15 @@ def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, 
 
     def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
         trial.set_user_attr("heartbeat", time.time())
-        far = metrics.get("val_far")
-        if far is None or not math.isfinite(far):
+        name, value = pruning_value(metrics)
+        if name is None:
             return
-        trial.report(float(far), epoch + 1)  # step = epochs trained (the pruners' resource)
+        if trial.user_attrs.get("pruning_metric") != name:
+            trial.set_user_attr("pruning_metric", name)
+        trial.report(value, epoch + 1)  # step = epochs trained (the pruners' resource)
         if trial.should_prune():
             trial.set_user_attr("pruned_at_epoch", epoch + 1)
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} (val FAR {far:.4g})")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({name} {value:.4g})")
 
     t0 = time.monotonic()
     try:

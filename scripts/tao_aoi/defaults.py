@@ -48,13 +48,15 @@ EXTERNAL_JOB_SEC = 60.0           # docker/slurm job start (container, model bui
 DRY_RUN_DECODE_ROWS = 200         # KPI rows the local dry run decodes to time image decoding
 DRY_RUN_MAX_EPOCHS = 30           # the local dry run's long training (a local epoch is milliseconds)
 
-# The embedded local model (backends/local.py). A spec value wins; these fill keys a spec lacks.
+# The embedded local model (backends/local.py). It reads TAO's own keys, each in the role TAO gives
+# it; a spec value wins, these fill keys a spec lacks.
 LOCAL_MODEL = {
     "train.optim.lr": 2e-3,
     "train.optim.weight_decay": 1e-4,         # L2 penalty (sklearn's alpha)
-    "model.hidden_width": 64,
+    "model.classify.embed_dec": 64,           # width of the classifier head's hidden layer (TAO: same role)
     "train.num_epochs": 30,
     "dataset.classify.batch_size": 64,
-    "train.classify.cls_weight": 3.0,         # defect-class weight; TAO's [pass, defect] list also accepted
+    "train.classify.cls_weight": [1.0, 3.0],  # TAO's cross-entropy class weights [PASS, defect]
     "train.seed": SEED,
 }
+DEMO_BATCH_SIZES = (64, 32, 16, 8)  # the demo spec takes the first that every set of its preset can fill

@@ -66,41 +66,66 @@ _LAYOUT_STREAM, _SDG_STREAM, _GOLDEN_STREAM = 0, 5, 6
 _RENDER_CHUNK = 256
 
 
-def spec_dict() -> dict:
-    """The baseline spec the demo ships: TAO's layout and key names, with the local model's values.
+DEMO_BACKBONE = "fan_tiny_8_p4_hybrid"  # FAN takes a non-square input (linear concat) whose sides are multiples of 16
+CHECKPOINT_INTERVAL = 10                # periodic TAO checkpoints; the best epoch is kept by the top-k checkpointer
 
-    ``model.hidden_width`` and a scalar ``train.classify.cls_weight`` (defect weight) are the local
-    model's (the AutoML search space tunes them); a TAO run would use its own model block instead.
+
+def batch_size_for(preset: str) -> int:
+    """The largest of ``defaults.DEMO_BATCH_SIZES`` that every set of the preset fills at least once
+    (TAO refuses a data loader with fewer rows than the batch size)."""
+    smallest = min(PRESETS[preset].rows.values())
+    return next((b for b in defaults.DEMO_BATCH_SIZES if b <= smallest), 1)
+
+
+def spec_dict(preset: str = "demo") -> dict:
+    """The baseline spec the demo ships: a TAO 7.1.0 Visual ChangeNet classify spec that TAO can run
+    on this workspace (tests merge it into NVIDIA's schema) and that the local backend reads too.
+
+    The local model takes its hyper-parameters from TAO's own keys in the same role (see
+    ``local_model``): the classifier head width ``model.classify.embed_dec`` is its hidden width,
+    ``train.classify.cls_weight`` its cross-entropy class weights. Learnable difference module with
+    ``loss: ce`` (TAO's rule), a FAN backbone with random init (no file to stage), two 48 px lights
+    side by side (48 x 96, a multiple of 16), one validation per epoch so the top-k checkpointer
+    (monitor ``val_loss``, which every TAO 7 build logs) keeps the best epoch as ``model_best_*``.
     """
+    if preset not in PRESETS:
+        raise UserError(f"--preset {preset!r} is not one of {', '.join(PRESETS)}")
     d = defaults.LOCAL_MODEL
     lights = {light: i for i, light in enumerate(pr.LIGHTS)}
     dataset_entry = {"csv_path": "", "images_dir": ""}
+    epochs = d["train.num_epochs"]
     return {
         "task": "classify",
         "results_dir": "",
-        "model": {"hidden_width": d["model.hidden_width"]},
+        "model": {
+            "backbone": {"type": DEMO_BACKBONE, "pretrained_backbone_path": "", "freeze_backbone": False},
+            "classify": {"difference_module": "learnable", "learnable_difference_modules": 4,
+                         "embed_dec": d["model.classify.embed_dec"], "eval_margin": 0.5},
+        },
         "train": {
-            "num_epochs": d["train.num_epochs"],
+            "num_epochs": epochs,
             "validation_interval": 1,
-            "checkpoint_interval": 1,
+            "checkpoint_interval": min(CHECKPOINT_INTERVAL, epochs),
             "seed": d["train.seed"],
             "pretrained_model_path": "",
-            "classify": {"loss": "ce", "cls_weight": d["train.classify.cls_weight"]},
+            "classify": {"loss": "ce", "cls_weight": list(d["train.classify.cls_weight"])},
             "optim": {"optim": "adam", "lr": d["train.optim.lr"], "weight_decay": d["train.optim.weight_decay"]},
-            "checkpointer": {"monitor": "val_far", "mode": "min", "save_top_k": 1},
+            "checkpointer": {"enable_topk": True, "monitor": "val_loss", "mode": "min", "save_top_k": 1},
         },
         "dataset": {
             "classify": {
                 "train_dataset": dict(dataset_entry), "validation_dataset": dict(dataset_entry),
                 "test_dataset": dict(dataset_entry), "infer_dataset": dict(dataset_entry),
                 "image_ext": IMAGE_EXT,
-                "batch_size": d["dataset.classify.batch_size"],
+                "batch_size": batch_size_for(preset),
                 "num_input": len(lights),
                 "input_map": lights,
                 "concat_type": "linear",
                 "image_width": IMAGE_SIZE,
                 "image_height": IMAGE_SIZE,
                 "num_classes": 2,
+                "num_golden": 1,
+                "augmentation_config": {"augment": False},
             }
         },
         "evaluate": {"checkpoint": ""},
@@ -232,7 +257,7 @@ def _write(ws: Workspace, p: Preset, preset: str, seed: int, say: Callable[[str]
     truth_df.to_csv(ws.root / "demo_truth.csv", index=False)
 
     ws.baseline_spec.parent.mkdir(parents=True, exist_ok=True)
-    ws.baseline_spec.write_text(train_spec.dump(spec_dict()), encoding="utf-8")
+    ws.baseline_spec.write_text(train_spec.dump(spec_dict(preset)), encoding="utf-8")
     ws.results.mkdir(parents=True, exist_ok=True)
 
     counts: dict[str, dict] = {}

@@ -1,6 +1,6 @@
 """The bridge between phases: AutoML winner -> DEFT baseline, DEFT winner -> Phase 3 warm start.
 
-Phase 1 -> 2 (seed_baseline): the winning parameters are deep-merged onto the baseline spec
+Phase 1 -> 2 (seed_baseline): the winning parameters are set on the baseline spec key by key
 (budget keys never searched, so DEFT keeps its epoch count) into specs/baseline_spec_automl.yaml;
 the run is initialised on that spec; the winning checkpoint is copied into <R>/baseline/train/ and
 committed through the normal writer with source automl_phase1, so DEFT starts at evaluate. A
@@ -91,7 +91,7 @@ def _seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str
     winner = sane_winner(rec, str(best_rec))
     base = train_spec.load(rec.get("base_spec") or ws.baseline_spec)
     tuned = {k: v for k, v in winner["params"].items() if k not in search_space.BUDGET_KEYS}
-    merged = train_spec.dump(train_spec.deep_merge(base, _nest(tuned)))
+    merged = train_spec.dump(train_spec.with_values(base, tuned))
     R = Results.at(results_dir)
     run_spec = R.root / "baseline_spec_automl.yaml"  # the run's own copy: later runs cannot change it
     atomic.write_text(run_spec, merged)
@@ -112,13 +112,6 @@ def _seed_baseline(best_rec: str | Path, results_dir: str | Path, workspace: str
                      f"not retrained")
     return {"seeded": True, "trial": winner["number"], "score": winner["value"], "spec": str(run_spec),
             "params": tuned}
-
-
-def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in flat.items():
-        train_spec.set_dotted(out, k, v)
-    return out
 
 
 def warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None = None) -> dict[str, Any]:

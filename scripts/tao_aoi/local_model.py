@@ -4,7 +4,9 @@ It stands in for TAO Visual ChangeNet where there is no GPU: one hidden ReLU lay
 epoch by epoch with ``partial_fit`` so validation FAR@100% recall can be reported (and pruned on)
 after every epoch, like TAO's ``val_far`` monitor; the best epoch (lowest val FAR, then lowest
 validation log-loss) is the one kept. Hyper-parameters come from the spec's TAO key names
-(``defaults.LOCAL_MODEL``). A checkpoint is the feature standardisation, the weights and JSON
+(``defaults.LOCAL_MODEL``): ``model.classify.embed_dec`` is the hidden width (in TAO the width of
+the learnable difference module's classifier head), ``train.classify.cls_weight`` TAO's per-class
+cross-entropy weights [PASS, defect]. A checkpoint is the feature standardisation, the weights and JSON
 metadata (``checkpoint.py``); fine-tuning reloads all three, so the features keep their meaning.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Hyperparams:
 _KEYS = {  # field -> (spec key, type, lower bound, bound inclusive)
     "lr": ("train.optim.lr", float, 0.0, False),
     "weight_decay": ("train.optim.weight_decay", float, 0.0, True),
-    "hidden_width": ("model.hidden_width", int, 1, True),
+    "hidden_width": ("model.classify.embed_dec", int, 1, True),
     "epochs": ("train.num_epochs", int, 1, True),
     "batch_size": ("dataset.classify.batch_size", int, 1, True),
     "cls_weight": ("train.classify.cls_weight", float, 0.0, False),
@@ -52,14 +54,18 @@ _KEYS = {  # field -> (spec key, type, lower bound, bound inclusive)
 
 def hyperparams(spec: Mapping[str, Any], where: str | Path = "train spec") -> Hyperparams:
     """Read and check the tunable values; a spec key wins over ``defaults.LOCAL_MODEL``."""
+    if train_spec.get(spec, "model.hidden_width") is not None:  # the pre-TAO-schema name
+        raise UserError(f"{where}: model.hidden_width is not a TAO key; the hidden width is "
+                        f"model.classify.embed_dec (rename it, or rebuild the demo workspace)")
     values = {}
     for name, (key, kind, low, inclusive) in _KEYS.items():
         raw = train_spec.get(spec, key, defaults.LOCAL_MODEL[key])
-        if key == "train.classify.cls_weight" and isinstance(raw, (list, tuple)):
-            if len(raw) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw) \
+        if key == "train.classify.cls_weight":
+            if not isinstance(raw, (list, tuple)) or len(raw) != 2 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw) \
                     or raw[0] <= 0:
-                raise UserError(f"{where}: {key} must be a number (defect weight) or [pass, defect] weights, "
-                                f"got {raw!r}")
+                raise UserError(f"{where}: {key} must be TAO's list of two class weights [PASS, defect] with "
+                                f"PASS > 0, e.g. [1.0, 3.0]; got {raw!r}")
             raw = raw[1] / raw[0]
         ok_type = isinstance(raw, (int, float)) and not isinstance(raw, bool)
         if kind is int and ok_type and float(raw).is_integer():
@@ -136,6 +142,14 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))
 
 
+def _acc_fpr(prefix: str, p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """TAO's per-epoch accuracy and false-positive rate at its decision threshold (p > 0.5 = defect)."""
+    pred = p > 0.5
+    n_pass = int((~y).sum())
+    return {f"{prefix}_acc": float((pred == y).mean()),
+            f"{prefix}_fpr": float((pred & ~y).sum() / n_pass) if n_pass else 0.0}
+
+
 EpochHook = Callable[[int, dict[str, float]], None]
 
 
@@ -151,7 +165,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         width = init.coefs[0].shape[1]
         if len(init.coefs) != 2 or width != hp.hidden_width:
             raise UserError(f"the init checkpoint has hidden width {width}, the spec asks for {hp.hidden_width}; "
-                            f"set model.hidden_width to {width} to fine-tune it")
+                            f"set model.classify.embed_dec to {width} to fine-tune it")
     else:
         mean = x.mean(0).astype(np.float32)
         scale = x.std(0).astype(np.float32)
@@ -185,10 +199,10 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
             t0 = time.perf_counter()
             clf.partial_fit(xs, y, sample_weight=weight, classes=classes)
             current = snapshot()
-            p_val = current.scores(x_val)
+            p_val, p_tr = current.scores(x_val), current.scores(x)
             far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
-            metrics = {"train_loss": float(clf.loss_), "val_loss": loss, "val_far": far,
-                       "epoch_sec": time.perf_counter() - t0}
+            metrics = {"train_loss": float(clf.loss_), **_acc_fpr("train", p_tr, y), "val_loss": loss,
+                       **_acc_fpr("val", p_val, y_val), "val_far": far, "epoch_sec": time.perf_counter() - t0}
             if best is None or (far, loss) < best:
                 best, best_model = (far, loss), current
                 best_model.meta["best_epoch"] = epoch

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import changenet_csv, dataset_checks, defaults, interpreter, leakage, metric_contract, sdg_pool
+from tao_aoi import changenet_csv, dataset_checks, defaults, interpreter, labels, leakage, metric_contract, sdg_pool
 from tao_aoi import sdg_supply
 from tao_aoi import search_space, train_spec, versions
 from tao_aoi.errors import UserError
@@ -175,10 +175,19 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     else:
         sdg["status"] = "absent (SDG routes will be empty)"
     sec4 = {"csvs": tables, "leakage": leaks, "sdg_pool": sdg, "lights": lights, "image_ext": ext}
+    if backend in ("docker", "slurm"):
+        sec4["tao"] = tao_checks(ws, backend, hard, fixable)
     # 5-7. phase configs
     space = search_space.default_for_backend("local" if backend == "slurm" else backend)
+    if spec_path.is_file():
+        try:  # only the keys that take effect with this spec (e.g. momentum only with sgd)
+            space = search_space.active(space, train_spec.load(spec_path))
+        except UserError as exc:
+            hard.append(str(exc))
     sec5 = {"algorithm": algorithm, "trials": trials, "metric": "FAR@100% recall on the validation set (minimize)",
             "search_space": sorted(space["params"]), "mode_collapse_guard": "a one-class model is infeasible"}
+    if space.get("inactive"):
+        sec5["not_searched"] = space["inactive"]
     contract = None
     if kpi_target:
         try:
@@ -210,6 +219,100 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
                          "5_phase1": sec5, "6_phase2": sec6, "7_phase3": sec7, "8_compute": sec8,
                          "9_confirm": sec9},
             "hard_blockers": hard, "fixable_blockers": fixable, "warnings": warnings, "ready": not hard}
+
+
+# ------------------------------------------------------------------ docker / slurm (TAO) checks
+
+
+def tao_checks(ws: Workspace, backend: str, hard: list, fixable: list) -> dict[str, Any]:
+    """What would stop a TAO job after its container started: the train and inference specs the
+    backend would write, checked against NVIDIA's schema and TAO's run-time rules (tao.prepare into a
+    throw-away folder, so it is the very same check), spaces in job paths, labels TAO would misread,
+    and, for docker (and slurm's container mode), a GPU runtime."""
+    out: dict[str, Any] = {}
+    for name, path in (("workspace", ws.root), ("results folder", ws.results)):
+        if any(c.isspace() for c in str(path)):
+            hard.append(f"{name} {path} has a space; TAO's entrypoint splits job paths on spaces: move it")
+    out["specs"] = _tao_spec_check(ws, hard)
+    bad_labels = 0
+    for csv in (ws.training_csv, ws.validation_csv, ws.kpi_csv):
+        if csv.is_file():
+            try:
+                raw = changenet_csv.read(csv, canonicalize=False)["label"]
+            except UserError:
+                continue
+            bad_labels += int((raw != raw.map(labels.canonical_label)).sum())
+    if bad_labels:
+        out["labels"] = (f"{bad_labels} label(s) TAO would misread (it reads every label but 'PASS' as a defect): "
+                         f"each job hands TAO a canonical copy of the CSV (<job>/inputs/)")
+        fixable.append(out["labels"])
+    container = backend == "docker" or os.environ.get("TAO_AOI_SLURM_CONTAINER", "").strip() == "1"
+    out["gpu_runtime"] = (_docker_gpu(hard) if backend == "docker" else _slurm_gpu(hard) if container
+                          else "not needed (slurm runs the local backend on the nodes)")
+    return out
+
+
+def _tao_spec_check(ws: Workspace, hard: list) -> str:
+    import tempfile
+
+    from tao_aoi.backends import tao
+    from tao_aoi.backends.base import InferJob, TrainJob
+
+    if not all(p.is_file() for p in (ws.baseline_spec, ws.training_csv, ws.validation_csv, ws.kpi_csv)):
+        return "not checked (inputs missing)"
+    with tempfile.TemporaryDirectory(prefix="tao-aoi-preflight-") as tmp:
+        job = Path(tmp)
+        ckpt = job / "best.ckpt"
+        ckpt.write_bytes(b"")
+        try:
+            tao.prepare("train", TrainJob(ws.baseline_spec, ws.training_csv, ws.validation_csv, ws.images,
+                                          job / "train"), job / "train", offline=True)
+            tao.prepare("infer", InferJob(ws.baseline_spec, ckpt, ws.kpi_csv, ws.images, job / "infer"),
+                        job / "infer", offline=True)
+        except UserError as exc:
+            hard.append(str(exc).replace(tmp, "<job>"))
+            return "REFUSED"
+    from tao_aoi import tao_schema
+
+    return f"train and inference specs accepted by NVIDIA's TAO {tao_schema.tao_version()} schema and run-time rules"
+
+
+def _docker_gpu(hard: list) -> str:
+    """Docker's registered runtimes (``docker info``) or the NVIDIA container CLI, plus ``nvidia-smi -L``."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "UNKNOWN (no docker client)"
+    proc = subprocess.run([docker, "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True,
+                          timeout=60)
+    runtimes = proc.stdout if proc.returncode == 0 else ""
+    toolkit = "nvidia" in runtimes or shutil.which("nvidia-container-cli") or shutil.which("nvidia-ctk")
+    smi = shutil.which("nvidia-smi")
+    gpus = None
+    if smi:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=60)
+        gpus = sum(1 for ln in listed.stdout.splitlines() if ln.startswith("GPU ")) if listed.returncode == 0 else 0
+    if not toolkit:
+        hard.append("no GPU runtime for docker: `docker info` lists no nvidia runtime and neither nvidia-container-cli "
+                    "nor nvidia-ctk is installed; install the NVIDIA Container Toolkit (or use --backend local)")
+        return "MISSING (docker info: no nvidia runtime; no NVIDIA container toolkit)"
+    if gpus == 0:
+        hard.append("nvidia-smi -L lists no GPU on this host; TAO's containers need one")
+        return "toolkit present, no GPU (nvidia-smi -L)"
+    how = "docker info lists the nvidia runtime" if "nvidia" in runtimes else "NVIDIA container toolkit on PATH"
+    return f"{how}; " + (f"{gpus} GPU(s) (nvidia-smi -L)" if gpus else "GPU count unknown (no nvidia-smi here)")
+
+
+def _slurm_gpu(hard: list) -> str:
+    """Container jobs need GPUs on the nodes: a gres from TAO_AOI_SLURM_GRES or nodes with gpu gres."""
+    if os.environ.get("TAO_AOI_SLURM_GRES", "").strip():
+        return f"TAO_AOI_SLURM_GRES={os.environ['TAO_AOI_SLURM_GRES']}"
+    sinfo = shutil.which("sinfo")
+    gres = subprocess.run([sinfo, "-h", "-o", "%G"], capture_output=True, text=True, timeout=60).stdout if sinfo else ""
+    if "gpu" in gres:
+        return f"nodes with gres {' '.join(sorted(set(gres.split())))} (sinfo); set TAO_AOI_SLURM_GRES=gpu:1"
+    hard.append("slurm container jobs run TAO, which needs a GPU, but sinfo shows no gpu gres and TAO_AOI_SLURM_GRES "
+                "is unset; set TAO_AOI_SLURM_GRES=gpu:1 on a cluster with GPUs")
+    return "MISSING (no gpu gres)"
 
 
 def require_ready(report: dict[str, Any]) -> None:
@@ -256,6 +359,8 @@ def render(report: dict[str, Any]) -> str:
             out.append(f"   {t['name']}: {t['rows']} rows ({labels}); missing files {t['missing_files']}")
     out.append(f"   leakage into validation/KPI: {s['4_data']['leakage'] or 'not checked'}")
     out.append(f"   SDG pool: {s['4_data']['sdg_pool']}")
+    for key, value in s["4_data"].get("tao", {}).items():
+        out.append(f"   TAO {key.replace('_', ' ')}: {value}")
     out += ["5. Phase 1 (AutoML)"] + [f"   {k}: {_value(v)}" for k, v in s["5_phase1"].items()]
     out += ["6. Phase 2 (DEFT)"] + [f"   {k}: {_value(v)}" for k, v in s["6_phase2"].items()]
     out += ["7. Phase 3 (AutoML refinement)"] + [f"   {k}: {_value(v)}" for k, v in s["7_phase3"].items()]

@@ -275,7 +275,10 @@ def _dry_run(ws, backend: str, tmp: Path, train_rows: int, val_rows: int, opened
     def train(name: str, epochs: int) -> float:
         t0 = time.monotonic()
         h = b.train(TrainJob(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
-                             images_root=ws.images, output_dir=tmp / name, overrides={"train.num_epochs": epochs}))
+                             images_root=ws.images, output_dir=tmp / name,
+                             # TAO asserts both intervals <= num_epochs (the demo spec checkpoints every 10)
+                             overrides={"train.num_epochs": epochs, "train.checkpoint_interval": 1,
+                                        "train.validation_interval": 1}))
         if h.state != "COMPLETE":
             raise UserError(f"the dry run's training failed ({h.detail or h.state}); see {tmp / name}")
         return time.monotonic() - t0

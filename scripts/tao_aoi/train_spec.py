@@ -26,34 +26,65 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _parts(dotted: str) -> list[str | int]:
+    """``a.b[1].c`` -> ["a", "b", 1, "c"]: a ``[i]`` suffix addresses one entry of a list value
+    (TAO's ``train.classify.cls_weight`` is a list, one weight per class)."""
+    out: list[str | int] = []
+    for part in dotted.split("."):
+        name, bracket, rest = part.partition("[")
+        out.append(name)
+        while bracket:
+            index, close, tail = rest.partition("]")
+            if not close or not index.isdigit() or (tail and not tail.startswith("[")):
+                raise UserError(f"spec key {dotted!r}: a list index must look like name[0]")
+            out.append(int(index))
+            bracket, rest = tail[:1], tail[1:]
+    return out
+
+
 def get(spec: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     node: Any = spec
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+    for part in _parts(dotted):
+        if isinstance(part, int):
+            if not isinstance(node, (list, tuple)) or part >= len(node):
+                return default
+        elif not isinstance(node, Mapping) or part not in node:
             return default
         node = node[part]
     return node
 
 
 def set_dotted(spec: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = spec
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = node[part] = {}
-        node = nxt
-    node[parts[-1]] = value
+    """Set a dotted key, creating mappings on the way; ``key[i]`` sets one list entry (a missing or
+    shorter list is padded with 1.0, TAO's neutral class weight, up to ``i``)."""
+    parts = _parts(dotted)
+    node: Any = spec
+    for part, nxt_part in zip(parts[:-1], parts[1:]):
+        want = list if isinstance(nxt_part, int) else dict
+        child = node[part] if _has(node, part) else None
+        if not isinstance(child, want):
+            child = [] if want is list else {}
+            _put(node, part, child)
+        node = child
+    _put(node, parts[-1], value)
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested merge: mappings merge key by key, anything else in ``override`` wins."""
-    out = copy.deepcopy(dict(base))
-    for k, v in override.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
+def _has(node: Any, part: str | int) -> bool:
+    return part < len(node) if isinstance(part, int) else part in node
+
+
+def _put(node: Any, part: str | int, value: Any) -> None:
+    if isinstance(part, int):
+        node.extend([1.0] * (part + 1 - len(node)))
+    node[part] = value
+
+
+def with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``spec`` with each dotted key of ``values`` set (list entries such as
+    ``cls_weight[1]`` replace that entry only, so the other class weights stay the spec's)."""
+    out = copy.deepcopy(dict(spec))
+    for key, value in values.items():
+        set_dotted(out, key, value)
     return out
 
 

@@ -9,15 +9,21 @@ import yaml
 LIGHTS = ("SolderLight", "UniformLight")
 
 
-def make(ws: Path, rows: int = 6) -> Path:
-    """Two lights, CSVs in separate folders, every referenced image file present (a few bytes each)."""
+RADIO = "c_radio_v2_vit_base_patch16_224"
+
+
+def make(ws: Path, rows: int = 6, lights: tuple[str, ...] = LIGHTS, backbone: str = RADIO) -> Path:
+    """CSVs in separate folders, every referenced image file present (a few bytes each), and a
+    spec TAO 7.1.0 accepts and could run: a RADIO ViT needs a square input, so the lights are
+    stacked in a 1 x n grid of 224 x (224 n) images (TAO stacks an odd number of lights top to
+    bottom, which is the same layout); the euclidean difference module with its contrastive loss."""
     records = []
     for i in range(rows):
         records.append({"input_path": f"boards/b{i % 2}/test", "golden_path": f"boards/b{i % 2}/golden",
                         "label": "PASS" if i % 2 else "MISSING", "object_name": f"C{i}", "boardname": f"b{i % 2}"})
     for r in records:
         for col in ("input_path", "golden_path"):
-            for light in LIGHTS:
+            for light in lights:
                 p = ws / "images" / r[col] / f"{r['object_name']}_{light}.png"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_bytes(b"png")
@@ -26,9 +32,11 @@ def make(ws: Path, rows: int = 6) -> Path:
         pd.DataFrame(records).to_csv(ws / rel, index=False)
     spec = {"task": "classify",
             "train": {"num_epochs": 3, "optim": {"lr": 1e-4}},
-            "model": {"backbone": {"type": "c_radio_v2_vit_base_patch16_224"}},
-            "dataset": {"classify": {"input_map": {light: i for i, light in enumerate(LIGHTS)},
-                                     "image_ext": ".png", "num_input": len(LIGHTS), "batch_size": 2}}}
+            "model": {"backbone": {"type": backbone}},
+            "dataset": {"classify": {"input_map": {light: i for i, light in enumerate(lights)},
+                                     "image_ext": ".png", "num_input": len(lights), "batch_size": 2,
+                                     "concat_type": "grid", "grid_map": {"x": 1, "y": len(lights)},
+                                     "image_height": 224, "image_width": 224 * len(lights)}}}
     (ws / "specs").mkdir(parents=True, exist_ok=True)
     (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
     return ws

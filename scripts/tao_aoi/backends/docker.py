@@ -6,7 +6,9 @@ mounted at the same path (``-v P:P``), so the generated spec's paths are valid i
 Inputs are mounted read-only, the job's output folder read-write. ``docker run`` is started in the
 background with its output in ``<output_dir>/<kind>.log``; status and cancel go through
 ``docker inspect`` / ``docker kill`` on the container's name, so another process can track a job.
-Credentials are forwarded by name (``-e HF_TOKEN``), never by value.
+Credentials are forwarded by name (``-e HF_TOKEN``), never by value. ``--gpus`` is ``all`` unless
+``TAO_AOI_DOCKER_GPUS`` (or ``gpus=``) says otherwise; K workers on one host each get their own GPU
+(``worker_gpus``: ``--gpus device=N``), since two TAO trainings on one GPU contend for its memory.
 """
 from __future__ import annotations
 
@@ -27,6 +29,31 @@ from tao_aoi.backends.external import (ExternalBackend, TAO_STATUS, fresh_job_di
                                        write_record)
 from tao_aoi.errors import UserError
 
+GPUS_ENV = "TAO_AOI_DOCKER_GPUS"
+GPU_IDS_ENV = "TAO_AOI_GPU_IDS"
+
+
+def worker_gpus(k: int) -> list[str]:
+    """``--gpus`` values for K workers sharing this host, one GPU each: the ids in TAO_AOI_GPU_IDS
+    (e.g. ``0,1,2,3``), else the GPUs ``nvidia-smi`` lists. Fewer GPUs than workers is an error."""
+    raw = os.environ.get(GPU_IDS_ENV, "").strip()
+    if raw:
+        ids = [g.strip() for g in raw.split(",") if g.strip()]
+        source = GPU_IDS_ENV
+    else:
+        smi = shutil.which("nvidia-smi")
+        proc = subprocess.run([smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=60) if smi else None
+        ids = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()] if proc and proc.returncode == 0 else []
+        source = "nvidia-smi"
+    if any(not g.isdigit() for g in ids):
+        raise UserError(f"{GPU_IDS_ENV}={raw!r} must list GPU indices, e.g. 0,1,2,3")
+    if len(ids) < k:
+        raise UserError(f"--workers {k} on the docker backend needs {k} GPUs (one per worker) but {source} gives "
+                        f"{len(ids)}; lower --workers or set {GPU_IDS_ENV}")
+    return [f"device={g}" for g in ids[:k]]
+
+
 _STATE = {"created": PENDING, "running": RUNNING, "restarting": RUNNING, "paused": RUNNING,
           "removing": RUNNING}
 
@@ -35,17 +62,20 @@ class DockerBackend(ExternalBackend):
     name = "docker"
 
     def __init__(self, *, docker: str = "docker", offline: bool | None = None,
-                 gpus: str | None = defaults.DOCKER_GPUS, shm_size: str = defaults.DOCKER_SHM_SIZE,
+                 gpus: str | None = "", shm_size: str = defaults.DOCKER_SHM_SIZE,
                  user: str | None = None, pass_env: Sequence[str] = defaults.PASS_ENV,
                  extra_mounts: Sequence[str] = (), extra_args: Sequence[str] = (),
-                 poll_sec: float = defaults.JOB_POLL_SEC, timeout_sec: float | None = None) -> None:
+                 poll_sec: float | None = None, timeout_sec: float | None = None) -> None:
         """``offline`` (default: env AIR_GAPPED=1) adds ``--pull=never`` and the Hugging Face offline
-        switches; ``gpus=None`` drops ``--gpus``; ``user`` is ``uid:gid`` for ``--user`` (TAO fails
+        switches; ``gpus`` (default: env TAO_AOI_DOCKER_GPUS, else ``all``) e.g. ``device=1``; ``gpus=None``
+        drops ``--gpus``; ``user`` is ``uid:gid`` for ``--user`` (TAO fails
         when the uid has no passwd entry, so it is off by default); ``extra_mounts`` are host paths
         mounted read-only at the same path; ``extra_args`` go before the image."""
         super().__init__(poll_sec=poll_sec, timeout_sec=timeout_sec)
         self.docker = docker
         self.offline = tao.air_gapped() if offline is None else bool(offline)
+        if gpus == "":
+            gpus = os.environ.get(GPUS_ENV, "").strip() or defaults.DOCKER_GPUS
         self.gpus, self.shm_size, self.user = gpus, shm_size, user
         self.pass_env = tuple(pass_env)
         self.extra_mounts = tuple(extra_mounts)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import abc
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from tao_aoi import atomic, defaults
-from tao_aoi.backends.base import CANCELED, COMPLETE, ERROR, TERMINAL, Backend, JobHandle
+from tao_aoi.backends.base import CANCELED, COMPLETE, ERROR, TERMINAL, Backend, JobHandle, TrainJob
 from tao_aoi.errors import UserError
 
 RECORD_NAME = "backend_job.json"
+POLL_ENV = "TAO_AOI_JOB_POLL_SEC"
 INFERENCE_COLUMNS = ("input_path", "golden_path", "object_name", "label", "siamese_score")
 TAO_STATUS = "status.json"
 LOG_NAMES = {"train": "train.log", "infer": "infer.log", "evaluate": "evaluate.log", "embed": "embed.log"}
@@ -117,6 +120,35 @@ def tao_final_status(path: Path) -> tuple[str | None, str]:
     return None, ""
 
 
+VAL_PREFIX = "val_"
+
+
+def epoch_metrics(path: Path) -> list[tuple[int, dict[str, float]]]:
+    """(epoch, validation KPIs) per validated epoch, in order, from a TAO-shaped status file.
+
+    TAO logs "Eval metrics generated." with ``kpi`` {val_loss, val_acc, val_fpr[, val_far]}, then the
+    epoch line (``epoch``, ``max_epoch`` = epochs - 1, and the last kpi repeated), then the train
+    KPIs; the local backend writes one epoch line holding both. A kpi is only repeated, never new,
+    on later lines, so an epoch takes the validation KPIs logged since the previous epoch line."""
+    out: list[tuple[int, dict[str, float]]] = []
+    pending: dict[str, float] | None = None
+    separate = False  # TAO's layout: validation KPIs on their own lines
+    for obj in tao_status_lines(path):
+        kpi = obj.get("kpi") if isinstance(obj.get("kpi"), dict) else {}
+        val = {k: float(v) for k, v in kpi.items() if k.startswith(VAL_PREFIX) and isinstance(v, (int, float))
+               and not isinstance(v, bool)}
+        if "epoch" not in obj:
+            if val:
+                pending, separate = val, True
+            continue
+        if pending is None and val and not separate:
+            pending = val  # the local backend: the epoch line carries its own validation
+        if pending is not None and isinstance(obj.get("epoch"), int):
+            out.append((int(obj["epoch"]), pending))
+        pending = None
+    return out
+
+
 def log_tail(path: Path, lines: int = 3) -> str:
     """The last non-blank lines of a log, joined, for one-line error messages."""
     try:
@@ -173,8 +205,14 @@ def _opt_path(value: Any) -> Path | None:
 class ExternalBackend(Backend):
     """Status from the job record + the scheduler, judged once; a failed blocking call is a UserError."""
 
-    def __init__(self, *, poll_sec: float = defaults.JOB_POLL_SEC, timeout_sec: float | None = None) -> None:
-        self.poll_sec = float(poll_sec)
+    def __init__(self, *, poll_sec: float | None = None, timeout_sec: float | None = None) -> None:
+        """``poll_sec``: how often a blocking call asks the scheduler (default: env TAO_AOI_JOB_POLL_SEC,
+        else ``defaults.JOB_POLL_SEC``)."""
+        env = os.environ.get(POLL_ENV, "").strip()
+        try:
+            self.poll_sec = float(poll_sec if poll_sec is not None else env or defaults.JOB_POLL_SEC)
+        except ValueError:
+            raise UserError(f"{POLL_ENV}={env!r} is not a number of seconds") from None
         self.timeout_sec = timeout_sec
 
     @abc.abstractmethod
@@ -206,6 +244,32 @@ class ExternalBackend(Backend):
             record.update(state=state, detail=detail)
             write_record(handle.output_dir, record)
         return state
+
+    def train(self, job: TrainJob) -> JobHandle:
+        """Blocking train; ``job.on_epoch`` gets each validated epoch's KPIs from the job's status.json
+        while it runs (an AutoML pruner stops the job by raising: the job is canceled, the error re-raised)."""
+        handle = self.submit_train(job)
+        if job.on_epoch is not None:
+            self._follow(handle, job.on_epoch)
+        return self._finish(handle)
+
+    def _follow(self, handle: JobHandle, on_epoch) -> None:
+        seen = -1
+        start = time.monotonic()
+        while True:
+            state = self.status(handle)
+            for epoch, kpi in epoch_metrics(Path(handle.output_dir) / TAO_STATUS):
+                if epoch > seen:
+                    seen = epoch
+                    try:
+                        on_epoch(epoch, kpi)
+                    except BaseException:
+                        self.cancel(handle)
+                        self.wait(handle, poll_sec=self.poll_sec, timeout_sec=60)
+                        raise
+            if state in TERMINAL or (self.timeout_sec is not None and time.monotonic() - start > self.timeout_sec):
+                return
+            time.sleep(self.poll_sec)
 
     def _finish(self, handle: JobHandle) -> JobHandle:
         handle.state = self.wait(handle, poll_sec=self.poll_sec, timeout_sec=self.timeout_sec)

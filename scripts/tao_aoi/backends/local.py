@@ -70,10 +70,7 @@ class _Journal:
 # ------------------------------------------------------------------------------------ inputs
 
 def effective_spec(path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    spec = train_spec.load(path)
-    for key, value in overrides.items():
-        train_spec.set_dotted(spec, str(key), value)
-    return spec
+    return train_spec.with_values(train_spec.load(path), {str(k): v for k, v in overrides.items()})
 
 
 def _require_classes(df, csv: Path, what: str) -> None:

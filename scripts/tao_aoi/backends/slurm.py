@@ -66,7 +66,7 @@ class SlurmBackend(ExternalBackend):
                  mem: str | None = None, time: str | None = None, gres: str | None = None,
                  extra_sbatch: Sequence[str] = (), container: bool | None = None, extra_mounts: Sequence[str] = (),
                  python: str | None = None, offline: bool | None = None,
-                 poll_sec: float = defaults.JOB_POLL_SEC, timeout_sec: float | None = None) -> None:
+                 poll_sec: float | None = None, timeout_sec: float | None = None) -> None:
         """Resources go to ``#SBATCH`` lines (``mem``/``time`` in sbatch syntax, e.g. ``16G``, ``02:00:00``;
         ``gres`` e.g. ``gpu:1``; unset leaves the site default). Each unset resource and ``container`` is
         read from ``TAO_AOI_SLURM_<NAME>`` (e.g. TAO_AOI_SLURM_PARTITION), so ``--backend slurm`` in the

@@ -1,9 +1,15 @@
 """TAO specifics shared by the docker backend and the slurm backend's container mode.
 
 For each job: the per-job TAO spec (the user's spec merged with dataset paths, results folder,
-overrides and warm start), the command run inside the container, the host folders the container
-must see (mounted at the same path, so every path in the spec is valid inside and out), and, after
-TAO exits, turning what it left into the backend contract of base.py.
+overrides and warm start), checked against NVIDIA's own schema and TAO's run-time rules
+(``tao_schema``) before anything starts, the command run inside the container, the host folders the
+container must see (mounted at the same path, so every path in the spec is valid inside and out),
+and, after TAO exits, turning what it left into the backend contract of base.py.
+
+Choices: a CSV whose labels TAO would misread (TAO computes ``label != 'PASS'``, case-sensitive, so
+``pass`` is a defect to it) is handed to TAO as a canonical copy in ``<job>/inputs/`` (recorded in
+the job record); train jobs enable TAO's top-k checkpointer on ``val_loss`` (mode min, the metric
+every TAO 7 build logs) unless the spec configures it, and ``best.ckpt`` is its ``model_best_*``.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from tao_aoi import atomic, changenet_csv, defaults, train_spec, versions
+from tao_aoi import atomic, changenet_csv, defaults, labels, tao_schema, train_spec, versions
 from tao_aoi.backends.base import EmbedJob, InferJob, TrainJob
 from tao_aoi.backends.external import (LOG_NAMES, TAO_STATUS, check_expected, contract_outputs, log_tail,
                                        remove_stale, tao_final_status)
@@ -26,6 +32,9 @@ EPOCH_CKPT_RE = re.compile(r"^model_epoch_(\d+)_step_(\d+)\.pth$")
 BEST_CKPT_RE = re.compile(r"^model_best_.*\.pth$")
 ACTIONS = {"train": "train", "infer": "inference", "evaluate": "evaluate"}
 EMBED_INPUT, EMBED_RAW = "embed_input.parquet", "embed_raw.parquet"
+INPUTS_DIR = "inputs"  # canonical-label copies of user CSVs handed to TAO
+FINISHED_RE = re.compile(r"\bfinished successfully\.?$", re.IGNORECASE)
+TOPK_DEFAULTS = {"enable_topk": True, "monitor": "val_loss", "mode": "min", "save_top_k": 1}
 
 
 def air_gapped() -> bool:
@@ -45,33 +54,51 @@ class TaoJob:
 
 
 def prepare(kind: str, job: TrainJob | InferJob | EmbedJob, job_dir: Path, *, offline: bool) -> TaoJob:
-    """Write the per-job spec into ``job_dir`` and describe the container run."""
+    """Write the per-job spec into ``job_dir``, check it as TAO will, and describe the container run."""
+    if any(c.isspace() for c in str(job_dir)):
+        raise UserError(f"{job_dir}: TAO's entrypoint splits the spec path on spaces; use an output folder "
+                        f"without spaces")
     if kind == "train":
         tj = _prepare_train(job, job_dir)  # type: ignore[arg-type]
     elif kind in ("infer", "evaluate"):
         tj = _prepare_infer(job, job_dir, kind)  # type: ignore[arg-type]
     elif kind == "embed":
-        tj = _prepare_embed(job, job_dir)  # type: ignore[arg-type]
+        tj = _prepare_embed(job, job_dir, offline)  # type: ignore[arg-type]
     else:
         raise ValueError(kind)
     remove_stale([*map(Path, tj.record["expect"]), *previous_tao_outputs(job_dir)])
-    if offline:  # air-gapped hosts: Hugging Face libraries must use the mounted snapshot, never the hub
-        tj.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    tao_schema.check(tj.record["spec"], kind, tj.record.pop("rows", None))
+    if offline:  # air-gapped hosts: Hugging Face libraries must use the mounted snapshot, never the hub;
+        # TAO's telemetry would wait ~30 s for a network that is not there
+        tj.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TELEMETRY_OPT_OUT="1")
     tj.record.update(tao=True, kind=kind, job_dir=str(job_dir), log=str(job_dir / LOG_NAMES[kind]),
                      image=tj.image)
     return tj
 
 
+def _lights_ext(job_spec: Path, overrides: Any) -> tuple[list[str], str]:
+    spec = train_spec.with_values(train_spec.load(job_spec), dict(overrides))
+    return train_spec.lights(spec, job_spec), train_spec.image_ext(spec, job_spec)
+
+
 def _spec_with(job_spec: Path, settings: dict[str, Any], overrides: dict[str, Any] | None = None
                ) -> dict[str, Any]:
-    spec = train_spec.load(job_spec)
-    for key, value in (overrides or {}).items():
-        train_spec.set_dotted(spec, key, value)
-    for key, value in settings.items():
-        train_spec.set_dotted(spec, key, value)
+    spec = train_spec.with_values(train_spec.with_values(train_spec.load(job_spec), overrides or {}), settings)
     train_spec.lights(spec, job_spec)      # fail here, not after a container start, on a bad spec
     train_spec.image_ext(spec, job_spec)
     return spec
+
+
+def _backbone_mounts(spec: dict[str, Any], where: Path) -> list[tuple[str, bool]]:
+    backbone = train_spec.get(spec, "model.backbone.pretrained_backbone_path")
+    if not (isinstance(backbone, str) and backbone.strip()):
+        return []
+    bb = Path(backbone)
+    if not bb.is_absolute() or not bb.exists():
+        raise UserError(f"{where}: model.backbone.pretrained_backbone_path {backbone} is not an existing "
+                        f"absolute path on this host; stage the backbone file there (it is mounted at the "
+                        f"same path) or leave the key empty")
+    return [(str(bb.parent), False)]
 
 
 def _write_spec(job_dir: Path, spec: dict[str, Any]) -> Path:
@@ -80,17 +107,57 @@ def _write_spec(job_dir: Path, spec: dict[str, Any]) -> Path:
     return path
 
 
+@dataclass
+class _Csv:
+    """One input CSV as TAO will get it: the file to hand over, its rows, folders it names outside
+    the image root, and whether it is a canonical-label copy."""
+    source: Path
+    path: Path
+    rows: int
+    abs_dirs: list[str]
+    copied: bool
+
+
+def _tao_csv(csv: Path, job_dir: Path, images: Path, lights: list[str], ext: str, what: str) -> _Csv:
+    """Read a CSV once: every image of every light must exist, and labels TAO would misread are
+    canonicalised into a copy (the ChangeNet CSVs the stages write already are canonical)."""
+    import pandas as pd
+
+    raw = changenet_csv.read(csv, what=what, canonicalize=False)
+    missing = changenet_csv.missing_images(raw, images, lights, ext)
+    if missing:
+        line, path = missing[0]
+        raise UserError(f"{csv} line {line}: image {path} does not exist ({len(missing)} missing in all); TAO "
+                        f"would stop at it mid-run: restore it or drop the row")
+    dirs = pd.unique(pd.concat([raw["input_path"], raw["golden_path"]], ignore_index=True))
+    abs_dirs = [d for d in dirs if d.startswith("/")]
+    canon = raw["label"].map(labels.canonical_label)
+    if (canon == raw["label"]).all():
+        return _Csv(csv, csv, len(raw), abs_dirs, False)
+    copy = job_dir / INPUTS_DIR / f"{what.split()[0]}-{csv.name}"  # role prefix: two inputs may share a name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    changenet_csv.write(raw.assign(label=canon), copy)
+    return _Csv(csv, copy, len(raw), abs_dirs, True)
+
+
+def _copies(*csvs: _Csv) -> list[dict[str, str]]:
+    return [{"source": str(c.source), "handed_to_tao": str(c.path)} for c in csvs if c.copied]
+
+
 def _prepare_train(job: TrainJob, job_dir: Path) -> TaoJob:
-    train_csv, val_csv, images = _abs(job.train_csv), _abs(job.val_csv), _abs(job.images_root)
+    images = _abs(job.images_root)
+    lights, ext = _lights_ext(job.spec, job.overrides)
+    train = _tao_csv(_abs(job.train_csv), job_dir, images, lights, ext, "training CSV")
+    val = _tao_csv(_abs(job.val_csv), job_dir, images, lights, ext, "validation CSV")
     settings: dict[str, Any] = {
-        "dataset.classify.train_dataset.csv_path": str(train_csv),
+        "dataset.classify.train_dataset.csv_path": str(train.path),
         "dataset.classify.train_dataset.images_dir": str(images),
-        "dataset.classify.validation_dataset.csv_path": str(val_csv),
+        "dataset.classify.validation_dataset.csv_path": str(val.path),
         "dataset.classify.validation_dataset.images_dir": str(images),
         "results_dir": str(job_dir),
         "train.results_dir": str(job_dir),
     }
-    mounts = [(str(images), False), (str(train_csv.parent), False), (str(val_csv.parent), False),
+    mounts = [(str(images), False), (str(train.path.parent), False), (str(val.path.parent), False),
               (str(job_dir), True)]
     if job.init_checkpoint is not None:
         ckpt = _abs(job.init_checkpoint)
@@ -99,26 +166,31 @@ def _prepare_train(job: TrainJob, job_dir: Path) -> TaoJob:
         settings["train.pretrained_model_path"] = str(ckpt)
         mounts.append((str(ckpt.parent), False))
     spec = _spec_with(job.spec, settings, dict(job.overrides))
-    backbone = train_spec.get(spec, "model.backbone.pretrained_backbone_path")
-    if isinstance(backbone, str) and backbone.strip():
-        bb = Path(backbone)
-        if not bb.is_absolute() or not bb.exists():
-            raise UserError(f"{job.spec}: model.backbone.pretrained_backbone_path {backbone} is not an existing "
-                            f"absolute path on this host; stage the backbone file there (it is mounted at the "
-                            f"same path) or leave the key empty")
-        mounts.append((str(bb.parent), False))
-    for csv in (train_csv, val_csv):
-        mounts.extend((d, False) for d in _absolute_image_dirs(csv))
+    checkpointer = train_spec.get(spec, "train.checkpointer") or {}
+    for key, value in TOPK_DEFAULTS.items():
+        if not isinstance(checkpointer, dict) or key not in checkpointer:
+            train_spec.set_dotted(spec, f"train.checkpointer.{key}", value)
+    if train_spec.get(spec, "train.checkpointer.enable_topk"):  # this job's best beside its epoch checkpoints
+        train_spec.set_dotted(spec, "train.checkpointer.dirpath", str(job_dir))  # (a reused spec names an old job)
+    mounts += _backbone_mounts(spec, job.spec)
+    for csv in (train, val):
+        mounts.extend((d, False) for d in csv.abs_dirs)
     spec_path = _write_spec(job_dir, spec)
     return TaoJob("train", versions.image("pyt"), ["visual_changenet", "train", "-e", str(spec_path)],
                   collapse_mounts(mounts),
-                  record={"expect": [str(p) for p in contract_outputs("train", job_dir)], "spec": str(spec_path)})
+                  record={"expect": [str(p) for p in contract_outputs("train", job_dir)], "spec": str(spec_path),
+                          "rows": {f"training CSV {train.source}": train.rows,
+                                   f"validation CSV {val.source}": val.rows},
+                          "canonical_label_copies": _copies(train, val)})
 
 
 def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
-    csv, images, ckpt = _abs(job.csv), _abs(job.images_root), _abs(job.checkpoint)
+    images, ckpt = _abs(job.images_root), _abs(job.checkpoint)
     if not ckpt.is_file():
         raise UserError(f"--checkpoint {ckpt} does not exist; pass a train job's best.ckpt")
+    lights, ext = _lights_ext(job.spec, {})
+    data = _tao_csv(_abs(job.csv), job_dir, images, lights, ext, "inference CSV")
+    csv = data.path
     action = ACTIONS[kind]
     ds = "infer_dataset" if kind == "infer" else "test_dataset"
     spec = _spec_with(job.spec, {
@@ -129,21 +201,30 @@ def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
         "results_dir": str(job_dir),
     })
     mounts = [(str(images), False), (str(csv.parent), False), (str(ckpt.parent), False), (str(job_dir), True)]
-    mounts.extend((d, False) for d in _absolute_image_dirs(csv))
+    mounts.extend((d, False) for d in data.abs_dirs)
+    mounts += _backbone_mounts(spec, job.spec)  # every action builds the model, loading the backbone
     spec_path = _write_spec(job_dir, spec)
     expect = [str(p) for p in contract_outputs(kind, job_dir)]
     return TaoJob(kind, versions.image("pyt"), ["visual_changenet", action, "-e", str(spec_path)],
-                  collapse_mounts(mounts), record={"expect": expect, "spec": str(spec_path), "input_csv": str(csv)})
+                  collapse_mounts(mounts), record={"expect": expect, "spec": str(spec_path), "input_csv": str(csv),
+                                                   "rows": {f"{ds} {data.source}": data.rows},
+                                                   "canonical_label_copies": _copies(data)})
+
+
+EMBED_MODEL_PATH_ENV = "TAO_AOI_EMBED_MODEL_PATH"
 
 
 def embed_settings(job: EmbedJob) -> dict[str, Any]:
+    """The embedder: the job's settings, else TAO_AOI_EMBED_MODEL_PATH (a local snapshot, needed when
+    air-gapped), else the defaults (a Hugging Face id the container downloads)."""
     s = dict(job.settings)
     return {"model": str(s.get("model") or defaults.TAO_EMBED_MODEL),
-            "model_path": str(s.get("model_path") or defaults.TAO_EMBED_MODEL_PATH),
+            "model_path": str(s.get("model_path") or os.environ.get(EMBED_MODEL_PATH_ENV, "").strip()
+                              or defaults.TAO_EMBED_MODEL_PATH),
             "batch_size": int(s.get("batch_size") or defaults.TAO_EMBED_BATCH_SIZE)}
 
 
-def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
+def _prepare_embed(job: EmbedJob, job_dir: Path, offline: bool) -> TaoJob:
     """One image per (row, light) goes to the data-services embedder; rows are reassembled after."""
     import pandas as pd
 
@@ -166,11 +247,14 @@ def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
     if model_path.is_absolute() and not model_path.exists():
         raise UserError(f"embed settings model_path {model_path} does not exist on this host; stage the model "
                         f"snapshot there (it is mounted at the same path)")
+    if offline and not model_path.is_absolute():
+        raise UserError(f"air-gapped: the embedder's model_path {model_path} is a Hugging Face id the container "
+                        f"cannot download; stage the snapshot on this host and set {EMBED_MODEL_PATH_ENV} to it")
     with atomic.atomic_path(job_dir / EMBED_INPUT) as tmp:
         table.to_parquet(tmp, index=False)
     image = versions.image("data_services")
-    tao_spec = dict(settings, input_parquet=str(job_dir / EMBED_INPUT), output_parquet=str(job_dir / EMBED_RAW),
-                    results_dir=str(job_dir))
+    # ImageEmbeddingsConfig has no results_dir (and the embedder writes no status.json)
+    tao_spec = dict(settings, input_parquet=str(job_dir / EMBED_INPUT), output_parquet=str(job_dir / EMBED_RAW))
     spec_path = _write_spec(job_dir, tao_spec)
     mounts = [(str(images), False), (str(job_dir), True)]
     mounts.extend((d, False) for d in sorted({os.path.dirname(f) for f in table["filepath"]})
@@ -184,18 +268,25 @@ def _prepare_embed(job: EmbedJob, job_dir: Path) -> TaoJob:
                                     "settings": dict(settings, embedder="tao-data-services", image=image)}})
 
 
+def finished(status_path: Path) -> bool:
+    """Did TAO log a clean end? Its PyTorch workflows never write SUCCESS: the last line of a good
+    run is ``RUNNING`` "<Action> finished successfully." (monitor_status in TAO's workflow.py)."""
+    status, message = tao_final_status(status_path)
+    return status == "SUCCESS" or (status == "RUNNING" and bool(FINISHED_RE.search(message.strip())))
+
+
 def conclude(record: dict[str, Any], exit_code: int | None) -> None:
     """Judge a container run that exited 0 (or whose exit code is lost) and publish its outputs."""
     job_dir = Path(record["job_dir"])
     log = record.get("log", "")
     status, message = tao_final_status(job_dir / TAO_STATUS)
-    if status == "FAILURE":
+    if status == "FAILURE":  # also after exit 0: TAO logs an interrupted run as FAILURE and exits 0
         raise UserError(f"TAO reported FAILURE in {job_dir / TAO_STATUS}: {message or log_tail(Path(log))}; "
                         f"see {log}")
-    if exit_code is None and status != "SUCCESS":
-        raise UserError(f"the container is gone, its exit code unknown, and {job_dir / TAO_STATUS} has no "
-                        f"SUCCESS line; see {log}")
     kind = record["kind"]
+    if exit_code is None and kind != "embed" and not finished(job_dir / TAO_STATUS):
+        raise UserError(f"the container is gone, its exit code unknown, and {job_dir / TAO_STATUS} does not end "
+                        f"with TAO's 'finished successfully.' line; see {log}")
     if kind == "train":
         _publish_checkpoint(record)
     elif kind == "infer":
@@ -213,8 +304,8 @@ def previous_tao_outputs(job_dir: Path) -> list[Path]:
 
 
 def find_checkpoint(job_dir: Path) -> Path | None:
-    """TAO's deliverable: what its own checkpointer kept as best (``model_best_*``, when a monitor
-    such as val_far is configured), else ``changenet_model_classify_latest.pth``, else the highest
+    """TAO's deliverable: what its top-k checkpointer kept as best (``model_best_*``; the train job
+    enables it on val_loss), else ``changenet_model_classify_latest.pth``, else the highest
     ``model_epoch_<EEE>_step_<SSS>.pth``."""
     best, latest, epochs = [], [], []
     for p in job_dir.rglob("*.pth"):
@@ -239,9 +330,10 @@ def _publish_checkpoint(record: dict[str, Any]) -> None:
     if ckpt is None:
         raise UserError(f"{job_dir}: TAO finished but wrote no checkpoint (model_epoch_<EEE>_step_<SSS>.pth or "
                         f"{LATEST_CKPT}); check train.num_epochs/checkpoint_interval and {record.get('log')}")
-    link_or_copy(ckpt, job_dir / defaults.CHECKPOINT_NAME)
+    link_or_copy(ckpt.resolve(), job_dir / defaults.CHECKPOINT_NAME)  # the latest is a symlink
     atomic.write_text(job_dir / EXPERIMENT_NAME, Path(record["spec"]).read_text(encoding="utf-8"))
     record["published_from"] = str(ckpt)
+    record["checkpoint_kind"] = "best (top-k checkpointer)" if BEST_CKPT_RE.match(ckpt.name) else "latest"
     record["detail"] = f"{ckpt.relative_to(job_dir)} published as {defaults.CHECKPOINT_NAME}"
 
 
@@ -314,15 +406,6 @@ def collapse_mounts(mounts: Iterable[tuple[str, bool]]) -> list[tuple[str, bool]
             continue
         kept.append((p, merged[p]))
     return kept
-
-
-def _absolute_image_dirs(csv: Path) -> list[str]:
-    """Absolute input/golden folders a CSV names (outside the image root they need their own mount)."""
-    import pandas as pd
-
-    df = changenet_csv.read(csv)
-    dirs = pd.unique(pd.concat([df["input_path"], df["golden_path"]], ignore_index=True))
-    return [d for d in dirs if d.startswith("/")]
 
 
 def _abs(p: str | os.PathLike[str]) -> Path:

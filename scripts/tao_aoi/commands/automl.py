@@ -52,7 +52,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "automl.py"
 def command(args) -> int:
     cfg = config_from_args(args)
     if args.worker:  # started by the main process below, which holds the run lock
-        automl.work(cfg, get_backend("local"))
+        automl.work(cfg, get_backend(args.backend))  # docker workers read their GPU from TAO_AOI_DOCKER_GPUS
         return 0
     with run_lock.hold_study(cfg.out_dir):  # a study inside a run folder (<R>/automl/<phase>) is part of that run
         return _search(args, cfg)
@@ -119,10 +119,11 @@ def _printer(args, n: int):
     return show
 
 
-def worker_argv(args) -> list[str]:
-    """This search's command line for one extra worker: same study and options, local backend, quiet."""
+def worker_argv(args, backend: str = "local") -> list[str]:
+    """This search's command line for one extra worker: same study and options, quiet; the local
+    backend (on SLURM nodes too) or docker for workers sharing this GPU host."""
     same = cli.to_argv(command, args, drop=("workers", "backend", "json", "quiet", "worker"))
-    return [sys.executable, str(SCRIPT), *same, "--worker", "--quiet", "--backend", "local"]
+    return [sys.executable, str(SCRIPT), *same, "--worker", "--quiet", "--backend", backend]
 
 
 def run_workers(args, cfg: automl.SearchConfig) -> None:
@@ -140,9 +141,16 @@ def run_workers(args, cfg: automl.SearchConfig) -> None:
             raise HardStop(f"AutoML worker jobs failed: {', '.join(bad)} (logs in {cfg.out_dir / 'workers'})")
         return
     env = dict(os.environ, TAO_AOI_NO_REEXEC="1")
-    procs = [subprocess.Popen(argv, env=env) for _ in range(args.workers - 1)]
-    automl.work(cfg, get_backend("docker" if args.backend == "docker" else "local"),
-                on_trial=_printer(args, cfg.n_trials))
+    if args.backend == "docker":  # docker workers on this host: one GPU each
+        from tao_aoi.backends.docker import GPUS_ENV, worker_gpus
+
+        gpus = worker_gpus(args.workers)
+        procs = [subprocess.Popen(worker_argv(args, "docker"), env={**env, GPUS_ENV: g}) for g in gpus[1:]]
+        backend = get_backend("docker", gpus=gpus[0])
+    else:
+        procs = [subprocess.Popen(argv, env=env) for _ in range(args.workers - 1)]
+        backend = get_backend("local")
+    automl.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
     codes = [p.wait() for p in procs]
     if any(codes):
         raise HardStop(f"{sum(1 for c in codes if c)} AutoML worker process(es) failed (exit codes {codes})")
