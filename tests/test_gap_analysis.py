@@ -170,8 +170,27 @@ def test_end_to_end_outputs(rca_inputs, tmp_path, capsys):
         assert im.size[0] == 2 * 128 + 4 and im.size[1] >= 2 * 128
     report = (out / "RCA_Report.md").read_text()
     assert "## 5. Visual spot check" in report and report.count("rca_images/") == 10
-    assert "TODO(agent)" in report and "weak_samples_breakdown" not in report
+    assert "TODO(agent)" not in report and "weak_samples_breakdown" not in report  # headless: complete
     assert "misclassified" in (out / "weak_samples_breakdown.txt").read_text()
+    assert m["report_mode"] == "headless"
+
+    # The limiting samples: the KPI operating point at the recall target, and what pins it.
+    from tao_aoi import kpi
+
+    point = kpi.at_recall(s, y, 100.0)
+    lim = m["limiting"]
+    assert (lim["threshold"], lim["false_alarms"]) == (point.threshold, point.fp) and lim["far"] == point.fp / point.n_pass
+    first = m["limiting_samples"][0]
+    assert first["siamese_score"] == s[y].min() and first["label"] != "PASS"
+    assert f"{first['input_path']}/{first['object_name']}" in report.split("## 2.")[0]
+    assert set(m["limiting_families"]) == set(labels_[y])
+    marked = gaps[gaps["limiting_rank"] > 0].drop_duplicates(["input_path", "object_name"])
+    listed = {(e["input_path"], e["object_name"]): e for e in m["limiting_samples"] if e["in_gaps"]}
+    assert {(r.input_path, r.object_name) for r in marked.itertuples()} == set(listed)
+    for r in marked.itertuples():
+        e = listed[(r.input_path, r.object_name)]
+        assert (r.limiting_rank, r.pinned_share) == (e["rank"], e["pinned_share"])
+    assert (gaps.loc[gaps["limiting_rank"] == 0, "pinned_share"] == 0).all()
 
 
 def test_check_report_refuses_skeleton_and_accepts_filled(rca_inputs, tmp_path, capsys):
@@ -179,6 +198,12 @@ def test_check_report_refuses_skeleton_and_accepts_filled(rca_inputs, tmp_path, 
     out = tmp_path / "rca"
     assert call(gap_cmd.main, _args(csv, spec, images, out), capsys)[0] == 0
     report = out / "RCA_Report.md"
+    assert call(gap_cmd.main, ["--check-report", report], capsys)[0] == 0  # headless: nothing to fill
+    code, stdout, _ = call(gap_cmd.main, _args(csv, spec, images, out, "--agent-review"), capsys)
+    assert code == 0 and "fill the TODO(agent)" in stdout
+    assert json.loads((out / "metrics.json").read_text())["report_mode"] == "agent"
+    headless_verdict = report.read_text().split("## 1. Verdict")[1].split("TODO(agent)")[0]
+    assert "sits just below" in headless_verdict or "nothing pins" in headless_verdict
     code, _, err = call(gap_cmd.main, ["--check-report", report], capsys)
     assert code == 2 and "open item" in err
     text = report.read_text()

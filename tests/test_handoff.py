@@ -110,6 +110,7 @@ def test_regressed_phase3_never_becomes_the_deliverable(ws, tmp_path, script):
     assert proc.returncode == 0, proc.stderr
     bm = json.loads(proc.stdout)
     assert bm["iteration"] == "iter3" and "did not improve" in bm["phase3_note"]
+    assert "scored 7% vs iter3's 2.5%" in bm["phase3_note"]  # rounded for people, with the contract's unit
     spec = yaml.safe_load((R / "best_model_inference_spec.yaml").read_text())
     assert spec["inference"]["checkpoint"] == bm["checkpoint"]
     assert "train" not in spec

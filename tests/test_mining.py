@@ -306,6 +306,22 @@ def test_pool_standardisation_is_what_the_settings_ask_for():
     np.testing.assert_allclose(ts - ps[:3], (1 / pool.std(0, dtype=np.float64))[None].repeat(3, 0), rtol=1e-4)
 
 
+def test_a_limiting_target_gets_extra_neighbours(ws, capsys, monkeypatch):
+    # T0 pins the KPI threshold (gap analysis: limiting_rank 1, pinned_share 5): routing's rule gives the
+    # limiting samples LIMITING_SHARE of all neighbour slots (here 2 extra of 4), T1 keeps its top_k = 1.
+    path = ws / "run/iter1/routing/mining_gaps.parquet"
+    gaps = pd.read_parquet(path)
+    t0 = (gaps["object_name"] == "T0").to_numpy()
+    gaps["limiting_rank"], gaps["pinned_share"] = np.where(t0, 1, 0), np.where(t0, 5.0, 0.0)
+    gaps.to_parquet(path, index=False)
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=1)
+    assert code == 0, err
+    assert sorted(mined_objects(out)) == ["m1", "m2", "s1"]  # m3 is still below the floor
+    knn = pd.read_csv(out / "knn_summary.csv").set_index("target")
+    assert knn.loc["weak/b0/T0", "k"] == 3 and knn.loc["weak/b0/T1", "k"] == 1
+    assert (s["limiting_targets"], s["extra_neighbours_for_limiting"]) == (1, 2)
+
+
 def test_a_pool_row_near_two_targets_is_mined_once_for_the_closer(ws, capsys, monkeypatch):
     write_targets(ws, {"T0": ("MISSING", 0), "T1": ("MISSING", 10)})
     write_pool(ws, {"a": ("MISSING", 4), "b": ("MISSING", 9)})

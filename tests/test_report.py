@@ -189,6 +189,11 @@ def test_finished_run_shows_the_trajectory_and_the_deliverable_the_state_chose(f
             [int(c) for c in cells[1:4]]
     assert html.count('src="data:image/jpeg;base64,') == 20  # 10 spot-check sheets per RCA, 2 RCAs
     assert "mislabeled" in html and "label says PASS, solder bridge visible" in html  # agent verdicts
+    m = json.loads(sorted(finished.results.glob("*/rca/metrics.json"))[-1].read_text())
+    rca_html = html.split('id="rca"')[1].split("</section>")[0]
+    assert "What pins the threshold" in rca_html and "Headless run" not in rca_html
+    for s in m["limiting_samples"]:
+        assert f"<td>{s['object_name']}</td>" in rca_html
     assert "KPI set per label at iter2" in html and "recall 99.5%: FAR" in html
 
 

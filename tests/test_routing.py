@@ -211,3 +211,76 @@ def test_decide_table():
     assert routing.decide("SCRATCH", labels_, sdg, mine)[0] == "sdg"
     assert routing.decide("SCRATCH", ["MISSING"], sdg, mine)[0] == "dropped"  # pool has it, AnomalyGen cannot
     assert routing.decide("SHIFT", labels_, sdg, mine)[0] == "mining"
+
+
+# --------------------------------------------------------------------------- priority of the limiting samples
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from tao_aoi import defaults  # noqa: E402
+
+LABELS = ["PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER", "SHIFT"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(num=st.integers(0, 400), weak=st.dictionaries(st.sampled_from(LABELS), st.integers(0, 200), max_size=5),
+       pinned=st.dictionaries(st.sampled_from(LABELS + ["TOMBSTONE"]), st.floats(0, 500), max_size=4),
+       share=st.sampled_from([0.0, 0.25, 0.5, 0.9]))
+def test_priority_split_gives_the_limiting_families_their_share(num, weak, pinned, share):
+    lim, rest = routing.priority_split(num, weak, pinned, share)
+    assert set(lim) == set(rest) == set(weak)
+    eligible = {k: v for k, v in pinned.items() if k in weak and v > 0}
+    n_lim = sum(lim.values())
+    assert n_lim == (int(num * share + 0.5) if eligible and num else 0)
+    assert sum(rest.values()) == (num - n_lim if sum(weak.values()) else 0)
+    total = sum(eligible.values())
+    for k in weak:
+        assert lim[k] == 0 if k not in eligible else abs(lim[k] - n_lim * eligible[k] / total) < 1
+
+
+def test_a_limiting_family_with_few_weak_rows_still_gets_its_share():
+    # Issue 11: SHIFT has 1 weak sample (it alone pins 30 false alarms), PASS and MISSING have 50 each.
+    weak, pinned = {"PASS": 50, "MISSING": 50, "SHIFT": 1}, {"SHIFT": 30.0}
+    by_weak = routing.split(20, weak)
+    lim, rest = routing.priority_split(20, weak, pinned)
+    assert by_weak["SHIFT"] == 0  # what weak counts alone would give it
+    assert lim["SHIFT"] == 10 and lim["SHIFT"] + rest["SHIFT"] >= defaults.LIMITING_SHARE * 20
+    assert sum(lim.values()) + sum(rest.values()) == 20
+
+
+@settings(max_examples=200, deadline=None)
+@given(pinned=st.lists(st.one_of(st.just(0.0), st.floats(0, 100)), min_size=0, max_size=40),
+       top_k=st.integers(1, 10), share=st.sampled_from([0.25, 0.5, 0.75]))
+def test_extra_neighbours_hold_the_share_of_all_slots(pinned, top_k, share):
+    pinned = np.array(pinned)
+    extra = routing.extra_neighbours(pinned, top_k, share)
+    assert (extra >= 0).all() and (extra[pinned <= 0] == 0).all()
+    if not (pinned > 0).any():
+        assert extra.sum() == 0
+        return
+    slots = top_k * pinned.size + extra.sum()
+    assert abs(extra.sum() / slots - share) <= 1 / slots + 1e-12
+    lim = pinned > 0
+    np.testing.assert_allclose(extra[lim], extra.sum() * pinned[lim] / pinned[lim].sum(), atol=1)
+
+
+def test_routing_summary_reports_the_limiting_samples(tmp_path, capsys):
+    gaps = make_gaps(tmp_path / "kpi_gaps.parquet", {"PASS": 3, "MISSING": 3, "SHIFT": 1})
+    gaps["limiting_rank"] = 0
+    gaps["pinned_share"] = 0.0
+    gaps.loc[(gaps["label"] == "SHIFT"), ["limiting_rank", "pinned_share"]] = [1, 30.0]
+    gaps.loc[(gaps["label"] == "MISSING") & (gaps["object_name"] == "C0"), ["limiting_rank", "pinned_share"]] = [2, 4.0]
+    gaps.to_parquet(tmp_path / "kpi_gaps.parquet", index=False)
+    pool = make_pool(tmp_path / "anomalygen", {"MISSING": 2})
+    mining = make_mining(tmp_path / "mining_pool.csv", {"SHIFT": 3, "pass": 2})
+    code, out, err = call(route_samples.main, ["--gaps", tmp_path / "kpi_gaps.parquet", "--sdg-pool", pool,
+                                               "--mining-pool", mining, "--results-dir", tmp_path / "r", "--json"], capsys)
+    assert code == 0, err
+    s = json.loads(out)
+    assert (s["per_label"]["SHIFT"]["limiting_samples"], s["per_label"]["SHIFT"]["pinned_false_alarms"]) == (1, 30.0)
+    assert (s["per_label"]["MISSING"]["limiting_samples"], s["per_label"]["MISSING"]["pinned_false_alarms"]) == (1, 4.0)
+    assert s["per_label"]["PASS"]["limiting_samples"] == 0
+    assert s["priority"] == {"share": defaults.LIMITING_SHARE, "pinned_false_alarms": {"MISSING": 4.0, "SHIFT": 30.0},
+                             "sdg_labels": ["MISSING"], "mining_labels": ["SHIFT"]}
+    sdg = pd.read_parquet(tmp_path / "r" / "sdg_gaps.parquet")
+    assert routing.limiting_weights(sdg) == {"MISSING": 4.0}  # the columns travel with the rows

@@ -28,14 +28,17 @@ def test_allocation_is_proportional_and_exact(num, weights):
     assert alloc == sdg_ingest.allocate(num, dict(reversed(list(weights.items()))))  # order-independent
 
 
-def routed(tmp: Path, counts: dict[str, int]) -> Path:
-    """A routing folder whose sdg_gaps.parquet holds counts[label] weak samples (2 light rows each)."""
+def routed(tmp: Path, counts: dict[str, int], pinned: dict[str, float] | None = None) -> Path:
+    """A routing folder whose sdg_gaps.parquet holds counts[label] weak samples (2 light rows each);
+    the first sample of each label in ``pinned`` is a limiting sample pinning that many false alarms."""
     rows = []
     for label, n in counts.items():
         for i in range(n):
+            lim = (pinned or {}).get(label) if i == 0 else None
             for light in mini_workspace.LIGHTS:
                 rows.append({"filepath": f"x/{label}{i}_{light}.png", "input_path": f"kpi/{label}",
-                             "object_name": f"{label}{i}", "label": label, "light": light})
+                             "object_name": f"{label}{i}", "label": label, "light": light,
+                             "limiting_rank": 1 if lim else 0, "pinned_share": float(lim or 0.0)})
     d = tmp / "routing"
     d.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(d / "sdg_gaps.parquet")
@@ -68,6 +71,19 @@ def test_ingest_stages_every_light_and_rows_validate(ws, tmp_path, script):
                    "--train-spec", ws / "specs/baseline_spec.yaml")
     # only defect rows here, so the two-class rule fails; but no file may be missing
     assert "missing image" not in check.stderr
+
+
+def test_a_limiting_family_with_one_weak_sample_gets_its_share(ws, tmp_path, script):
+    # By weak counts alone BRIDGE (1 of 17 weak samples) would get 0 of 6 rows; it pins the threshold, so
+    # LIMITING_SHARE of the rows go to it first and the rest are split by weak counts as before.
+    routing = routed(tmp_path, {"PASS": 8, "MISSING": 8, "BRIDGE": 1}, pinned={"BRIDGE": 20.0})
+    assert sdg_ingest.allocate(6, {"PASS": 8, "MISSING": 8, "BRIDGE": 1})["BRIDGE"] == 0
+    proc = ingest(script, ws, routing, tmp_path / "run" / "iter1" / "sdg", 6)
+    assert proc.returncode == 0, proc.stderr
+    alloc = json.loads(proc.stdout)
+    assert alloc["allocated"] == {"BRIDGE": 3, "MISSING": 2, "PASS": 1} and alloc["total_ingested"] == 6
+    assert alloc["per_label"]["BRIDGE"]["for_limiting"] == 3 and alloc["pinned_false_alarms"] == {"BRIDGE": 20.0}
+    assert alloc["limiting_share"] == 0.5
 
 
 def test_rerun_of_same_iteration_is_identical_and_next_iteration_takes_fresh_samples(ws, tmp_path, script):

@@ -75,6 +75,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        _fsync_dir(tmp)  # its entries are durable before the rename publishes them
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
@@ -86,6 +87,15 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_member(path: str | os.PathLike[str], data: bytes) -> None:
+    """A new file inside a folder that ``atomic_dir`` is building: written and fsynced in place, since
+    the folder's rename is what publishes it (a temp file + rename per member would only add fsyncs)."""
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:

@@ -66,7 +66,12 @@ def _prepare(results_dir: str | Path) -> dict:
     note = None
     if "final_automl" in st["iterations"] and best != "final_automl":
         fa = st["iterations"]["final_automl"].get("metric_result") or {}
-        note = (f"Phase 3 (final_automl) scored {fa.get('value')} vs {best}'s {result.get('value')}: it did not "
+        from tao_aoi.report import fmt
+
+        unit = st["metric_contract"].get("unit", "")
+        mine, theirs = fa.get("value"), result.get("value")
+        note = (f"Phase 3 (final_automl) scored {fmt.distinct(mine, [theirs])}{unit} vs {best}'s "
+                f"{fmt.distinct(theirs, [mine])}{unit}: it did not "
                 f"improve on the contract, so {best} stays the deliverable")
     model = {
         "iteration": best,

@@ -227,9 +227,14 @@ def first_difference(a: Any, b: Any) -> tuple[str, ...]:
         for key in sorted(set(a) | set(b), key=str):
             if key not in a or key not in b:
                 return (key,)
-            if a[key] != b[key]:
+            if not same_json(a[key], b[key]):
                 return (key, *first_difference(a[key], b[key]))
     return ()
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON documents: ``true`` is not ``1.0`` and ``1`` is not ``1.0`` (Python's == says they are)."""
+    return _canonical(a) == _canonical(b)
 
 
 def _at(doc: Any, path: tuple[str, ...]) -> Any:
@@ -258,7 +263,7 @@ def replay(events: list[dict[str, Any]], kind: str, absorb: Callable[[Any, dict[
             continue
         view = absorb(view, event)
         if pending and event["seq"] == want:
-            if view != on_disk:
+            if not same_json(view, on_disk):
                 key = first_difference(on_disk, view)
                 shown = (f"{'.'.join(map(str, key))!r} is {_at(on_disk, key)!r} in the file but {_at(view, key)!r} "
                          f"per the log") if key else "its content differs"
@@ -298,7 +303,7 @@ def rewrite_view(path: Path, view: dict[str, Any] | None, what: str) -> str:
         current = json.loads(raw) if raw is not None else None
     except ValueError:
         current = None
-    if current == view:
+    if same_json(current, view):
         return f"{path.name}: agrees with the log (seq {view['last_seq']}); nothing to do"
     if raw is None:
         why = "it was missing"

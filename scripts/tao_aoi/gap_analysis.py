@@ -6,26 +6,33 @@ scored at once from ``kpi.Curve`` (one sort), not one pass per candidate. Signed
 PASS ``score - t``, defect ``t - score``; > 0 means misclassified except that a defect scoring
 exactly t is missed too (predicted defect iff score > t), so ``misclassified`` is stored as its own
 column. The top-K weakest rows per label are kept and expanded to one row per light.
+tests/test_gap_analysis_nvidia.py holds all of this to NVIDIA's own vcn_aoi on the same CSVs.
+
+On top of NVIDIA's outputs: the defects that pin the KPI threshold (limiting.py) in metrics.json
+and as ``limiting_rank`` / ``pinned_share`` columns of the kept rows (routing weights them first),
+label-issue flags, spot-check thumbnails, and RCA_Report.md (rca_report.py).
+
+No pandas: the CSV comes in as numpy columns (changenet_csv.read_columns) and the parquet goes out
+through pyarrow, because importing pandas costs more than the whole analysis of a small KPI set
+(bench/gaps.py, against NVIDIA's pandas script).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, kpi, label_noise, labels, train_spec
+from tao_aoi import atomic, changenet_csv, defaults, kpi, label_noise, labels, limiting, rca_report, train_spec
 from tao_aoi.errors import HardStop, UserError
 
 GAPS_COLUMNS = ("filepath", "input_path", "object_name", "label", "siamese_score", "weakness", "light")
-VERDICTS = ("mislabeled", "edge case", "data quality", "systematic")
-TODO = "TODO(agent)"
 SPOT_CHECK_PER_CLASS = 5
 THUMB = 128
 _RECALL_TOL = 1e-12
@@ -103,31 +110,79 @@ def top_k_per_label(label_codes: np.ndarray, weak: np.ndarray, k: int) -> np.nda
     return order[rank < k]
 
 
-def per_label_stats(df: pd.DataFrame, weak: np.ndarray, wrong: np.ndarray) -> dict[str, dict[str, Any]]:
-    g = pd.DataFrame({"label": df["label"].to_numpy(), "w": weak, "m": wrong}).groupby("label", sort=True)
-    agg = g.agg(total=("w", "size"), mean_weakness=("w", "mean"), median_weakness=("w", "median"),
-                max_weakness=("w", "max"), misclassified=("m", "sum"))
-    return {str(lbl): {"total": int(r.total), "mean_weakness": float(r.mean_weakness),
-                       "median_weakness": float(r.median_weakness), "max_weakness": float(r.max_weakness),
-                       "misclassified": int(r.misclassified)} for lbl, r in agg.iterrows()}
+def label_codes(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(code per row, labels): codes numbered in sorted label order, like pd.factorize(sort=True)."""
+    codes, uniq = changenet_csv.factorize(values)
+    order = sorted(range(len(uniq)), key=uniq.__getitem__)
+    remap = np.empty(len(uniq), dtype=np.int64)
+    remap[order] = np.arange(len(uniq))
+    return remap[codes], [uniq[i] for i in order]
 
 
-def expand_per_light(kept: pd.DataFrame, images_root: str | Path, lights: Sequence[str], ext: str) -> pd.DataFrame:
-    """One row per (kept sample, light), lights in input_map order; golden file too when known."""
-    n, L = len(kept), len(lights)
-    rep = kept.iloc[np.repeat(np.arange(n), L)].reset_index(drop=True)
-    light_col = np.tile(np.asarray(lights, dtype=object), n)
-    files = np.empty(n * L, dtype=object)
-    goldens = np.empty(n * L, dtype=object) if "golden_path" in kept.columns else None
-    for j, light in enumerate(lights):
-        files[j::L] = changenet_csv.image_files(kept, images_root, "input_path", light, ext)
-        if goldens is not None:
-            goldens[j::L] = changenet_csv.image_files(kept, images_root, "golden_path", light, ext)
-    rep.insert(0, "filepath", files)
-    rep.insert(rep.columns.get_loc("weakness") + 1, "light", light_col)
-    if goldens is not None:
-        rep.insert(rep.columns.get_loc("golden_path") + 1, "golden_filepath", goldens)
-    return rep
+def per_label_stats(codes: np.ndarray, names: Sequence[str], weak: np.ndarray, wrong: np.ndarray
+                    ) -> dict[str, dict[str, Any]]:
+    """total, mean/median/max weakness and misclassified count of every label (one sort)."""
+    total = np.bincount(codes, minlength=len(names))
+    order = np.lexsort((weak, codes))
+    sw = weak[order]
+    starts = np.concatenate(([0], np.cumsum(total)[:-1]))
+    median = (sw[starts + (total - 1) // 2] + sw[starts + total // 2]) / 2
+    mean = np.bincount(codes, weights=weak, minlength=len(names)) / total
+    wrong_n = np.bincount(codes, weights=wrong, minlength=len(names))
+    return {str(lbl): {"total": int(total[i]), "mean_weakness": float(mean[i]), "median_weakness": float(median[i]),
+                       "max_weakness": float(sw[starts[i] + total[i] - 1]), "misclassified": int(wrong_n[i])}
+            for i, lbl in enumerate(names)}
+
+
+def expand_per_light(kept: dict[str, np.ndarray], images_root: str | Path, lights: Sequence[str],
+                     ext: str) -> dict[str, np.ndarray]:
+    """One row per (kept sample, light), lights in input_map order; golden file too when known.
+
+    Columns: ``filepath`` first, ``light`` after ``weakness``, ``golden_filepath`` after ``golden_path``.
+    """
+    n, L = len(kept["label"]), len(lights)
+    root = str(images_root)
+    out: dict[str, np.ndarray] = {"filepath": np.array(
+        [changenet_csv.image_file(root, d, o, lt, ext) for d, o in zip(kept["input_path"], kept["object_name"])
+         for lt in lights], dtype=object)}
+    for name, values in kept.items():
+        out[name] = np.repeat(values, L)
+        if name == "weakness":
+            out["light"] = np.tile(np.asarray(lights, dtype=object), n)
+        if name == "golden_path":
+            out["golden_filepath"] = np.array(
+                [changenet_csv.image_file(root, d, o, lt, ext) for d, o in zip(kept["golden_path"], kept["object_name"])
+                 for lt in lights], dtype=object)
+    return out
+
+
+def _arrow(values: np.ndarray):
+    """One pyarrow array built from buffers: ``pa.array`` would import pandas just to check for it."""
+    import pyarrow as pa
+
+    n = len(values)
+    if values.dtype == object:  # text: large_string, what pandas writes
+        enc = [str(v).encode() for v in values]
+        offsets = np.concatenate(([0], np.cumsum([len(e) for e in enc], dtype=np.int64))).astype(np.int64)
+        return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(enc))])
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+    kinds = {"i": (pa.int64(), np.int64), "f": (pa.float64(), np.float64)}
+    typ, np_type = kinds[values.dtype.kind]
+    data = np.ascontiguousarray(values, dtype=np_type)
+    nan = np.isnan(data) if values.dtype.kind == "f" else np.zeros(n, dtype=bool)
+    valid = pa.py_buffer(np.packbits(~nan, bitorder="little")) if nan.any() else None  # NaN -> null, as pandas
+    return pa.Array.from_buffers(typ, n, [valid, pa.py_buffer(data)], null_count=int(nan.sum()))
+
+
+def write_parquet(columns: Mapping[str, np.ndarray], path: Path) -> None:
+    """kpi_gaps.parquet, typed as pandas would write these columns (without importing it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_arrays([_arrow(v) for v in columns.values()], names=list(columns))
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 # --------------------------------------------------------------------------- thumbnails
@@ -150,145 +205,49 @@ def _tile(path: str, missing: list[str]):
         return tile
 
 
-def render_thumbnail(sample: pd.Series, images_root: str | Path, lights: Sequence[str], ext: str,
+@functools.cache
+def _caption_font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
+def render_thumbnail(sample: Mapping[str, Any], images_root: str | Path, lights: Sequence[str], ext: str,
                      out: Path) -> list[str]:
-    """One PNG: a row per light, [test | golden] 128x128 each, captioned; returns missing files."""
+    """One PNG inside the rca_images folder being built: a row per light, [test | golden] 128x128 each,
+    captioned; returns missing files. Fast zlib level: thumbnails are small and written every RCA."""
+    import io
+
     from PIL import Image, ImageDraw
 
-    frame = sample.to_frame().T
-    cols = ["input_path"] + (["golden_path"] if "golden_path" in frame.columns else [])
+    cols = ["input_path"] + (["golden_path"] if "golden_path" in sample else [])
+    root, obj = str(images_root), str(sample["object_name"])
     cap = 14
     sheet = Image.new("RGB", (THUMB * len(cols) + 4 * (len(cols) - 1), (THUMB + cap) * len(lights)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     missing: list[str] = []
     for r, light in enumerate(lights):
         for c, col in enumerate(cols):
-            path = str(changenet_csv.image_files(frame, images_root, col, light, ext)[0])
+            path = changenet_csv.image_file(root, str(sample[col]), obj, light, ext)
             x, y = c * (THUMB + 4), r * (THUMB + cap)
-            draw.text((x + 2, y + 1), f"{light} {'test' if col == 'input_path' else 'golden'}", fill=(0, 0, 0))
+            draw.text((x + 2, y + 1), f"{light} {'test' if col == 'input_path' else 'golden'}", fill=(0, 0, 0),
+                      font=_caption_font())
             sheet.paste(_tile(path, missing), (x, y + cap))
-    with atomic.atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG")
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", compress_level=1)
+    atomic.write_member(out, buf.getvalue())
     return missing
 
 
-def spot_check_rows(df: pd.DataFrame, weak: np.ndarray, positive: np.ndarray) -> pd.DataFrame:
-    """The 5 weakest PASS and the 5 weakest defect samples (weakest first within each)."""
+def spot_check_rows(weak: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Rows of the 5 weakest PASS and the 5 weakest defect samples (weakest first within each), and kinds."""
     order = np.argsort(-weak, kind="stable")
     picks = [order[~positive[order]][:SPOT_CHECK_PER_CLASS], order[positive[order]][:SPOT_CHECK_PER_CLASS]]
-    rows = df.iloc[np.concatenate(picks)].copy()
-    rows["kind"] = ["PASS"] * len(picks[0]) + ["DEFECT"] * len(picks[1])
-    return rows
+    return np.concatenate(picks), ["PASS"] * len(picks[0]) + ["DEFECT"] * len(picks[1])
 
 
-# --------------------------------------------------------------------------- report texts
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.6g}"
-
-
-def breakdown_text(gaps_samples: pd.DataFrame, threshold: float, k: int, n_lights: int) -> str:
-    total = len(gaps_samples)
-    g = gaps_samples.groupby("label", sort=True)["misclassified"].agg(["size", "sum"])
-    lines = [f"Weak samples kept: {total} sample(s) x {n_lights} light(s) = {total * n_lights} row(s) in "
-             f"kpi_gaps.parquet (top {k} per label, threshold {threshold!r})",
-             "misclassified = on the wrong side of the threshold; marginal = correct but closest to it", "",
-             f"{'label':<24} {'kept':>7} {'share':>7} {'misclassified':>14} {'marginal':>9}"]
-    for lbl, r in g.iterrows():
-        lines.append(f"{lbl:<24} {int(r['size']):>7} {100 * r['size'] / total:>6.1f}% {int(r['sum']):>14} "
-                     f"{int(r['size'] - r['sum']):>9}")
-    return "\n".join(lines) + "\n"
-
-
-def unreachable_text(exc: Unreachable, csv_path: str) -> str:
-    how = (f"At the fixed threshold {exc.fixed!r} the recall is {exc.best_recall:.6g}."
-           if exc.fixed is not None else f"The best recall any threshold reaches is {exc.best_recall:.6g}.")
-    return (f"KPI UNREACHABLE\nrecall target (min_recall): {exc.min_recall:g}\nbest reachable recall: "
-            f"{exc.best_recall:.6g}\ninference: {csv_path}\n\n{how} No routing or mining can start from this "
-            f"analysis: lower the recall target, drop the fixed threshold, or retrain / relabel and evaluate again.\n")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out
-
-
-def report_text(m: dict[str, Any], kept: pd.DataFrame, spots: list[dict[str, Any]], breakdown: str,
-                issues: pd.DataFrame, rows_per_label: int = 10) -> str:
-    cm = m["confusion_matrix"]
-    worst = sorted(((v["misclassified"] / v["total"], lbl) for lbl, v in m["per_label"].items()), reverse=True)[:3]
-    L = [
-        "# RCA report", "",
-        "> Placeholders marked TODO(agent) are for the agent: replace each after looking at the thumbnails.",
-        "> The numbers come from metrics.json; leave them as they are.", "",
-        "## 1. Verdict", "",
-        f"- Threshold **{m['threshold']!r}** (predicted defect iff siamese_score > threshold), chosen at "
-        f"min_recall {m['min_recall']:g}: precision {_fmt(m['precision'])}, recall {_fmt(m['recall'])}, "
-        f"F1 {_fmt(m['f1'])}, FAR {_fmt(100 * m['far'])}%.",
-        f"- {m['n_rows']} scored samples ({m['n_pass']} PASS, {m['n_defect']} defect); {m['n_kept_samples']} weak "
-        f"samples kept (top {m['top_k_per_label']} per label) = {m['n_gap_rows']} rows x light in `kpi_gaps.parquet`.",
-        "- Labels with the highest misclassified share: "
-        + ", ".join(f"{lbl} {100 * s:.1f}%" for s, lbl in worst) + ".", "",
-        f"{TODO}: two or three sentences - is the KPI within reach, which labels drive the gap, and what the "
-        f"spot check suggests (mostly label noise, data quality, or a systematic blind spot).", "",
-        "## 2. Threshold selection", "",
-        f"Candidates: each unique score plus one just below the lowest ({m['n_candidates']} in all); "
-        f"{m['n_feasible']} keep recall >= {m['min_recall']:g}. Among those: best F1, then precision, then the "
-        f"higher threshold." + (" A fixed threshold was given instead of the search." if m["fixed_threshold"] else ""),
-        "",
-        *_table(["", "predicted defect", "predicted PASS"],
-                [["actual defect", f"TP {cm['tp']}", f"FN {cm['fn']}"],
-                 ["actual PASS", f"FP {cm['fp']}", f"TN {cm['tn']}"]]), "",
-        "## 3. Weakness by label (all scored samples)", "",
-        *_table(["label", "total", "mean weakness", "median weakness", "max weakness", "misclassified"],
-                [[lbl, v["total"], _fmt(v["mean_weakness"]), _fmt(v["median_weakness"]), _fmt(v["max_weakness"]),
-                  v["misclassified"]] for lbl, v in m["per_label"].items()]), "",
-        f"## 4. Weakest samples per label (first {rows_per_label} of each; all of them in kpi_gaps.parquet)", "",
-    ]
-    shown = kept.groupby("label", sort=True).head(rows_per_label)
-    L += _table(["label", "object_name", "input_path", "siamese_score", "weakness", "misclassified"],
-                [[r.label, r.object_name, r.input_path, _fmt(r.siamese_score), _fmt(r.weakness),
-                  "yes" if r.misclassified else "no"] for r in shown.itertuples()])
-    L += ["", "## 5. Visual spot check", "",
-          "Each image shows every light: test on the left, golden on the right. Verdict: exactly one of "
-          + ", ".join(f"`{v}`" for v in VERDICTS) + ".", ""]
-    L += _table(["#", "label", "object_name", "siamese_score", "weakness", "image", "verdict", "why"],
-                [[i + 1, s["label"], s["object_name"], _fmt(s["siamese_score"]), _fmt(s["weakness"]),
-                  f"![{s['object_name']}](rca_images/{Path(s['file']).name})"
-                  + (" (image missing)" if s["missing_files"] else ""), TODO, TODO] for i, s in enumerate(spots)])
-    L += ["", "## 6. Kept samples per label", "", "```", breakdown.rstrip("\n"), "```", "",
-          "## 7. Possible label errors (for the user, never auto-relabelled)", "",
-          f"{m['label_issues']['flagged']} scored samples look mislabelled by {m['label_issues']['method']}; "
-          f"{m['label_issues']['flagged_kept']} of them are among the kept weak samples "
-          "(column `label_issue` in kpi_gaps.parquet). From scores alone a wrong label and a real blind spot look "
-          "alike: check them in the spot check before believing either.", ""]
-    if len(issues):
-        L += _table(["label", "object_name", "input_path", "siamese_score", "label quality"],
-                    [[r.label, r.object_name, r.input_path, _fmt(r.siamese_score), _fmt(r.label_quality)]
-                     for r in issues.itertuples()])
-        L.append("")
-    L += ["## 8. Recommended actions", "",
-          f"- Relabel: {TODO} (each `mislabeled` sample as `input_path/object_name`, or 'none').",
-          f"- Augment: `kpi_gaps.parquet` ({m['n_kept_samples']} samples x {len(m['lights'])} lights = "
-          f"{m['n_gap_rows']} rows) goes to routing (`route_samples.py`). {TODO}: labels to prioritise.",
-          f"- Threshold: {TODO} (retrain and re-evaluate / accept / revisit the recall target).",
-          f"- Systematic failures: {TODO} (a light, a component family or a board that fails together, or 'none').",
-          ""]
-    return "\n".join(L)
-
-
-def report_problems(text: str) -> list[str]:
-    """What is still unfilled in an RCA_Report.md: TODO markers and spot-check verdicts not in VERDICTS."""
-    problems = [f"line {i}: {line.strip()[:80]}" for i, line in enumerate(text.splitlines(), 1)
-                if TODO in line and not line.startswith(">")]
-    section = text.split("## 5. Visual spot check", 1)[-1].split("\n## ", 1)[0] if "## 5." in text else ""
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 8 and cells[0].isdigit() and cells[6].lower().strip("`* ") not in VERDICTS:
-            problems.append(f"spot check #{cells[0]}: verdict {cells[6]!r} is not one of {', '.join(VERDICTS)}")
-    return problems
+def _row(cols: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    return {k: v[i] for k, v in cols.items()}
 
 
 # --------------------------------------------------------------------------- end to end
@@ -308,43 +267,59 @@ def _remove(paths: Sequence[Path]) -> None:
 
 def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str | Path, results_dir: str | Path,
         *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
-        pass_label: str = labels.PASS) -> dict[str, Any]:
-    """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable."""
+        pass_label: str = labels.PASS, report_mode: str = "headless",
+        limiting_limit: int = defaults.LIMITING_SAMPLES) -> dict[str, Any]:
+    """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable.
+
+    ``report_mode``: ``headless`` writes a complete RCA_Report.md, ``agent`` adds the TODO(agent)
+    placeholders an agent fills after the visual spot check (rca_report.py).
+    """
     if top_k < 1:
         raise UserError(f"gap_analysis.py --top-k-per-label {top_k} must be a positive integer")
+    if report_mode not in rca_report.MODES:
+        raise UserError(f"report mode {report_mode!r} is not one of {', '.join(rca_report.MODES)}")
     out = Path(results_dir)
     spec = train_spec.load(train_spec_path)
     lights, ext = train_spec.lights(spec, train_spec_path), train_spec.image_ext(spec, train_spec_path)
-    df, scores, positive = kpi.read_inference(inference_csv, pass_label)
+    cols, scores, positive = kpi.read_inference_columns(inference_csv, pass_label)
     try:
         sel = choose_threshold(scores, positive, min_recall, fixed_threshold)
     except Unreachable as exc:
         _remove([out / n for n in OUTPUTS] + [out / IMAGES_DIR])
-        atomic.write_text(out / UNREACHABLE, unreachable_text(exc, str(inference_csv)))
+        atomic.write_text(out / UNREACHABLE, rca_report.unreachable_text(exc.min_recall, exc.best_recall, exc.fixed,
+                                                                         str(inference_csv)))
         raise
     t = sel.point.threshold
     weak = weakness(scores, positive, t)
     wrong = positive != (scores > t)
-    codes, _ = pd.factorize(df["label"], sort=True)
+    codes, names = label_codes(cols["label"])
     keep = top_k_per_label(codes, weak, top_k)
     issue, quality = label_noise.find(scores, positive, quality_rows=keep)
-    df["weakness"], df["misclassified"] = weak, wrong
-    df["label_issue"], df["label_quality"] = issue, quality
-    kept = df.iloc[keep].reset_index(drop=True)
+    pinning = limiting.summary(cols, scores, positive, codes, names, min_recall, limiting_limit, keep)
+    rank, share = np.zeros(scores.size, dtype=np.int64), np.zeros(scores.size)
+    for entry in pinning["limiting_samples"]:
+        rank[entry["line"] - 2], share[entry["line"] - 2] = entry["rank"], entry["pinned_share"]
     starts = np.searchsorted(codes[keep], codes[keep], side="left")
-    kept["weak_rank"] = np.arange(keep.size) - starts + 1
-    first = [c for c in (*GAPS_COLUMNS, "golden_path") if c in kept.columns and c not in ("filepath", "light")]
-    tail = ["misclassified", "weak_rank", "label_issue", "label_quality"]
-    kept = kept[first + tail + [c for c in kept.columns if c not in first and c not in tail]]
+    derived = {"weakness": weak, "misclassified": wrong, "label_issue": issue, "label_quality": quality,
+               "limiting_rank": rank, "pinned_share": share}
+    first = [c for c in (*GAPS_COLUMNS, "golden_path") if c in cols or c in derived]
+    first = [c for c in first if c not in ("filepath", "light")]
+    tail = ["misclassified", "weak_rank", "label_issue", "label_quality", "limiting_rank", "pinned_share"]
+    every = {**cols, **derived}
+    kept = {c: (np.arange(keep.size) - starts + 1 if c == "weak_rank" else every[c][keep])
+            for c in first + tail + [c for c in cols if c not in first and c not in tail]}
     gaps = expand_per_light(kept, images_root, lights, ext)
 
-    spots = spot_check_rows(df, weak, positive)
-    test_files = [f for light in lights for f in changenet_csv.image_files(spots, images_root, "input_path", light, ext)]
+    spot_rows, kinds = spot_check_rows(weak, positive)
+    root = str(images_root)
+    test_files = [changenet_csv.image_file(root, cols["input_path"][i], cols["object_name"][i], light, ext)
+                  for light in lights for i in spot_rows]
     if test_files and not any(os.path.isfile(f) for f in test_files):
-        raise UserError(f"gap_analysis.py --images-root {images_root}: none of the spot-check images exists (first: {test_files[0]}); "
-                        f"pass the image root the CSV paths are relative to")
+        raise UserError(f"gap_analysis.py --images-root {images_root}: none of the spot-check images exists "
+                        f"(first: {test_files[0]}); pass the image root the CSV paths are relative to")
 
     n_pass = int((~positive).sum())
+    n_kept = int(keep.size)
     p = sel.point
     metrics: dict[str, Any] = {
         "threshold": t, "min_recall": min_recall, "fixed_threshold": sel.fixed,
@@ -352,32 +327,37 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
         "n_rows": int(scores.size), "n_pass": n_pass, "n_defect": int(positive.sum()),
         "n_candidates": sel.n_candidates, "n_feasible": sel.n_feasible,
-        "per_label": per_label_stats(df, weak, wrong),
+        "per_label": per_label_stats(codes, names, weak, wrong),
         "top_k_per_label": top_k, "lights": list(lights), "image_ext": ext,
-        "n_kept_samples": len(kept), "n_gap_rows": len(gaps),
+        "n_kept_samples": n_kept, "n_gap_rows": n_kept * len(lights),
         "label_issues": {"method": label_noise.METHOD, "flagged": int(issue.sum()),
                          "flagged_kept": int(kept["label_issue"].sum())},
+        **pinning,
+        "report_mode": report_mode,
         "inputs": {"inference_csv": str(inference_csv), "train_spec": str(train_spec_path),
                    "images_root": str(images_root)},
     }
     spot_meta: list[dict[str, Any]] = []
     with atomic.atomic_dir(out / IMAGES_DIR) as tmp_dir:
-        for i, (_, row) in enumerate(spots.iterrows(), 1):
-            name = f"{i:02d}_{row['kind']}_{_safe(row['label'])}_{_safe(row['object_name'])}.png"
+        for i, (r, kind) in enumerate(zip(spot_rows.tolist(), kinds), 1):
+            row = _row(cols, r)
+            name = f"{i:02d}_{kind}_{_safe(row['label'])}_{_safe(row['object_name'])}.png"
             missing = render_thumbnail(row, images_root, lights, ext, tmp_dir / name)
-            spot_meta.append({"file": f"{IMAGES_DIR}/{name}", "kind": row["kind"], "label": row["label"],
+            spot_meta.append({"file": f"{IMAGES_DIR}/{name}", "kind": kind, "label": row["label"],
                               "object_name": row["object_name"], "input_path": row["input_path"],
-                              "siamese_score": float(row["siamese_score"]), "weakness": float(row["weakness"]),
+                              "siamese_score": float(scores[r]), "weakness": float(weak[r]),
                               "missing_files": missing})
     metrics["rca_images"] = spot_meta
-    breakdown = breakdown_text(kept, t, top_k, len(lights))
-    flagged = kept[kept["label_issue"]].sort_values("label_quality", kind="stable").head(20)
+    breakdown = rca_report.breakdown_text(kept["label"], kept["misclassified"], t, top_k, len(lights))
+    flagged = np.flatnonzero(kept["label_issue"])
+    flagged = flagged[np.argsort(kept["label_quality"][flagged], kind="stable")][:20]
+    kept_rows = [_row(kept, i) for i in range(n_kept)]
 
-    with atomic.atomic_path(out / "kpi_gaps.parquet") as tmp:
-        gaps.to_parquet(tmp, index=False)
+    write_parquet(gaps, out / "kpi_gaps.parquet")
     atomic.write_text(out / "threshold.txt", f"{t!r}\n")
     atomic.write_json(out / "metrics.json", metrics)
     atomic.write_text(out / "weak_samples_breakdown.txt", breakdown)
-    atomic.write_text(out / "RCA_Report.md", report_text(metrics, kept, spot_meta, breakdown, flagged))
+    atomic.write_text(out / "RCA_Report.md", rca_report.report_text(metrics, kept_rows, spot_meta, breakdown,
+                                                                    [kept_rows[i] for i in flagged], mode=report_mode))
     _remove([out / UNREACHABLE])
     return metrics

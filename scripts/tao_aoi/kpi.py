@@ -17,13 +17,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from tao_aoi import changenet_csv, labels, path_keys
 from tao_aoi.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCORE = "siamese_score"
 INFERENCE_COLUMNS = ("input_path", "object_name", "label", SCORE)
@@ -206,60 +208,86 @@ class Curve:
 # --------------------------------------------------------------------------- reading inference.csv
 
 
-def _sample_codes(df: pd.DataFrame) -> np.ndarray:
+def _sample_codes(input_path: np.ndarray, object_name: np.ndarray) -> np.ndarray:
     """One int64 per row identifying its sample (normalised input_path + object_name).
 
     Same identity as ``changenet_csv.sample_keys``, built from factorised codes so a million-row
     set costs one normalisation per unique directory and no per-row string concatenation.
     """
-    dir_codes, dirs = pd.factorize(df["input_path"])
-    norm_codes, _ = pd.factorize(pd.Index([path_keys.normalise(d, ".", ".").rstrip("/") for d in dirs]))
-    obj_codes, objs = pd.factorize(df["object_name"])
-    return norm_codes[dir_codes].astype(np.int64) * max(len(objs), 1) + obj_codes
+    dir_codes, dirs = changenet_csv.factorize(input_path)
+    norm_codes, _ = changenet_csv.factorize([path_keys.normalise(d, ".", ".").rstrip("/") for d in dirs])
+    obj_codes, objs = changenet_csv.factorize(object_name)
+    return norm_codes[dir_codes] * max(len(objs), 1) + obj_codes
 
 
-def read_inference(path: str | Path, pass_label: str = labels.PASS) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """inference.csv -> (rows, scores, is_defect), refusing anything the KPI cannot be computed on.
+def _number(text: str) -> float:
+    """What pandas.to_numeric(errors="coerce") makes of one string: a float, or NaN."""
+    try:
+        return float("nan") if "_" in text else float(text)
+    except ValueError:
+        return float("nan")
+
+
+def read_inference_columns(path: str | Path, pass_label: str = labels.PASS
+                           ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """inference.csv -> ({column: values}, scores, is_defect) without pandas, refusing anything the KPI
+    cannot be computed on.
 
     Errors name the 1-based CSV line: missing column, non-numeric/NaN/inf score, duplicate sample
     (same input_path + object_name), unreadable label, only one class.
     """
     what = "inference CSV"
-    df = changenet_csv.read(path, INFERENCE_COLUMNS, what=what)
-    raw = df[SCORE]
-    scores = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    cols = changenet_csv.read_columns(path, INFERENCE_COLUMNS, what=what)
+    raw = cols[SCORE]
+    try:
+        scores = raw.astype(np.float64)
+        if any("_" in v for v in raw):  # float() reads 1_000; pandas does not
+            raise ValueError
+    except ValueError:
+        scores = np.array([_number(v) for v in raw], dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
         i = int(bad[0])
-        raise UserError(f"{what} {path} line {i + 2}: {SCORE} {raw.iat[i]!r} is not a finite number "
+        raise UserError(f"{what} {path} line {i + 2}: {SCORE} {raw[i]!r} is not a finite number "
                         f"({bad.size} such row(s)); rerun inference or drop the row")
-    keys = _sample_codes(df)
-    dup = pd.Series(keys).duplicated(keep=False).to_numpy()
+    keys = _sample_codes(cols["input_path"], cols["object_name"])
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    dup = counts[inverse] > 1
     if dup.any():
         first = int(np.flatnonzero(dup)[0])
         twin = int(np.flatnonzero(dup & (keys == keys[first]))[1])
         raise UserError(f"{what} {path} lines {first + 2} and {twin + 2}: duplicate sample "
-                        f"(input_path {df['input_path'].iat[first]!r}, object_name {df['object_name'].iat[first]!r}); "
+                        f"(input_path {cols['input_path'][first]!r}, object_name {cols['object_name'][first]!r}); "
                         f"keep one row per sample")
     pass_canon = labels.canonical_label(pass_label)
     if not labels.is_valid_canonical(pass_canon):
         raise UserError(f"pass label {pass_label!r} is not a label; use e.g. PASS")
-    positive = (df["label"] != pass_canon).to_numpy()
+    positive = cols["label"] != pass_canon
     n_defect = int(positive.sum())
     if n_defect == 0:
         raise UserError(f"{what} {path} column 'label': no defect rows (every label is {pass_canon}), so recall is "
                         f"undefined; evaluate on a KPI set that contains defects")
     if n_defect == positive.size:
-        found = ", ".join(sorted(pd.unique(df["label"]))[:5])
+        found = ", ".join(sorted(set(cols["label"].tolist()))[:5])
         raise UserError(f"{what} {path} column 'label': no {pass_canon} rows (labels: {found}), so FAR is undefined; "
                         f"evaluate on a KPI set with {pass_canon} rows, or name its good-part label (analyze_kpi.py / "
                         f"gap_analysis.py --pass-label)")
-    df[SCORE] = scores
-    return df, scores, positive
+    cols[SCORE] = scores
+    return cols, scores, np.asarray(positive, dtype=bool)
+
+
+def read_inference(path: str | Path, pass_label: str = labels.PASS) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``read_inference_columns`` as a DataFrame (analyze_kpi.py)."""
+    import pandas as pd
+
+    cols, scores, positive = read_inference_columns(path, pass_label)
+    return pd.DataFrame(cols), scores, positive
 
 
 def per_label(label_col: pd.Series, positive: np.ndarray, predicted: np.ndarray) -> dict[str, dict[str, int]]:
     """{label: {total, misclassified, missed}}: missed = defects not flagged (0 for the pass label)."""
+    import pandas as pd
+
     codes, names = pd.factorize(label_col, sort=True)
     wrong = predicted != positive
     total = np.bincount(codes, minlength=len(names))

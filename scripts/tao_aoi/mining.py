@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, defaults, labels, leakage, train_spec
+from tao_aoi import atomic, changenet_csv, defaults, labels, leakage, routing, train_spec
 from tao_aoi.backends.base import EmbedJob
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import comes_before
@@ -44,7 +44,7 @@ TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
 METHODS = ("auto", "exact", "ann")
-SUMMARY_COLUMNS = ["target", "label", "candidates", "above_floor", "new", "best_similarity"]
+SUMMARY_COLUMNS = ["target", "label", "k", "candidates", "above_floor", "new", "best_similarity"]
 EXTRA_COLUMNS = ["source", "similarity", "target", "iteration"]
 POOL_CACHE, POOL_CACHE_SOURCE = "pool_embeddings.parquet", "pool_embeddings.source.json"
 
@@ -297,8 +297,9 @@ def resolved(df: pd.DataFrame, images_root: Path, csv_dir: Path | None = None) -
     return out
 
 
-def targets_from_gaps(path: Path, images_root: Path) -> tuple[pd.DataFrame, pd.Series]:
-    """One ChangeNet row per weak sample (the gaps have one row per light) and its sample key."""
+def targets_from_gaps(path: Path, images_root: Path) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """One ChangeNet row per weak sample (the gaps have one row per light), its sample key, and the
+    false alarms it pins when gap analysis listed it as a limiting sample (else 0)."""
     if not path.is_file():
         raise UserError(f"--targets {path} does not exist; run route_samples.py first (it writes mining_gaps.parquet)")
     try:
@@ -321,7 +322,11 @@ def targets_from_gaps(path: Path, images_root: Path) -> tuple[pd.DataFrame, pd.S
     t["label"] = t["label"].map(labels.canonical_label)
     keys = leakage.sample_keys(t, images_root)
     first = ~keys.duplicated().to_numpy()
-    return resolved(t[first], images_root).reset_index(drop=True), keys[first].reset_index(drop=True)
+    pinned = np.zeros(len(gaps))
+    if {"limiting_rank", "pinned_share"} <= set(gaps.columns):
+        rank = pd.to_numeric(gaps["limiting_rank"], errors="coerce").fillna(0).to_numpy()
+        pinned = np.where(rank > 0, pd.to_numeric(gaps["pinned_share"], errors="coerce").fillna(0.0).to_numpy(), 0.0)
+    return resolved(t[first], images_root).reset_index(drop=True), keys[first].reset_index(drop=True), pinned[first]
 
 
 def _settings_diff(a: dict, b: dict) -> tuple[dict, dict]:
@@ -367,11 +372,15 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
     out = Path(results_dir).resolve()
     root = Path(images_root).resolve()
     pool_path = Path(pool_csv)
-    targets, tkeys = targets_from_gaps(Path(targets_path), root)
+    targets, tkeys, pinned = targets_from_gaps(Path(targets_path), root)
+    # Limiting samples (they pin the KPI threshold) get extra neighbours: routing's priority rule.
+    k_per_target = top_k + routing.extra_neighbours(pinned, top_k)
     hist_path = Path(history)
     ledger = read_history(hist_path)
     earlier = {k for k, it in ledger.items() if comes_before(it, iteration)}
     summary = {"iteration": iteration, "targets": int(len(targets)), "top_k_per_target": top_k,
+               "limiting_targets": int((k_per_target > top_k).sum()),
+               "extra_neighbours_for_limiting": int((k_per_target - top_k).sum()),
                "min_similarity": min_similarity, "floor_source": "given" if min_similarity is not None else None,
                "same_label": bool(same_label), "pool_rows": 0, "excluded_heldout": 0, "method": None,
                "embedder": None, "pool_embeddings": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0,
@@ -428,8 +437,10 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                 allowed = usable if label is None else usable & (pool_labels == label)
                 rows_p = np.flatnonzero(allowed)
                 if len(rows_p):
-                    sims_g, idx_g, summary["method"] = knn(t_emb[t_rows], np.ascontiguousarray(p_emb[rows_p]), top_k,
-                                                           method, unit=True)
+                    k_rows = k_per_target[t_rows]
+                    sims_g, idx_g, summary["method"] = knn(t_emb[t_rows], np.ascontiguousarray(p_emb[rows_p]),
+                                                           int(k_rows.max()), method, unit=True)
+                    idx_g = np.where(np.arange(idx_g.shape[1])[None, :] < k_rows[:, None], idx_g, -1)
                     found_g = idx_g >= 0
                     idx_g = np.where(found_g, rows_p[np.maximum(idx_g, 0)], -1)
                 else:  # every remaining row of this label was mined earlier (or there is none)
@@ -456,6 +467,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             per_target = pd.DataFrame({
                 "target": tkeys.to_numpy(),
                 "label": targets["label"].to_numpy(),
+                "k": k_per_target,
                 "candidates": g.size().reindex(every, fill_value=0).to_numpy(),
                 "above_floor": g["floor"].sum().reindex(every, fill_value=0).to_numpy(),
                 "new": keep.groupby("t").size().reindex(every, fill_value=0).to_numpy(),

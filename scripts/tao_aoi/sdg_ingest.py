@@ -1,7 +1,8 @@
 """Take pre-generated synthetic defects (AnomalyGen output) into an iteration as ChangeNet rows.
 
-``num_sdg`` rows are allocated across the labels routed to SDG in proportion to their weak-sample
-counts (largest remainder, ties by label). Two gates the anchor documented but never enforced are
+``num_sdg`` rows are allocated across the labels routed to SDG: ``defaults.LIMITING_SHARE`` of them
+to the families whose samples pin the KPI threshold, by the false alarms they pin, the rest in
+proportion to the weak-sample counts (routing.priority_split; largest remainder, ties by label). Two gates the anchor documented but never enforced are
 hard stops here, with numbers: a label whose pool holds fewer unused samples than allocated
 (allocation mismatch), and a routed label whose samples lack an OK golden or a light (silent
 drop). Samples used by an earlier iteration are never taken again (ledger keyed by sample name;
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tao_aoi import atomic, changenet_csv, labels, routing, sdg_pool, train_spec
+from tao_aoi import atomic, changenet_csv, defaults, labels, routing, sdg_pool, train_spec
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import comes_before
 
@@ -25,31 +26,23 @@ ROWS_FILE = "sdg_rows.csv"
 ALLOCATION_FILE = "allocation.json"
 
 
-def weak_counts(routing_dir: str | Path) -> dict[str, int]:
-    """Weak samples per label routed to SDG (the parquet has one row per light)."""
+def routed_counts(routing_dir: str | Path) -> tuple[dict[str, int], dict[str, float]]:
+    """(weak samples, false alarms pinned by limiting samples) per label routed to SDG."""
     p = Path(routing_dir) / "sdg_gaps.parquet"
     if not p.is_file():
         raise UserError(f"--routing {routing_dir} has no sdg_gaps.parquet; run route_samples.py first")
     df = pd.read_parquet(p)
     if df.empty:
-        return {}
-    per = pd.DataFrame({"label": df["label"].map(labels.canonical_label), "id": routing.sample_ids(df)})
-    per = per.drop_duplicates()
-    return {str(k): int(v) for k, v in per.groupby("label").size().items()}
+        return {}, {}
+    df["label"] = df["label"].map(labels.canonical_label)
+    per = pd.DataFrame({"label": df["label"], "id": routing.sample_ids(df)}).drop_duplicates()
+    return {str(k): int(v) for k, v in per.groupby("label").size().items()}, routing.limiting_weights(df)
 
 
-def allocate(num: int, weights: dict[str, int]) -> dict[str, int]:
-    """Largest-remainder split of ``num`` proportional to ``weights`` (deterministic)."""
-    total = sum(weights.values())
-    if num <= 0 or total <= 0:
-        return {k: 0 for k in sorted(weights)}
-    exact = {k: num * w / total for k, w in weights.items()}
-    out = {k: int(v) for k, v in exact.items()}
-    rest = num - sum(out.values())
-    order = sorted(weights, key=lambda k: (-(exact[k] - out[k]), -weights[k], k))
-    for k in order[:rest]:
-        out[k] += 1
-    return dict(sorted(out.items()))
+def allocate(num: int, weights: dict[str, int], pinned: dict[str, float] | None = None) -> dict[str, int]:
+    """Rows per label: by weak counts, after the limiting families' share when ``pinned`` has any."""
+    lim, rest = routing.priority_split(num, weights, pinned or {})
+    return {k: lim.get(k, 0) + rest.get(k, 0) for k in sorted(weights)}
 
 
 def _read_history(path: Path) -> dict[str, str]:
@@ -110,8 +103,9 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
     lights, ext = train_spec.lights(spec, spec_path), train_spec.image_ext(spec, spec_path)
     out = Path(results_dir).resolve()
     root = Path(images_root).resolve()
-    weak = weak_counts(routing_dir)
-    alloc = allocate(num_sdg, weak)
+    weak, pinned = routed_counts(routing_dir)
+    for_limiting, _ = routing.priority_split(num_sdg, weak, pinned)
+    alloc = allocate(num_sdg, weak, pinned)
     hist_path = Path(history)
     used = _read_history(hist_path)
     earlier = {s for s, it in used.items() if comes_before(it, iteration)}
@@ -132,7 +126,8 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
                 f"(e.g. {ex['sample']}: {'; '.join(ex['problems'])}); every NG image needs its OK golden for "
                 f"each light {lights} - fix the pool and retry sdg")
         fresh = mine[~mine["sample"].isin(earlier)].sort_values("order")
-        per_label[label] = {"weak": weak[label], "allocated": n, "pool_samples": int(len(mine)),
+        per_label[label] = {"weak": weak[label], "pinned_false_alarms": pinned.get(label, 0.0),
+                            "allocated": n, "for_limiting": for_limiting.get(label, 0), "pool_samples": int(len(mine)),
                             "used_earlier": int(mine["sample"].isin(earlier).sum()), "available": int(len(fresh))}
         chosen.append(fresh.head(n))
     short = [k for k, v in per_label.items() if v["allocated"] > v["available"]]
@@ -167,6 +162,8 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
             "iteration": iteration,
             "num_sdg": num_sdg,
             "weak_counts": weak,
+            "pinned_false_alarms": pinned,
+            "limiting_share": defaults.LIMITING_SHARE if any(for_limiting.values()) else 0.0,
             "allocated": alloc,
             "ingested": {k: int((df["label"] == k).sum()) for k in alloc},
             "total_ingested": int(len(df)),

@@ -1,7 +1,9 @@
 """The exact commands for a DEFT stage, derived from state alone.
 
 next_stage.py prints them for the agent; run_pipeline.py executes the very same argv lists, so
-what the skill tells the agent to run and what the headless runner runs cannot drift apart.
+what the skill tells the agent to run and what the headless runner runs cannot drift apart. One
+deliberate difference: for an agent the rca command carries ``--agent-review`` (RCA_Report.md
+then has TODO(agent) placeholders for its visual spot check); headless, the report is complete.
 Pure Python (read by next_stage.py on every agent step).
 """
 from __future__ import annotations
@@ -33,8 +35,9 @@ def _training_spec(state: Mapping[str, Any], label: str) -> str:
     return rec.get("artifacts", {}).get("training_spec") or state["config"]["train_spec"]
 
 
-def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str) -> dict[str, Any]:
-    """{'run': [argv, ...], 'commit': argv} where argv[0] is a script name in scripts/."""
+def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent: bool = False) -> dict[str, Any]:
+    """{'run': [argv, ...], 'commit': argv} where argv[0] is a script name in scripts/; ``agent``: an agent
+    drives the stage (next_stage.py), not the headless runner."""
     R = Results.at(results_dir)
     cfg = state["config"]
     label, stage = step.iter, step.stage
@@ -73,7 +76,8 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str) -> dict[
         run.append(["gap_analysis.py", "--inference-csv", str(inf), "--train-spec", _training_spec(state, label),
                     "--images-root", cfg["images_root"], "--results-dir", str(d),
                     "--min-recall", cli.percent_arg(100 * cfg.get("min_recall", defaults.MIN_RECALL)),
-                    "--top-k-per-label", str(cfg.get("top_k_per_label", defaults.TOP_K_PER_LABEL))])
+                    "--top-k-per-label", str(cfg.get("top_k_per_label", defaults.TOP_K_PER_LABEL)),
+                    *(["--agent-review"] if agent else [])])
         commit += ["--gaps", str(d / "kpi_gaps.parquet"), "--rca-report", str(d / "RCA_Report.md"),
                    "--threshold-file", str(d / "threshold.txt")]
     elif stage == "routing":

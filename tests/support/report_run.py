@@ -209,7 +209,8 @@ class RunBuilder:
 
         d = self._dir(step)
         inf = self.R.stage_dir(step.iter, "evaluate") / "inference.csv"
-        gap_analysis.run(inf, st["config"]["train_spec"], st["config"]["images_root"], d, min_recall=1.0, top_k=10)
+        gap_analysis.run(inf, st["config"]["train_spec"], st["config"]["images_root"], d, min_recall=1.0, top_k=10,
+                         report_mode="agent")
         self._act_as_agent(d, step.iter)
 
     def _act_as_agent(self, d: Path, label: str) -> None:

@@ -1,11 +1,12 @@
 """Root-cause the weakest KPI samples of an inference.csv (native; no container, no GPU).
 
 Writes into --results-dir: kpi_gaps.parquet (top-K weakest per label, one row per light),
-threshold.txt, metrics.json, weak_samples_breakdown.txt, rca_images/ (10 spot-check sheets:
-every light, test beside golden, 128x128) and an RCA_Report.md skeleton whose TODO(agent)
-placeholders the agent fills. If no threshold keeps recall >= --min-recall, writes only
-unreachable_kpi.txt and exits 2 (stop the iteration). --check-report REPORT exits 2 while the
-report still has unfilled placeholders or invalid verdicts.
+threshold.txt, metrics.json (with the limiting samples: the defects that pin the threshold and
+the FAR fixing them would give), weak_samples_breakdown.txt, rca_images/ (10 spot-check sheets:
+every light, test beside golden, 128x128) and RCA_Report.md with a computed verdict. With
+--agent-review the report also carries TODO(agent) placeholders (spot-check verdicts, judgement)
+for an agent to fill; --check-report REPORT exits 2 while any is open. If no threshold keeps
+recall >= --min-recall, writes only unreachable_kpi.txt and exits 2 (stop the iteration).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, gap_analysis
+from tao_aoi import cli, defaults, rca_report
 from tao_aoi.errors import UserError
 from tao_aoi.report import fmt
 
@@ -23,16 +24,16 @@ def check_report(path: str) -> int:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"--check-report {p} does not exist; run gap_analysis.py first")
-    problems = gap_analysis.report_problems(p.read_text(encoding="utf-8"))
+    problems = rca_report.report_problems(p.read_text(encoding="utf-8"))
     if problems:
         raise UserError(f"{p} is not finished ({len(problems)} open item(s)); first: {problems[0]}")
     print(f"{p}: complete")
     return 0
 
 
-@cli.command("gap_analysis.py", __doc__, next_step="fill the TODO(agent) items of RCA_Report.md, check them with "
-             "python3 scripts/gap_analysis.py --check-report <results-dir>/RCA_Report.md, then commit the rca stage "
-             "(next_stage.py prints the line)")
+@cli.command("gap_analysis.py", __doc__, next_step="read the verdict in RCA_Report.md (with --agent-review: fill its "
+             "TODO(agent) items and check them with python3 scripts/gap_analysis.py --check-report "
+             "<results-dir>/RCA_Report.md), then commit the rca stage (next_stage.py prints the line)")
 @click.option("--inference-csv", help="columns input_path, object_name, label, siamese_score [, golden_path]")
 @cli.option("--train-spec")
 @cli.option("--images-root")
@@ -41,6 +42,10 @@ def check_report(path: str) -> int:
 @cli.option("--top-k-per-label")
 @click.option("--threshold", type=float, default=None, help="use this threshold instead of searching (e.g. the deployed one)")
 @cli.option("--pass-label")
+@click.option("--agent-review", is_flag=True,
+              help="add TODO(agent) placeholders for an agent's visual review (what next_stage.py prints)")
+@click.option("--limiting-samples", type=click.IntRange(min=0), default=defaults.LIMITING_SAMPLES,
+              help="defects that pin the threshold to list in metrics.json and the report")
 @click.option("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
 @cli.option("--json", help="print metrics.json on stdout")
 def command(args) -> int:
@@ -49,9 +54,13 @@ def command(args) -> int:
     missing = [f for f in ("inference_csv", "train_spec", "images_root", "results_dir") if not getattr(args, f)]
     if missing:
         raise UserError(f"--{missing[0].replace('_', '-')} is required (see --help)")
+    from tao_aoi import gap_analysis  # numpy/pandas: not needed for --help or --check-report
+
     m = gap_analysis.run(args.inference_csv, args.train_spec, args.images_root, args.results_dir,
                          min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,
-                         fixed_threshold=args.threshold, pass_label=args.pass_label)
+                         fixed_threshold=args.threshold, pass_label=args.pass_label,
+                         report_mode="agent" if args.agent_review else "headless",
+                         limiting_limit=args.limiting_samples)
     if args.json:
         cli.emit_json(m)
         return 0
@@ -61,10 +70,16 @@ def command(args) -> int:
     print(f"kept {m['n_kept_samples']} weak samples -> {m['n_gap_rows']} rows in "
           f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} flagged as possible "
           f"label errors")
+    if m["limiting_samples"]:
+        first = m["limiting_samples"][0]
+        print(f"pinned by {first['label']} {first['input_path']}/{first['object_name']}: FAR "
+              f"{fmt.ratio_pct(m['limiting']['far'])} -> {fmt.ratio_pct(first['far_if_fixed'])} if fixed "
+              f"({len(m['limiting_samples'])} limiting samples listed)")
     missing_imgs = sum(bool(s["missing_files"]) for s in m["rca_images"])
+    report = Path(args.results_dir) / "RCA_Report.md"
     print(f"spot check: {len(m['rca_images'])} sheets in {Path(args.results_dir) / gap_analysis.IMAGES_DIR}"
           + (f" ({missing_imgs} with missing images)" if missing_imgs else "")
-          + f"; fill the TODO(agent) items of {Path(args.results_dir) / 'RCA_Report.md'}")
+          + (f"; fill the TODO(agent) items of {report}" if args.agent_review else f"; verdict in {report}"))
     return 0
 
 

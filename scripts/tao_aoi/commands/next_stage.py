@@ -29,7 +29,7 @@ def next_step(results_dir: str) -> dict:
         out["best_iteration"] = st.get("best_iteration")
         out["stop_reason"] = st.get("stop_reason")
         return out
-    p = stage_plan.plan(st, step, results_dir)
+    p = stage_plan.plan(st, step, results_dir, agent=True)
     failure = st.get("failure")
     out.update(
         iteration=step.iter,

@@ -450,7 +450,7 @@ class Report:
                 sec["summary"] = [
                     ("RCA threshold (best F1 at min recall)", fmt.exact(md.get("threshold"))),
                     ("precision / recall / F1", " / ".join(fmt.num(md.get(k)) for k in ("precision", "recall", "f1"))),
-                    ("FAR at that threshold", fmt.num(100 * md["far"]) + "%" if fmt.is_number(md.get("far")) else "n/a"),
+                    ("FAR at that threshold", fmt.ratio_pct(md.get("far"))),
                     ("confusion (tp, fp, tn, fn)", ", ".join(cell(cm.get(k)) for k in ("tp", "fp", "tn", "fn"))),
                     ("weak samples kept", f"{cell(md.get('n_kept_samples'))} ({cell(md.get('n_gap_rows'))} rows x light)"),
                     ("possible label errors", cell((md.get("label_issues") or {}).get("flagged"))),
@@ -459,6 +459,8 @@ class Report:
                 sec["per_label"] = table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
                                          columns=("total", "misclassified", "mean_weakness", "median_weakness", "max_weakness"))
                 sec["spots"] = self._spots(lb, md.get("rca_images") or [], files["report"])
+                sec["headless"] = md.get("report_mode") == "headless"
+                sec.update(self._limiting(md))
             if files["report"].ok:
                 text = files["report"].data
                 sec["verdict"] = sources.agent_text(text, sources.RCA_VERDICT_SECTION)
@@ -466,6 +468,29 @@ class Report:
                 sec["todo"] = sources.TODO_MARK in text
             out.append(sec)
         return out
+
+    @staticmethod
+    def _limiting(md: Mapping[str, Any]) -> dict[str, Any]:
+        """The defects that pin the threshold (metrics.json limiting*; absent in older RCA folders)."""
+        head = md.get("limiting")
+        if not isinstance(head, Mapping):
+            return {}
+        samples = [x for x in md.get("limiting_samples") or [] if isinstance(x, Mapping)]
+        fams = {k: v for k, v in (md.get("limiting_families") or {}).items() if isinstance(v, Mapping)}
+        return {"limiting_head": (f"At recall {fmt.ratio_pct(head.get('recall_target'))} the threshold sits just below "
+                                  f"the lowest-scored defect the target needs: {cell(head.get('false_alarms'))} false "
+                                  f"alarms (FAR {fmt.ratio_pct(head.get('far'))})."),
+                "limiting_samples": {"columns": ["#", "label", "object_name", "input_path", "score", "pinned",
+                                                 "false alarms if fixed", "FAR if fixed"],
+                                     "rows": [[cell(x.get("rank")), cell(x.get("label")), cell(x.get("object_name")),
+                                               cell(x.get("input_path")), fmt.num(x.get("siamese_score"), 6),
+                                               cell(x.get("pinned_false_alarms")), cell(x.get("false_alarms_if_fixed")),
+                                               fmt.ratio_pct(x.get("far_if_fixed"))] for x in samples]},
+                "limiting_families": {"columns": ["family", "defects", "limiting samples", "pinned false alarms",
+                                                  "FAR if every one fixed"],
+                                      "rows": [[cell(k), cell(v.get("defects")), cell(v.get("limiting_samples")),
+                                                fmt.num(v.get("pinned_false_alarms"), 4), fmt.ratio_pct(v.get("far_if_family_fixed"))]
+                                               for k, v in sorted(fams.items())]}}
 
     def _spots(self, label: str, images: Iterable[Any], report: Doc) -> list[dict[str, Any]]:
         verdicts = sources.spot_verdicts(report.data) if report.ok else {}
@@ -491,8 +516,8 @@ class Report:
             if rdoc.ok:
                 per = rdoc.get("per_label") or {}
                 sec["routing"] = table([v for v in per.values() if isinstance(v, Mapping)], first="label", keys=list(per),
-                                       columns=("route", "rows", "samples", "relabel_samples", "sdg_pool_samples",
-                                                "mining_pool_rows", "reason"))
+                                       columns=("route", "rows", "samples", "limiting_samples", "pinned_false_alarms",
+                                                "relabel_samples", "sdg_pool_samples", "mining_pool_rows", "reason"))
                 sec["routing_totals"] = [(k, cell(v)) for k, v in (rdoc.get("rows_by_route") or {}).items()]
                 sec["routing_dropped"] = [cell(x) for x in rdoc.get("dropped_labels") or []]
             else:

@@ -75,3 +75,8 @@ def share(part: Any, whole: Any) -> str:
     if not (is_number(part) and is_number(whole)) or whole <= 0:
         return NA
     return f"{num(100.0 * part / whole, 3)}%"
+
+
+def ratio_pct(x: Any) -> str:
+    """A ratio in [0, 1] (metrics.json's far, far_if_fixed) as a percentage."""
+    return f"{num(100.0 * x)}%" if is_number(x) else NA

@@ -229,8 +229,12 @@ def metric_file(R: Results, label: str, record: Mapping[str, Any] | None) -> Doc
 # confusion_matrix{tp,fp,tn,fn}, n_rows, n_pass, n_defect, n_kept_samples, n_gap_rows, lights,
 # per_label{label: total, mean_weakness, median_weakness, max_weakness, misclassified},
 # label_issues{method, flagged, flagged_kept}, rca_images[{file, kind, label, object_name, input_path,
-# siamese_score, weakness, missing_files}]. RCA_Report.md: section "## 1." (verdict), the table of
-# "## 5." (# | label | object_name | score | weakness | image | verdict | why), "## 8." (actions).
+# siamese_score, weakness, missing_files}], report_mode (headless|agent), limiting{recall_target,
+# false_alarms, far}, limiting_samples[{rank, label, object_name, input_path, siamese_score,
+# pinned_false_alarms, false_alarms_if_fixed, far_if_fixed}], limiting_families{label: defects,
+# limiting_samples, pinned_false_alarms, far_if_family_fixed}. RCA_Report.md: section "## 1." (verdict),
+# the table of "## 5." (# | label | object_name | score | weakness | image [| verdict | why] - the last
+# two only in agent mode), "## 8." (actions).
 RCA_SPOT_SECTION = "5"
 RCA_VERDICT_SECTION = "1"
 RCA_ACTIONS_SECTION = "8"
@@ -306,8 +310,9 @@ def sdg_files(R: Results, label: str, record: Mapping[str, Any] | None) -> dict[
 # mining: <it>/mining/mined_rows.csv (ChangeNet rows + source, similarity, target), knn_summary.csv
 # (target, label, candidates, above_floor, new, best_similarity; shown as it is) and
 # mining_summary.json (mine_pool.py): these keys, in this order.
-MINING_SUMMARY_KEYS = ("targets", "pool_rows", "excluded_heldout", "top_k_per_target", "min_similarity", "method",
-                       "embedder", "candidates", "above_floor", "mined_earlier", "mined")
+MINING_SUMMARY_KEYS = ("targets", "pool_rows", "excluded_heldout", "top_k_per_target", "limiting_targets",
+                       "extra_neighbours_for_limiting", "min_similarity", "method", "embedder", "candidates",
+                       "above_floor", "mined_earlier", "mined")
 
 
 def mining_files(R: Results, label: str, record: Mapping[str, Any] | None) -> dict[str, Doc]:
