@@ -90,7 +90,10 @@ def _sdg_supply(kpi: Any, sdg: dict[str, Any], num_sdg: int, max_iterations: int
     return {"per_iteration": {k: v["per_iteration"] for k, v in f["labels"].items()},
             "pool_samples": {k: v["pool_samples"] for k, v in f["labels"].items()},
             "lasts_iterations": f["lasts_iterations"] if f["lasts_iterations"] is not None else "all",
-            "runs_short_at": f"iter{f['short'][0]['at_iteration']}" if f["short"] else None}
+            "at_most_per_iteration": {k: v["at_most_per_iteration"] for k, v in f["labels"].items()},
+            "runs_short_at": f"iter{f['short'][0]['at_iteration']}" if f["short"] else None,
+            "runs_short_without_priority_at": (f"iter{f['short_without_priority'][0]['at_iteration']}"
+                                               if f["short_without_priority"] else None)}
 
 
 PHASE_NAMES = {"all": "all three phases", "automl": "the AutoML search", "deft": "the DEFT loop"}

@@ -135,7 +135,7 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
         from tao_aoi.sdg_supply import largest_num_sdg
 
         v = per_label[short[0]]
-        fits = largest_num_sdg(weak, {k: r["available"] for k, r in per_label.items()}, 1, num_sdg)
+        fits = largest_num_sdg(weak, {k: r["available"] for k, r in per_label.items()}, 1, num_sdg, pinned)
         raise HardStop(
             f"allocation mismatch: {short[0]} was allocated {v['allocated']} of num_sdg={num_sdg} rows but the pool has "
             f"only {v['available']} unused samples ({v['pool_samples']} in total, {v['used_earlier']} used by earlier "
