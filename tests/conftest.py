@@ -23,6 +23,23 @@ def run_script(name: str, *args: str, check: bool = False, env: dict | None = No
     return proc
 
 
+def generated_workspace(factory, preset: str, seed: int):
+    """A synthetic workspace from make_demo_workspace.py (a module fixture's tmp_path_factory)."""
+    from tao_aoi.layout import Workspace
+
+    out = factory.mktemp(preset) / "ws"
+    run_script("make_demo_workspace.py", "--out", out, "--preset", preset, "--seed", seed, check=True)
+    return Workspace.at(out)
+
+
+def workspace_csvs(ws) -> dict:
+    """The four CSVs of a workspace, read as the scripts read them."""
+    from tao_aoi import changenet_csv
+
+    return {"train": changenet_csv.read(ws.training_csv), "val": changenet_csv.read(ws.validation_csv),
+            "kpi": changenet_csv.read(ws.kpi_csv), "mining": changenet_csv.read(ws.mining_pool_csv)}
+
+
 @pytest.fixture
 def script():
     return run_script

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import run_script
+from conftest import generated_workspace, workspace_csvs, run_script
 from tao_aoi import changenet_csv, defaults, demo_workspace, pcb_render, sdg_pool, train_spec
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
@@ -21,14 +21,7 @@ SEED = 11
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Workspace:
-    out = tmp_path_factory.mktemp("demo") / "ws"
-    run_script("make_demo_workspace.py", "--out", out, "--preset", "tiny", "--seed", SEED, check=True)
-    return Workspace.at(out)
-
-
-def csvs(ws: Workspace) -> dict[str, pd.DataFrame]:
-    return {"train": changenet_csv.read(ws.training_csv), "val": changenet_csv.read(ws.validation_csv),
-            "kpi": changenet_csv.read(ws.kpi_csv), "mining": changenet_csv.read(ws.mining_pool_csv)}
+    return generated_workspace(tmp_path_factory, "tiny", SEED)
 
 
 def digest_tree(root: Path) -> dict[str, str]:
@@ -49,7 +42,7 @@ def test_layout_and_csv_contract(ws):
         assert isinstance(train_spec.get(spec, key), (int, float)), key
     assert isinstance(train_spec.get(spec, "train.classify.cls_weight"), list)  # TAO: one weight per class
     yaml.safe_load(ws.baseline_spec.read_text())  # plain YAML, no tags
-    for name, df in csvs(ws).items():
+    for name, df in workspace_csvs(ws).items():
         assert list(df.columns[:4]) == list(changenet_csv.REQUIRED), name
         assert not changenet_csv.missing_images(df, ws.images, ["SolderLight", "UniformLight"], ".png"), name
         assert df["label"].isin(["PASS", *pcb_render.FAMILIES]).all()
@@ -58,7 +51,7 @@ def test_layout_and_csv_contract(ws):
 
 
 def test_family_situation(ws):
-    d = csvs(ws)
+    d = workspace_csvs(ws)
     train, kpi, mining = (set(d[k]["label"]) for k in ("train", "kpi", "mining"))
     assert {"SHIFT", "TOMBSTONE"} <= kpi - train, "the base set must lack families the KPI set has"
     assert (d["train"]["label"] == "EXCESS_SOLDER").mean() < 0.05  # nearly lacks
@@ -75,12 +68,12 @@ def test_family_situation(ws):
 
 
 def test_held_out_sets_are_disjoint(ws):
-    keys = {name: set(changenet_csv.sample_keys(df, ws.images, ws.images)) for name, df in csvs(ws).items()}
+    keys = {name: set(changenet_csv.sample_keys(df, ws.images, ws.images)) for name, df in workspace_csvs(ws).items()}
     for held_out in ("val", "kpi"):
         for other in keys:
             if other != held_out:
                 assert not keys[held_out] & keys[other], (held_out, other)
-    assert all(len(k) == len(df) for k, df in zip(keys.values(), csvs(ws).values())), "duplicate sample keys"
+    assert all(len(k) == len(df) for k, df in zip(keys.values(), workspace_csvs(ws).values())), "duplicate sample keys"
 
 
 def test_sdg_pool_layout(ws):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import run_script
+from conftest import generated_workspace, workspace_csvs, run_script
 from tao_aoi import changenet_csv, defaults, features, field_render as fr, field_workspace, mining, sdg_pool
 from tao_aoi import train_spec
 from tao_aoi.backends import get_backend
@@ -26,14 +26,7 @@ UNSEEN = ("TOMBSTONE", "POLARITY", "FOREIGN_MATERIAL")
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Workspace:
-    out = tmp_path_factory.mktemp("field") / "ws"
-    run_script("make_demo_workspace.py", "--out", out, "--preset", "field-tiny", "--seed", SEED, check=True)
-    return Workspace.at(out)
-
-
-def csvs(ws: Workspace) -> dict[str, pd.DataFrame]:
-    return {"train": changenet_csv.read(ws.training_csv), "val": changenet_csv.read(ws.validation_csv),
-            "kpi": changenet_csv.read(ws.kpi_csv), "mining": changenet_csv.read(ws.mining_pool_csv)}
+    return generated_workspace(tmp_path_factory, "field-tiny", SEED)
 
 
 def test_workspace_contract_with_production_quirks(ws):
@@ -42,19 +35,19 @@ def test_workspace_contract_with_production_quirks(ws):
     spec = train_spec.load(ws.baseline_spec)
     lights = train_spec.lights(spec)
     assert lights == list(fr.LIGHTS) and len(lights) >= 3 and train_spec.image_ext(spec) == ".jpg"
-    for name, df in csvs(ws).items():
+    for name, df in workspace_csvs(ws).items():
         assert list(df.columns[:4]) == list(changenet_csv.REQUIRED), name
         assert {"boardname", "line", "panel", "inspected_at", "aoi_program"} <= set(df.columns), name
         assert not changenet_csv.missing_images(df, ws.images, lights, ".jpg"), name
         assert df["object_name"].str.fullmatch(r"[RCDQ]\d+@\d").all(), name
         assert (df["input_path"].str.count("/") == 4).all(), name  # <line>/<date>/<lot>/<serial>/TOP
-    row = csvs(ws)["kpi"].iloc[0]
+    row = workspace_csvs(ws)["kpi"].iloc[0]
     with Image.open(ws.images / row.input_path / f"{row.object_name}_{lights[0]}.jpg") as im:
         assert im.format == "JPEG" and im.size == (fr.SIZE, fr.SIZE) and im.mode == "RGB"
 
 
 def test_family_situation(ws):
-    d = csvs(ws)
+    d = workspace_csvs(ws)
     train, val, kpi, mining_labels = (set(d[k]["label"]) for k in ("train", "val", "kpi", "mining"))
     assert set(UNSEEN) <= kpi - train and val == train
     assert kpi == mining_labels == {"PASS", *fr.FAMILIES}
