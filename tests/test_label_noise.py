@@ -54,6 +54,17 @@ def test_issues_equal_cleanlab_bit_for_bit(data, n):
     assert np.array_equal(label_noise.issues(y, probs), cleanlab_issues(y, probs))
 
 
+def test_a_half_way_calibrated_count_rounds_as_cleanlab_rounds_it():
+    # found by hypothesis: the calibrated joint is [[10.5, 4.5], ...] up to an ulp, and which way it
+    # rounds depends on the order np.sum adds the cells (cleanlab's joint is a transposed array)
+    p1 = np.array([0.0, 0.75, 0.75, 0.0, 0.0, 0.5, 0.75, 0.999999999, 0.999999999, 0.5625, 0.0, 0.5, 0.5, 0.75,
+                   0.0, 0.5, 0.75, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.75, 0.999999999, 0.5625])
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0])
+    probs = np.column_stack((1.0 - p1, p1))
+    assert np.array_equal(label_noise.confident_joint(y, probs), [[11, 4], [4, 7]])
+    assert np.array_equal(label_noise.issues(y, probs), cleanlab_issues(y, probs))
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(50, 3000), flip=st.floats(0.0, 0.3), sep=st.floats(0.0, 4.0), seed=st.integers(0, 2**31),
        rounding=st.sampled_from([None, 1, 2, 4]))

@@ -118,7 +118,9 @@ def confident_joint(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     n_conf = confident.sum(axis=1)
     guess = np.where(n_conf > 1, probs.argmax(axis=1), confident.argmax(axis=1))
     some = n_conf > 0
-    cj = np.bincount(y[some] * K + guess[some], minlength=K * K).reshape(K, K)
+    # cleanlab transposes sklearn's confusion matrix (rows = guessed label): the same memory order here
+    # makes np.sum below add in the same order, so a half-way calibrated count rounds the same way
+    cj = np.bincount(guess[some] * K + y[some], minlength=K * K).reshape(K, K).T
     np.fill_diagonal(cj, cj.diagonal().clip(min=1))
     counts = np.bincount(y, minlength=K)
     cal = (cj.T / np.clip(cj.sum(axis=1), _TINY, None) * counts).T
