@@ -15,7 +15,9 @@ in-process with the local backend), it prints:
    minimises (``automl.objective``: FAR averaged over recall 90-100%) and KPI FAR, beside the
    same for plain validation FAR@100% recall. ``--objective-seeds N`` adds N more Phase 1-style
    searches of ``--objective-trials`` trials (other sampler seeds) on the same workspace, for a
-   pooled rho and the median per search.
+   pooled rho and the median per search, and the same for candidate objectives computed on those
+   trials' validation scores (1-AUC, the hardest 5% of defects, each family's worst defect, the worst
+   family's 1-AUC), the evidence for the objective chosen.
 
 Speed figures are not the point here (see bench/embedded.py); total wall time is printed.
 Run: .venv/bin/python bench/deft_quality.py [--workspaces demo,field] [--seeds 0] [--objective-seeds 0]
@@ -78,16 +80,42 @@ def kpi_far_of(backend, spec: Path, ckpt: Path, ws: Workspace, out: Path) -> flo
     return float(kpi.at_recall(scores, positive, 100.0).far_pct)
 
 
-def trial_table(rec: dict, ws: Workspace, work: Path) -> pd.DataFrame:
-    """Objective, validation FAR and KPI FAR of every complete feasible trial of a search."""
+def pass_share_above(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Per defect: the share of PASS rows scored at or above it (its FAR if it set the threshold)."""
+    passes = np.sort(scores[~positive])
+    return (len(passes) - np.searchsorted(passes, scores[positive], side="left")) / max(len(passes), 1)
+
+
+def candidate_objectives(scores: np.ndarray, positive: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Other validation metrics a search could minimise, to compare with ``automl.objective``."""
+    share = pass_share_above(scores, positive)
+    fam = labels[positive]
+    per_family = [share[fam == f] for f in sorted(set(fam))]
+    hardest = np.sort(share)[::-1][:max(1, int(np.ceil(0.05 * len(share))))]
+    return {"1-AUC": float(share.mean()), "hardest 5%": float(hardest.mean()),
+            "mean family worst": float(np.mean([f.max() for f in per_family])),
+            "worst family 1-AUC": float(np.max([f.mean() for f in per_family]))}
+
+
+def trial_table(rec: dict, ws: Workspace, work: Path, candidates: bool = False) -> pd.DataFrame:
+    """Objective, validation FAR and KPI FAR of every complete feasible trial of a search
+    (+ the candidate objectives on the validation set with ``candidates``)."""
     backend = get_backend("local")
     rows = []
     for t in rec["trials"]:
         if t["state"] != "COMPLETE" or not t.get("feasible") or not t.get("checkpoint"):
             continue
         ckpt = Path(t["checkpoint"])
-        far = kpi_far_of(backend, ckpt.parent / "experiment.yaml", ckpt, ws, work / f"kpi_trial_{t['number']:04d}")
-        rows.append({"trial": t["number"], "objective": t["objective"], "val_far": t["value"], "kpi_far": far})
+        spec = ckpt.parent / "experiment.yaml"
+        far = kpi_far_of(backend, spec, ckpt, ws, work / f"kpi_trial_{t['number']:04d}")
+        row = {"trial": t["number"], "objective": t["objective"], "val_far": t["value"], "kpi_far": far}
+        if candidates:
+            out = work / f"val_trial_{t['number']:04d}"
+            backend.infer(InferJob(spec=spec, checkpoint=ckpt, csv=ws.validation_csv, images_root=ws.images,
+                                   output_dir=out))
+            df, scores, positive = kpi.read_inference(str(out / "inference.csv"))
+            row |= candidate_objectives(scores, positive, df["label"].to_numpy())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -119,7 +147,7 @@ def extra_searches(ws: Workspace, seeds: int, trials: int, work: Path) -> list[p
                                   images_root=ws.images, out_dir=out, space=space, n_trials=trials,
                                   seed=defaults.SEED + 1 + i, start_params=automl.start_point(space, ws.baseline_spec))
         automl.work(cfg, get_backend("local"))
-        tables.append(trial_table(automl.write_best(cfg), ws, out))
+        tables.append(trial_table(automl.write_best(cfg), ws, out, candidates=True))
     return tables
 
 
@@ -140,7 +168,7 @@ def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: in
     print(f"  limiting family at the baseline: {worst} (its FAR {worst_far:.2f}%); mining brought {mined} of the "
           f"pool's {pool_rows} {worst} rows ({mined / max(pool_rows, 1):.0%})")
     rec = json.loads((R.automl("phase1") / "best_rec.json").read_text(encoding="utf-8"))
-    table = trial_table(rec, ws, work / f"{name}_s{seed}_phase1")
+    table = trial_table(rec, ws, work / f"{name}_s{seed}_phase1", candidates=bool(objective_seeds))
     rho_obj, rho_far = spearman(table["objective"], table["kpi_far"]), spearman(table["val_far"], table["kpi_far"])
     print(f"  Phase 1 ({len(table)} trials): Spearman(objective, KPI FAR) {rho_obj:+.3f}; Spearman(val FAR@100%R, "
           f"KPI FAR) {rho_far:+.3f}; val FAR 0 in {(table['val_far'] == 0).sum()}/{len(table)} trials; KPI FAR "
@@ -156,6 +184,11 @@ def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: in
               f"{spearman(pooled['objective'], pooled['kpi_far']):+.3f}, per search median "
               f"{statistics.median(per):+.3f} [{' '.join(f'{r:+.2f}' for r in per)}]; plain val FAR pooled "
               f"{spearman(pooled['val_far'], pooled['kpi_far']):+.3f}, median {statistics.median(per_far):+.3f}")
+        print("  candidate objectives on the same trials (validation set), Spearman with KPI FAR:")
+        for col in [c for c in pooled.columns if c not in ("trial", "objective", "val_far", "kpi_far")]:
+            per_c = [spearman(t[col], t["kpi_far"]) for t in tables]
+            print(f"    {col:<20s} pooled {spearman(pooled[col], pooled['kpi_far']):+.3f}, per search median "
+                  f"{statistics.median(per_c):+.3f}")
     return result
 
 
