@@ -119,3 +119,17 @@ def test_all_defects_equal_pin_together(recall):
 def test_zero_recall_target_pins_nothing():
     lim = limiting.find(np.array([0.1, 0.9]), np.array([False, True]), 0.0, limit=5)
     assert lim.defects_needed == 0 and lim.rows.size == 0 and lim.false_alarms == 0
+
+
+@pytest.mark.parametrize("pinned, says, never", [
+    ({"SHIFT": 3.0}, ["SHIFT is not an SDG label", "extra mining neighbours"], ["of the SDG rows"]),
+    ({"BRIDGE": 2.0, "SHIFT": 5.0}, ["gives SHIFT, BRIDGE priority", "50% of the SDG rows go to BRIDGE", "SHIFT is not"],
+     []),
+    ({"MISSING": 0.0}, ["as usual"], ["priority"]),
+])
+def test_the_routing_sentence_promises_sdg_rows_only_for_sdg_labels(pinned, says, never):
+    from tao_aoi import rca_report
+
+    m = {"limiting_families": {k: {"pinned_false_alarms": v} for k, v in pinned.items()}}
+    text = rca_report.routing_sentence(m)
+    assert all(s in text for s in says) and not any(s in text for s in never), text

@@ -118,12 +118,20 @@ def verdict_lines(m: dict[str, Any]) -> list[str]:
 
 
 def routing_sentence(m: dict[str, Any]) -> str:
+    """What routing will do for the limiting families (SDG priority only where the label is an SDG label)."""
     fams = [k for k, _ in _pinning_families(m)]
     if not fams:
         return "Routing splits the new data by weak counts as usual (no family pins a false alarm)."
-    return (f"Routing gives {', '.join(fams)} priority: {defaults.LIMITING_SHARE:.0%} of the SDG rows split by the false "
-            f"alarms they pin (for the labels routed to SDG) and extra mining neighbours for the listed samples, on "
-            f"top of the usual split by weak counts.")
+    sdg = [k for k in fams if k in defaults.SDG_LABELS]
+    rest = [k for k in fams if k not in defaults.SDG_LABELS]
+    parts = [f"{defaults.LIMITING_SHARE:.0%} of the SDG rows go to {', '.join(sdg)}, split by the false alarms they "
+             f"pin (where the SDG pool has them)"] if sdg else []
+    if rest:
+        one = len(rest) == 1
+        parts.append(f"{', '.join(rest)} {'is not an SDG label' if one else 'are not SDG labels'} (default "
+                     f"--sdg-labels), so mining is where {'it gets' if one else 'they get'} more data")
+    return (f"Routing gives {', '.join(fams)} priority: " + "; ".join(parts) + ("; " if parts else "")
+            + "the listed samples get extra mining neighbours, on top of the usual split by weak counts.")
 
 
 def _actions(m: dict[str, Any], agent: bool) -> list[str]:
