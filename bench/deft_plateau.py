@@ -120,7 +120,8 @@ def report(name: str, seed: int, ws: Workspace, R: Results, work: Path) -> None:
             if len(pin):
                 r = pin.iloc[0]
                 print(f"            mining its lowest {worst}: {r['k']} slots, {r['candidates']} candidates, "
-                      f"{r['above_floor']} above the floor, {r['new']} brought, best cosine {float(r['best_similarity']):.3f}")
+                      f"{r['above_floor']} above the floor, {r['new']} brought, "
+                      f"best cosine {float(r['best_similarity']):.3f}")
     print(f"  its lowest {worst} at {it} against that training set (mining's embedder, cosine): "
           + nearest(df[positive].iloc[[lowest[0]]], train, worst, ws, R))
     base = changenet_csv.read(ws.training_csv, what="training CSV")
