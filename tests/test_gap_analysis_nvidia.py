@@ -60,6 +60,14 @@ def _frame(scores, labels_) -> pd.DataFrame:
                          "label": labels_, "object_name": [f"C{i}" for i in range(n)], "siamese_score": scores})
 
 
+def test_an_exact_f1_tie_goes_where_nvidias_rounding_sends_it():
+    # found by hypothesis: at recall >= 0 the candidates below every score (p 0.5, r 1) and at 0.0 (p 0.6, r 0.75)
+    # both have F1 2/3; 2tp/(2tp+fp+fn) makes them equal (then precision picks 0.0), NVIDIA's 2pr/(p+r) does not
+    got = _both(_frame([0.0, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1], ["PASS"] * 4 + ["MISSING"] * 4), 0.0, 1)
+    assert got["same_threshold"] and got["same_weak_set"], got
+    assert got["thresholds"][0] == -5e-324
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), n=st.integers(2, 40), recall_pct=st.sampled_from([0, 25, 50, 75, 90, 99, 100]),
        top_k=st.integers(1, 6))
