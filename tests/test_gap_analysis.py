@@ -19,7 +19,8 @@ TIED = st.sampled_from([-2.0, 0.0, 0.1, 0.3, 0.3000000000000001, 1.0, 4.0])
 
 
 def brute_force(scores, positive, min_recall: Fraction):
-    """Every candidate scored on its own, in exact arithmetic: (threshold, tp, fp)."""
+    """Every candidate scored on its own: (threshold, tp, fp). Recall in exact arithmetic; F1 and precision
+    with the float operations of NVIDIA's vcn_aoi (2pr / (p + r)), whose rounding decides exact F1 ties."""
     P = sum(positive)
     cands = sorted(set(scores.tolist())) + [float(np.nextafter(scores.min(), -np.inf))]
     best = None
@@ -28,8 +29,9 @@ def brute_force(scores, positive, min_recall: Fraction):
         fp = sum(1 for s, y in zip(scores, positive) if not y and s > t)
         if Fraction(tp, P) < min_recall:
             continue
-        f1 = Fraction(2 * tp, 2 * tp + fp + (P - tp)) if tp or fp or P - tp else Fraction(0)
-        prec = Fraction(tp, tp + fp) if tp + fp else Fraction(0)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / P
+        f1 = (2.0 * prec * rec) / (prec + rec) if prec + rec else 0.0
         key = (f1, prec, t)
         if best is None or key > best[0]:
             best = (key, t, tp, fp)
