@@ -122,12 +122,10 @@ def trial_table(rec: dict, ws: Workspace, work: Path, candidates: bool = False) 
 def limiting_family(R: Results, ws: Workspace) -> tuple[str, float, int, int]:
     """(label, its baseline FAR, pool rows of it mined over the run, pool rows of it)."""
     df, scores, positive = kpi.read_inference(str(R.stage_dir("baseline", "evaluate") / "inference.csv"))
-    labels = df["label"].to_numpy()
-    passes = np.sort(scores[~positive])
+    share, family = pass_share_above(scores, positive), df["label"].to_numpy()[positive]
     worst, worst_far = "", -1.0
-    for label in sorted(set(labels[positive])):
-        lowest = scores[labels == label].min()
-        far = 100.0 * (len(passes) - np.searchsorted(passes, lowest, side="left")) / len(passes)
+    for label in sorted(set(family)):  # a family's FAR is the share above its lowest-scored defect
+        far = 100.0 * float(share[family == label].max())
         if far > worst_far:
             worst, worst_far = label, far
     pool = changenet_csv.read(ws.mining_pool_csv)

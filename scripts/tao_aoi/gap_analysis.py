@@ -86,9 +86,7 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float
     # F1 as NVIDIA's vcn_aoi computes it (2pr / (p + r), same float operations in the same order), not as
     # 2tp / (2tp + fp + fn): the two are equal in exact arithmetic, but where two candidates tie exactly
     # their rounding decides which one wins, and the threshold must be the one NVIDIA's tool picks.
-    denom = precision + recall
-    f1 = np.zeros_like(precision)
-    np.divide(2.0 * precision * recall, denom, out=f1, where=denom > 0)
+    f1 = _ratio(2.0 * precision * recall, precision + recall)
     feasible = np.flatnonzero(recall >= min_recall - _RECALL_TOL)
     best_recall = float(recall.max())
     if feasible.size == 0:
