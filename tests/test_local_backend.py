@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import run_script
+from conftest import generated_workspace, run_script
 from tao_aoi import changenet_csv, cli, defaults, features, kpi, local_model, train_spec
 from tao_aoi.commands import infer as infer_cmd
 from tao_aoi.commands import train as train_cmd
@@ -35,9 +35,7 @@ FAST = {"train.num_epochs": 6}
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Workspace:
-    out = tmp_path_factory.mktemp("local") / "ws"
-    run_script("make_demo_workspace.py", "--out", out, "--preset", "tiny", "--seed", 5, check=True)
-    return Workspace.at(out)
+    return generated_workspace(tmp_path_factory, "tiny", 5)
 
 
 @pytest.fixture(scope="module")
