@@ -55,9 +55,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from tao_aoi import automl, changenet_csv, defaults, features, search_space, train_spec  # noqa: E402
+from tao_aoi import defaults
+from tao_aoi.automl import search_space, study
 from tao_aoi.backends import get_backend  # noqa: E402
+from tao_aoi.data import changenet_csv
 from tao_aoi.layout import Workspace  # noqa: E402
+from tao_aoi.model import features
+from tao_aoi.tao import train_spec  # noqa: E402
 
 SAMPLERS = ("bayesian", "random")
 PRUNED = ("hyperband", "asha")
@@ -93,15 +97,15 @@ def _key(row: dict) -> tuple[float, int]:
 
 def search(ws: Workspace, algorithm: str, seed: int, trials: int, work: Path) -> dict:
     space = search_space.default_for_backend("local")
-    cfg = automl.SearchConfig(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
+    cfg = study.SearchConfig(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
                               images_root=ws.images, out_dir=work / f"{algorithm}_s{seed}", space=space,
                               algorithm=algorithm, n_trials=trials, seed=seed,
-                              start_params=automl.start_point(space, ws.baseline_spec))
+                              start_params=study.start_point(space, ws.baseline_spec))
     shutil.rmtree(cfg.out_dir, ignore_errors=True)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    automl.work(cfg, get_backend("local"))
+    study.work(cfg, get_backend("local"))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    rec = automl.write_best(cfg)
+    rec = study.write_best(cfg)
     rows = rec["trials"]
     ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["value"] is not None
           and math.isfinite(r["value"])]

@@ -30,15 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import deft_quality as dq  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import deft_quality as dq  # noqa: E402
-from tao_aoi import changenet_csv, checkpoint, features, kpi, local_model, mining, train_spec  # noqa: E402
 from tao_aoi import labels as labels_mod  # noqa: E402
+from tao_aoi.analysis import kpi
 from tao_aoi.backends import get_backend  # noqa: E402
 from tao_aoi.backends.base import TrainJob  # noqa: E402
+from tao_aoi.data import changenet_csv
+from tao_aoi.deft import mining
 from tao_aoi.layout import Results, Workspace  # noqa: E402
+from tao_aoi.model import checkpoint, ensemble, features
+from tao_aoi.tao import train_spec  # noqa: E402
 
 
 def row_keys(df: pd.DataFrame) -> pd.Series:
@@ -100,8 +104,8 @@ def report(name: str, seed: int, ws: Workspace, R: Results, work: Path) -> None:
         lim = np.flatnonzero(labels[positive] == worst)
         lowest = lim[np.argsort(scores[positive][lim])][:3]
         keys = row_keys(df[positive]).to_numpy()
-        meta = checkpoint.load(st["iterations"][it]["artifacts"]["checkpoint"], local_model.FORMAT,
-                               local_model.FORMAT_VERSION)[1]
+        meta = checkpoint.load(st["iterations"][it]["artifacts"]["checkpoint"], ensemble.FORMAT,
+                               ensemble.FORMAT_VERSION)[1]
         hp = meta["hyperparameters"]
         pin_truth = truth.get(keys[lowest[0]], "?")
         like = int(((train["label"] == worst) & (row_keys(train).map(truth) == pin_truth)).sum())

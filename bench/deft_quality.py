@@ -41,10 +41,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tao_aoi import automl, changenet_csv, defaults, kpi, phases, search_space  # noqa: E402
+from tao_aoi import defaults
+from tao_aoi.analysis import kpi
+from tao_aoi.automl import search_space, study
 from tao_aoi.backends import get_backend  # noqa: E402
 from tao_aoi.backends.base import InferJob  # noqa: E402
+from tao_aoi.data import changenet_csv
 from tao_aoi.layout import Results, Workspace  # noqa: E402
+from tao_aoi.pipeline import phases  # noqa: E402
 
 PRESET = {"demo": "demo", "field": "field"}
 TARGET = "FAR < 1% at Recall=100%"
@@ -141,11 +145,11 @@ def extra_searches(ws: Workspace, seeds: int, trials: int, work: Path) -> list[p
     tables = []
     for i in range(seeds):
         out = work / f"objective_search_{i}"
-        cfg = automl.SearchConfig(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
+        cfg = study.SearchConfig(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
                                   images_root=ws.images, out_dir=out, space=space, n_trials=trials,
-                                  seed=defaults.SEED + 1 + i, start_params=automl.start_point(space, ws.baseline_spec))
-        automl.work(cfg, get_backend("local"))
-        tables.append(trial_table(automl.write_best(cfg), ws, out, candidates=True))
+                                  seed=defaults.SEED + 1 + i, start_params=study.start_point(space, ws.baseline_spec))
+        study.work(cfg, get_backend("local"))
+        tables.append(trial_table(study.write_best(cfg), ws, out, candidates=True))
     return tables
 
 

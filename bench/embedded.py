@@ -36,10 +36,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import pandas as pd  # noqa: E402
 
-from tao_aoi import changenet_csv, defaults, demo_workspace, features, field_workspace, kpi  # noqa: E402
+from tao_aoi import defaults
+from tao_aoi.analysis import kpi  # noqa: E402
 from tao_aoi.backends.base import InferJob, TrainJob  # noqa: E402
 from tao_aoi.backends.local import LocalBackend  # noqa: E402
+from tao_aoi.data import changenet_csv
 from tao_aoi.layout import Workspace  # noqa: E402
+from tao_aoi.model import features
+from tao_aoi.workspace import demo, diagnostics, field
 
 PY = sys.executable
 ENV = dict(os.environ, TAO_AOI_NO_REEXEC="1")
@@ -62,7 +66,7 @@ def build(preset: str, work: Path) -> tuple[Workspace, dict, float]:
     wall, rss = run_cli([str(ROOT / "scripts" / "make_demo_workspace.py"), "--out", str(out), "--preset", preset,
                          "--force", "--quiet"])
     manifest = pd.read_json(out / "demo_manifest.json", typ="series")
-    p = demo_workspace.PRESETS.get(preset) or field_workspace.PRESETS[preset]
+    p = demo.PRESETS.get(preset) or field.PRESETS[preset]
     rows = sum(p.rows.values()) + p.sdg
     rate = manifest["files_written"] / wall
     print(f"  build {preset:10s}: {wall:6.1f} s  {rows:6d} rows  {manifest['files_written']:6d} images "
@@ -116,7 +120,7 @@ def headroom(name: str, ws: Workspace, manifest: dict, work: Path) -> None:
     fam = manifest["families"]
     wanted = set(fam["missing_from_base_train"]) | set(fam["rare_in_base_train"])
     base = changenet_csv.read(ws.training_csv)
-    added = pd.concat([base, demo_workspace.pool_rows_for_missing_families(ws.root)], ignore_index=True)
+    added = pd.concat([base, diagnostics.pool_rows_for_missing_families(ws.root)], ignore_index=True)
     added_csv = work / f"{name}_added.csv"
     added.to_csv(added_csv, index=False)
     backend = LocalBackend()
@@ -149,7 +153,7 @@ def floor_sweep(built: dict) -> None:
     for name in ("demo", "field"):
         if name in built:
             t0 = time.perf_counter()
-            tables[name] = {f: demo_workspace.similarity_check(built[name][0].root, f) for f in FLOORS}
+            tables[name] = {f: diagnostics.similarity_check(built[name][0].root, f) for f in FLOORS}
             print(f"  {name}: {len(FLOORS)} floors in {time.perf_counter() - t0:.1f} s")
     print("  floor  " + "  ".join(f"{n:>6s} hit / kept" for n in tables))
     qualified = []
@@ -168,7 +172,7 @@ def floor_sweep(built: dict) -> None:
     print(f"  lowest floor with kept >= 0.9 on every generator: {chosen}; the local embedder's calibrated floor: "
           f"{floor} ({'agrees' if chosen == floor else 'DIFFERS: recalibrate defaults.MIN_SIMILARITY_BY_EMBEDDER'})")
     for name, by_floor in tables.items():
-        table = by_floor.get(floor) if floor in by_floor else demo_workspace.similarity_check(built[name][0].root, floor)
+        table = by_floor.get(floor) if floor in by_floor else diagnostics.similarity_check(built[name][0].root, floor)
         print(f"  {name} at {floor}: label severity targets | same-label hit | kept same-label | other-label rows")
         for r in table.itertuples():
             print(f"    {r.label:17s} {r.severity or '-':5s} {r.targets:4d} | {r.with_same_label_hit:5.2f} | "

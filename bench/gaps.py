@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
 
 from rca_data import kpi_set, write_images, write_spec  # noqa: E402
 from support import nvidia_rcca  # noqa: E402
-from tao_aoi import gap_analysis, kpi, label_noise  # noqa: E402
+from tao_aoi.analysis import gap_analysis, kpi, label_noise  # noqa: E402
 
 
 def build(work: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path]:

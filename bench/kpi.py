@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from tao_aoi import kpi  # noqa: E402
+from tao_aoi.analysis import kpi  # noqa: E402
 
 
 def scores_like_aoi(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +70,9 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    import sklearn.metrics  # noqa: F401  (import cost is not the metric's cost)
-
     import os
+
+    import sklearn.metrics  # noqa: F401  (import cost is not the metric's cost)
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are best of several runs)")
     print(f"{'rows':>10} {'ours O(n)':>11} {'ours Curve':>11} {'sklearn roc':>12} {'1 pass':>9} "

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from tao_aoi import mining  # noqa: E402
+from tao_aoi.deft import mining  # noqa: E402
 
 FLOOR = 0.9
 BUILD_GROWTH = 1.4  # HNSW build time ~ N^1.4 (measured here: 10k -> 100k rows took 24-25x longer)

@@ -72,10 +72,10 @@ def main() -> int:
             times.append((time.perf_counter() - t) * 1000)
         commit = statistics.median(times)
         sys.path.insert(0, str(ROOT / "scripts"))
-        from tao_aoi import state
+        from tao_aoi.state import deft_state
 
         for i in range(LONG):
-            state.log(results, label="baseline", stage="note", status="ok", summary=f"note {i} " + "x" * 100)
+            deft_state.log(results, label="baseline", stage="note", status="ok", summary=f"note {i} " + "x" * 100)
         size_kb = (results / "loop_log.jsonl").stat().st_size / 1024
         log_long, log_long_cpu = medians_ms(log_cmd)
         nxt_long = median_ms(nxt_cmd)

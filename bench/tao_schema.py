@@ -29,26 +29,27 @@ def median_ms(cmd: list[str]) -> float:
 
 
 def main() -> int:
-    from tao_aoi import demo_workspace, tao_schema, train_spec
+    from tao_aoi.tao import schema, train_spec
+    from tao_aoi.workspace import presets
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = demo_workspace.spec_dict("demo")
+        spec = presets.spec_dict("demo")
         spec["results_dir"] = tmp
         path = Path(tmp) / "spec.yaml"
         path.write_text(train_spec.dump(spec))
         rows = {"train": 1500, "val": 500}
         py = sys.executable
         bare = median_ms([py, "-c", "pass"])
-        cold = median_ms([py, "-c", f"import sys; sys.path.insert(0, 'scripts'); from tao_aoi import tao_schema; "
-                                    f"tao_schema.check({str(path)!r}, 'train', {rows!r})"])
-        tao_schema.check(path, "train", rows)
+        cold = median_ms([py, "-c", f"import sys; sys.path.insert(0, 'scripts'); from tao_aoi.tao import schema; "
+                                    f"schema.check({str(path)!r}, 'train', {rows!r})"])
+        schema.check(path, "train", rows)
         t = time.perf_counter()
         for _ in range(50):
-            tao_schema.check(path, "train", rows)
+            schema.check(path, "train", rows)
         warm = (time.perf_counter() - t) / 50 * 1000
     print(f"python -c pass: {bare:.0f} ms; one process checking one spec: {cold:.0f} ms "
           f"(+{cold - bare:.0f} ms, {cold / bare:.1f}x bare); warm check: {warm:.1f} ms per spec "
-          f"(TAO {tao_schema.tao_version()} schema)")
+          f"(TAO {schema.tao_version()} schema)")
     return 0
 
 

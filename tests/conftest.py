@@ -41,7 +41,7 @@ def generated_workspace(factory, preset: str, seed: int):
 
 def workspace_csvs(ws) -> dict:
     """The four CSVs of a workspace, read as the scripts read them."""
-    from tao_aoi import changenet_csv
+    from tao_aoi.data import changenet_csv
 
     return {"train": changenet_csv.read(ws.training_csv), "val": changenet_csv.read(ws.validation_csv),
             "kpi": changenet_csv.read(ws.kpi_csv), "mining": changenet_csv.read(ws.mining_pool_csv)}

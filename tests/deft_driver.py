@@ -12,9 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-from tao_aoi import atomic, metric_contract, stage_plan, stages, state
+from tao_aoi import atomic
+from tao_aoi.analysis import metric_contract
 from tao_aoi.commands import commit_stage, log_stage
 from tao_aoi.layout import iteration_number
+from tao_aoi.state import deft_state, stage_plan, stages
 
 
 def _flags(argv: list[str]) -> dict[str, str]:
@@ -49,7 +51,7 @@ def fake_outputs(st: dict, step: stages.Step, argv: list[str], far_of=default_fa
             atomic.write_json(p, {"missing_file_count": 0, "leakage_count": 0, "bad_label_count": 0,
                                   "new_rows": 10 * n, "combined_rows": 100 + 10 * n})
         elif key == "best-model":
-            label = metric_contract.pick_best(st["metric_contract"], state.candidates(st))
+            label = metric_contract.pick_best(st["metric_contract"], deft_state.candidates(st))
             atomic.write_json(p, {"iteration": label})
         else:
             atomic.write_text(p, f"{key} for {step}\n")
@@ -64,7 +66,7 @@ def drive(results_dir: str, *, with_notes: bool = True, phase3: bool = False, fa
     """Commit stages until the run is done, or until ``until`` is the next stage (not committed)."""
     results_dir = str(results_dir)
     while True:
-        st = state.load(results_dir)
+        st = deft_state.load(results_dir)
         step = stages.expected_next(st)
         if until is not None and step == until:
             return st

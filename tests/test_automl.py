@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_script
+
 from support.slurm_fixture import slurm_cluster  # noqa: F401  (session fixture)
-from tao_aoi import automl, search_space
+from tao_aoi.automl import search_space, study
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import COMPLETE, Backend, JobHandle
 from tao_aoi.errors import HardStop, UserError
@@ -27,13 +27,13 @@ def tiny(tmp_path_factory) -> Path:
     return ws
 
 
-def config(ws: Path, out: Path, n: int = 3, algorithm: str = "bayesian", seed: int = 7) -> automl.SearchConfig:
+def config(ws: Path, out: Path, n: int = 3, algorithm: str = "bayesian", seed: int = 7) -> study.SearchConfig:
     space = search_space.default_for_backend("local")
     spec = ws / "specs/baseline_spec.yaml"
-    return automl.SearchConfig(spec=spec, train_csv=ws / "train/base/training_set.csv",
+    return study.SearchConfig(spec=spec, train_csv=ws / "train/base/training_set.csv",
                                val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", out_dir=out,
                                space=space, algorithm=algorithm, n_trials=n, seed=seed,
-                               start_params=automl.start_point(space, spec))
+                               start_params=study.start_point(space, spec))
 
 
 def trial_view(rec: dict) -> list[tuple]:
@@ -78,11 +78,11 @@ def test_search_is_deterministic_and_trial0_is_the_starting_spec(tiny, tmp_path)
     recs = []
     for name in ("a", "b"):
         cfg = config(tiny, tmp_path / name)
-        automl.work(cfg, backend)
-        recs.append(automl.write_best(cfg))
+        study.work(cfg, backend)
+        recs.append(study.write_best(cfg))
     assert trial_view(recs[0]) == trial_view(recs[1])
     first = recs[0]["trials"][0]
-    assert first["start_point"] and first["params"] == automl.start_point(config(tiny, tmp_path).space,
+    assert first["start_point"] and first["params"] == study.start_point(config(tiny, tmp_path).space,
                                                                           tiny / "specs/baseline_spec.yaml")
     assert recs[0]["direction"] == "minimize" and recs[0]["metric_set"] == "validation"
     best = recs[0]["best"]
@@ -114,8 +114,8 @@ def _automl_argv(ws: Path, out: Path, trials: int, *extra: str) -> list[str]:
 def _study_trials(out: Path) -> list:
     import optuna
 
-    study = optuna.load_study(study_name=automl.STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
-    return sorted(study.get_trials(), key=lambda t: t.number)
+    loaded = optuna.load_study(study_name=study.STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+    return sorted(loaded.get_trials(), key=lambda t: t.number)
 
 
 @pytest.mark.slow
@@ -205,16 +205,16 @@ class OneClassBackend(Backend):
 
 def test_a_model_that_predicts_one_class_is_infeasible(tiny, tmp_path):
     cfg = config(tiny, tmp_path / "oc", n=2)
-    automl.work(cfg, OneClassBackend())
+    study.work(cfg, OneClassBackend())
     with pytest.raises(HardStop, match="2 collapsed to one class"):
-        automl.write_best(cfg)
+        study.write_best(cfg)
 
 
 def test_journal_file_storage_works_for_shared_disks(tiny, tmp_path):
     cfg = config(tiny, tmp_path / "j", n=2)
     cfg.storage = f"journal:{tmp_path / 'study.log'}"
-    automl.work(cfg, get_backend("local"))
-    rec = automl.write_best(cfg)
+    study.work(cfg, get_backend("local"))
+    rec = study.write_best(cfg)
     assert rec["storage"].startswith("journal:") and [t["number"] for t in rec["trials"]] == [0, 1]
     assert (tmp_path / "study.log").stat().st_size > 0 and not (tmp_path / "j" / "study.db").exists()
 
@@ -222,13 +222,13 @@ def test_journal_file_storage_works_for_shared_disks(tiny, tmp_path):
 @pytest.mark.slow
 def test_hyperband_prunes_on_the_per_epoch_validation_far(tiny, tmp_path):
     cfg = config(tiny, tmp_path / "hb", n=8, algorithm="hyperband", seed=1234)
-    automl.work(cfg, get_backend("local"))
-    rec = automl.write_best(cfg)
+    study.work(cfg, get_backend("local"))
+    rec = study.write_best(cfg)
     pruned = [t for t in rec["trials"] if t["state"] == "PRUNED"]
     full = [t for t in rec["trials"] if t["state"] == "COMPLETE"]
     assert pruned and full, rec["counts"]
-    epochs = automl.train_spec.get(automl.train_spec.load(cfg.spec), "train.num_epochs")
-    first_rung = automl._min_resource(epochs)
+    epochs = study.train_spec.get(study.train_spec.load(cfg.spec), "train.num_epochs")
+    first_rung = study._min_resource(epochs)
     for t in pruned:  # stopped at a rung, having trained fewer epochs than a full trial
         assert first_rung <= t["pruned_at_epoch"] < epochs and len(t["intermediate"]) == t["pruned_at_epoch"]
     assert all(len(t["intermediate"]) == epochs for t in full)

@@ -11,9 +11,10 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tao_aoi import changenet_csv
+from tao_aoi.data import changenet_csv
 from tao_aoi.errors import UserError
 
 CELL = st.one_of(st.sampled_from(["", " ", "pass", " Pass ", "MISSING", "bridge", "a,b", 'say "hi"', "x\ny", "007",

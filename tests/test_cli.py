@@ -14,12 +14,13 @@ import re
 
 import click
 import pytest
-from hypothesis import given, strategies as st
-
 from conftest import SCRIPTS, run_script
-from tao_aoi import cli, stage_plan, stages, state
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tao_aoi import cli, fmt
 from tao_aoi.errors import UserError
-from tao_aoi.report import fmt
+from tao_aoi.state import deft_state, stage_plan, stages
 
 COMMANDS = sorted(p.stem for p in (SCRIPTS / "tao_aoi" / "commands").glob("*.py") if p.stem != "__init__")
 
@@ -159,7 +160,7 @@ def test_init_keeps_the_ratio_and_the_plan_writes_the_percent(stub_workspace, tm
     assert module("init_deft_state").main(["--results-dir", str(results), "--workspace", str(stub_workspace),
                                            "--max-iterations", "2", "--kpi-target", "FAR < 2% at Recall=99.5%",
                                            "--min-recall", "99.9"]) == 0
-    st_ = state.load(results)
+    st_ = deft_state.load(results)
     assert st_["config"]["min_recall"] == 0.999  # deft_state.json keeps the ratio
     rca = stage_plan.plan(st_, stages.Step("baseline", "rca"), str(results))["run"][0]
     assert rca[rca.index("--min-recall") + 1] == "99.9"
@@ -227,7 +228,7 @@ def test_human_output_rounds_and_json_keeps_full_precision(tmp_path, capsys):
 
 
 def test_the_run_summary_rounds_its_figures():
-    from tao_aoi import phases
+    from tao_aoi.pipeline import phases
 
     far = 100 * 13 / 66
     text = phases.render_summary({

@@ -9,12 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import generated_workspace, run_script, workspace_csvs
 from PIL import Image
 
-from conftest import generated_workspace, workspace_csvs, run_script
-from tao_aoi import changenet_csv, defaults, demo_workspace, pcb_render, sdg_pool, train_spec
+from tao_aoi import defaults
+from tao_aoi.data import changenet_csv
+from tao_aoi.deft import sdg
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
+from tao_aoi.tao import train_spec
+from tao_aoi.workspace import demo, demo_render, diagnostics, presets
 
 SEED = 11
 
@@ -45,9 +49,9 @@ def test_layout_and_csv_contract(ws):
     for name, df in workspace_csvs(ws).items():
         assert list(df.columns[:4]) == list(changenet_csv.REQUIRED), name
         assert not changenet_csv.missing_images(df, ws.images, ["SolderLight", "UniformLight"], ".png"), name
-        assert df["label"].isin(["PASS", *pcb_render.FAMILIES]).all()
+        assert df["label"].isin(["PASS", *demo_render.FAMILIES]).all()
     with Image.open(ws.images / "golden" / "BRD_A" / "R1_SolderLight.png") as im:
-        assert im.size == (demo_workspace.IMAGE_SIZE,) * 2 and im.mode == "RGB"
+        assert im.size == (demo.IMAGE_SIZE,) * 2 and im.mode == "RGB"
 
 
 def test_family_situation(ws):
@@ -55,12 +59,12 @@ def test_family_situation(ws):
     train, kpi, mining = (set(d[k]["label"]) for k in ("train", "kpi", "mining"))
     assert {"SHIFT", "TOMBSTONE"} <= kpi - train, "the base set must lack families the KPI set has"
     assert (d["train"]["label"] == "EXCESS_SOLDER").mean() < 0.05  # nearly lacks
-    assert kpi == {"PASS", *pcb_render.FAMILIES}
-    assert mining == {"PASS", *pcb_render.FAMILIES}, "the mining pool holds the families SDG cannot make"
+    assert kpi == {"PASS", *demo_render.FAMILIES}
+    assert mining == {"PASS", *demo_render.FAMILIES}, "the mining pool holds the families SDG cannot make"
     assert set(d["val"]["label"]) == kpi  # validation: a held-out production sample with every family
-    files, facts = sdg_pool.scan(ws.sdg_pool)
+    files, facts = sdg.scan(ws.sdg_pool)
     assert facts["unpaired_files"] == 0 and facts["unparsed_files"] == 0
-    assert set(sdg_pool.samples_per_label(files)) == set(defaults.SDG_LABELS)
+    assert set(sdg.samples_per_label(files)) == set(defaults.SDG_LABELS)
     truth = pd.read_csv(ws.root / "demo_truth.csv", dtype=str, keep_default_na=False)
     kpi_truth = truth[(truth["split"] == "kpi") & (truth["label"] != "PASS")]
     for family, grp in kpi_truth.groupby("label"):
@@ -82,7 +86,7 @@ def test_sdg_pool_layout(ws):
     assert ng == ok and ng
     manifest = pd.read_csv(ws.sdg_pool / "SDG_result.csv", dtype=str)
     assert sorted(manifest["image_name"]) == ng
-    parsed = [sdg_pool.parse_name(Path(n).stem) for n in ng]
+    parsed = [sdg.parse_name(Path(n).stem) for n in ng]
     assert all(p and p["light"] in ("SolderLight", "UniformLight") for p in parsed)
     assert {p["label"] for p in parsed} == set(defaults.SDG_LABELS)
 
@@ -124,17 +128,17 @@ def test_failure_leaves_nothing(tmp_path, monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("renderer broke")
 
-    monkeypatch.setattr(demo_workspace.pr, "add_defects", broken)
+    monkeypatch.setattr(demo.pr, "add_defects", broken)
     with pytest.raises(RuntimeError):
-        demo_workspace.build(tmp_path / "ws", "tiny", 0)
+        presets.build(tmp_path / "ws", "tiny", 0)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(UserError, match="preset"):
-        demo_workspace.build(tmp_path / "ws", "huge", 0)
+        presets.build(tmp_path / "ws", "huge", 0)
 
 
 def test_preset_sizes():
-    assert sum(demo_workspace.PRESETS["large"].rows.values()) >= 20_000
-    assert sum(demo_workspace.PRESETS["tiny"].rows.values()) < sum(demo_workspace.PRESETS["demo"].rows.values())
+    assert sum(demo.PRESETS["large"].rows.values()) >= 20_000
+    assert sum(demo.PRESETS["tiny"].rows.values()) < sum(demo.PRESETS["demo"].rows.values())
 
 
 def floor_summary(table: pd.DataFrame) -> tuple[float, float]:
@@ -149,12 +153,12 @@ def floor_summary(table: pd.DataFrame) -> tuple[float, float]:
 
 def test_mining_floor_keeps_same_family_rows_on_tiny(ws):
     # tiny's pool has ~20 rows per family, so fewer targets find a twin; what is kept must still be right
-    hit, purity = floor_summary(demo_workspace.similarity_check(ws.root))
+    hit, purity = floor_summary(diagnostics.similarity_check(ws.root))
     assert hit >= 0.75 and purity >= 0.8
 
 
 @pytest.mark.slow
 def test_mining_floor_is_meaningful_on_demo(tmp_path):
     run_script("make_demo_workspace.py", "--out", tmp_path / "ws", "--preset", "demo", "--quiet", check=True)
-    hit, purity = floor_summary(demo_workspace.similarity_check(tmp_path / "ws"))
+    hit, purity = floor_summary(diagnostics.similarity_check(tmp_path / "ws"))
     assert hit >= 0.95 and purity >= 0.95

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
-import sys
 import time
 from pathlib import Path
 
@@ -12,14 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tao_aoi import defaults, versions
+from support import tao_workspace
+from support.docker_fixture import fake_docker  # noqa: F401
+from tao_aoi import defaults
 from tao_aoi.backends import get_backend, tao
 from tao_aoi.backends.base import CANCELED, COMPLETE, RUNNING, EmbedJob, InferJob, TrainJob
 from tao_aoi.backends.external import epoch_metrics, read_record
 from tao_aoi.errors import UserError
-
-from support import tao_workspace
-from support.docker_fixture import fake_docker  # noqa: F401
+from tao_aoi.tao import versions
 
 LIGHTS = tao_workspace.LIGHTS
 

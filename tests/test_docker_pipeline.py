@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, run_script
+
 from support import tao_workspace
 from support.docker_fixture import fake_docker  # noqa: F401
-from tao_aoi import tao_schema
 from tao_aoi.backends.external import read_record
+from tao_aoi.tao import schema
 
 KPI = "FAR < 2% at Recall=100%"
 
@@ -44,7 +44,7 @@ def test_automl_docker_workers_each_get_a_gpu_and_feed_the_pruner(fake_docker, t
     assert set(rec["space"]["params"]) >= {"train.optim.lr", "dataset.classify.fpratio_sampling"}
     assert "train.optim.momentum" in rec["space"]["inactive"]  # adamw: TAO never reads momentum
     for t in trials:  # every trial's spec went through NVIDIA's schema (the fake merged it too)
-        tao_schema.check(Path(t["checkpoint"]).parent / "tao_spec.yaml", "train")
+        schema.check(Path(t["checkpoint"]).parent / "tao_spec.yaml", "train")
 
 
 def test_too_few_gpus_for_the_workers_is_a_user_error(fake_docker, tmp_path):
@@ -91,16 +91,16 @@ def test_run_pipeline_docker_all_phases_delivers_a_tao_checkpoint(fake_docker, t
                      ("embedding", "image_embeddings")}  # mining embeds through the data-services image
     # the deliverable's inference spec is a TAO spec too
     spec = results / "best_model_inference_spec.yaml"
-    cfg = tao_schema.merged(spec)
+    cfg = schema.merged(spec)
     assert cfg.model.backbone.type.startswith("fan_") and yaml.safe_load(spec.read_text())["task"] == "classify"
 
 
 def test_the_docker_dry_run_passes_taos_rules_on_the_demo_spec(fake_docker, tmp_path):
     """The 1-epoch dry run shortens num_epochs below the demo spec's checkpoint_interval: TAO (and
     tao_schema) refuse that unless the intervals come down too."""
-    from tao_aoi import run_cost
+    from tao_aoi.pipeline import compute_budget
 
     ws = tmp_path / "ws"
     run_script("make_demo_workspace.py", "--out", ws, "--preset", "tiny", check=True)
-    costs = run_cost.measure(ws, "docker")
+    costs = compute_budget.measure(ws, "docker")
     assert costs.source.startswith("measured 1-epoch docker job")

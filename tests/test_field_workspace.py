@@ -5,20 +5,24 @@ calls an unseen but visible defect family a confident PASS."""
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import generated_workspace, run_script, workspace_csvs
 from PIL import Image
 
-from conftest import generated_workspace, workspace_csvs, run_script
-from tao_aoi import changenet_csv, defaults, features, field_render as fr, field_workspace, mining, sdg_pool
-from tao_aoi import train_spec
+from tao_aoi import defaults
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import InferJob, TrainJob
+from tao_aoi.data import changenet_csv
+from tao_aoi.deft import mining, sdg
 from tao_aoi.layout import Workspace
+from tao_aoi.model import features
+from tao_aoi.tao import train_spec
+from tao_aoi.workspace import field
+from tao_aoi.workspace import field_render as fr
 
 SEED = 7
 UNSEEN = ("TOMBSTONE", "POLARITY", "FOREIGN_MATERIAL")
@@ -51,9 +55,9 @@ def test_family_situation(ws):
     train, val, kpi, mining_labels = (set(d[k]["label"]) for k in ("train", "val", "kpi", "mining"))
     assert set(UNSEEN) <= kpi - train and val == train
     assert kpi == mining_labels == {"PASS", *fr.FAMILIES}
-    files, facts = sdg_pool.scan(ws.sdg_pool)
+    files, facts = sdg.scan(ws.sdg_pool)
     assert facts["unpaired_files"] == 0 and facts["unparsed_files"] == 0
-    assert set(sdg_pool.samples_per_label(files)) <= set(defaults.SDG_LABELS)
+    assert set(sdg.samples_per_label(files)) <= set(defaults.SDG_LABELS)
     truth = pd.read_csv(ws.root / "demo_truth.csv", dtype=str, keep_default_na=False)
     assert set(truth.loc[truth["label"] == "POLARITY", "footprint"]) == {"D"}  # only polarised parts
     assert "Q" not in set(truth.loc[truth["label"] == "TOMBSTONE", "footprint"])
@@ -124,7 +128,7 @@ def test_a_same_family_pair_at_different_places_is_above_the_floor(ws, family, k
     fr.add_defects(other, np.array(["BRIDGE"]), np.array([False]), np.random.default_rng(2))
     emb_other = descriptors(render(other, 6), {k: v[:1] for k, v in gold.items()})
     pool = changenet_csv.read(ws.mining_pool_csv)
-    lights, ext = list(fr.LIGHTS), field_workspace.IMAGE_EXT
+    lights, ext = list(fr.LIGHTS), field.IMAGE_EXT
     cfg = features.config_for(pool, ws.images, lights, ext)
     settings = features.embedder_settings(lights, ext, cfg)
     p_emb = features.embeddings(pool, ws.images, lights, ext, cfg)

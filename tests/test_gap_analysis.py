@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rca_data import LIGHTS, call, scored_frame, write_images, write_spec
-from tao_aoi import gap_analysis
+from tao_aoi.analysis import gap_analysis
 from tao_aoi.commands import gap_analysis as gap_cmd
 from tao_aoi.errors import HardStop, UserError
 
@@ -70,7 +71,7 @@ def test_min_recall_one_keeps_every_defect_and_ties_go_to_pass():
 @settings(max_examples=100, deadline=None)
 @given(n=st.integers(2, 40), data=st.data())
 def test_min_recall_one_flags_what_the_kpi_at_100_flags(n, data):
-    from tao_aoi import kpi
+    from tao_aoi.analysis import kpi
 
     scores = np.array(data.draw(st.lists(TIED, min_size=n, max_size=n)))
     positive = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
@@ -177,7 +178,7 @@ def test_end_to_end_outputs(rca_inputs, tmp_path, capsys):
     assert m["report_mode"] == "headless"
 
     # The limiting samples: the KPI operating point at the recall target, and what pins it.
-    from tao_aoi import kpi
+    from tao_aoi.analysis import kpi
 
     point = kpi.at_recall(s, y, 100.0)
     lim = m["limiting"]
@@ -274,7 +275,7 @@ def test_bad_spec_and_args(rca_inputs, tmp_path, capsys):
 
 
 def test_label_issues_flag_an_obvious_flip(tmp_path):
-    from tao_aoi import label_noise
+    from tao_aoi.analysis import label_noise
 
     rng = np.random.default_rng(0)
     y = rng.random(400) < 0.3

@@ -17,13 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import run_script
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tooling
-from conftest import run_script
 from rca_data import LIGHTS, kpi_set, write_spec, write_stub_images
 from support import nvidia_rcca
-from tao_aoi import gap_analysis, labels
+from tao_aoi import labels
+from tao_aoi.analysis import gap_analysis
 from tao_aoi.errors import UserError
 
 TIED = st.sampled_from([0.0, 0.1, 0.3, 0.3000000000000001, 0.5, 0.7, 1.0, 2.5, -1.0])

@@ -9,7 +9,8 @@ import yaml
 
 import deft_driver
 import mini_workspace
-from tao_aoi import metric_contract, stages, state
+from tao_aoi.analysis import metric_contract
+from tao_aoi.state import deft_state, stages
 
 KPI = "FAR < 2% at Recall=100%"
 
@@ -54,7 +55,7 @@ def test_seed_baseline_skips_a_collapsed_winner_and_commits_through_the_writer(w
     assert merged["train"]["optim"]["lr"] == 0.004
     assert merged["train"]["num_epochs"] == 3  # budget key untouched (from the baseline spec)
     assert (ws / "specs/baseline_spec_automl.yaml").read_text() == (R / "baseline_spec_automl.yaml").read_text()
-    st = state.load(R)
+    st = deft_state.load(R)
     base = st["iterations"]["baseline"]
     assert base["source"] == "automl_phase1" and base["stage_completed"] == "train"
     assert Path(base["artifacts"]["checkpoint"]).read_bytes() == b"weights 1"

@@ -26,15 +26,15 @@ LISTS = {"hard", "fixable", "warnings"}  # pre-flight's blocker and warning list
 OUT_OF_SCOPE = ("tao_aoi.backends",)
 # (function, flag): why that hint is right although the calling CLI lacks the flag.
 ALLOWED = {
-    ("tao_aoi.state._artifact_paths", "--checkpoint"): "commit_stage.py's artifact; the runner commits files its stages wrote",
-    ("tao_aoi.state._check_metric_result", "--metric-result"): "commit_stage.py's artifact (as above)",
-    ("tao_aoi.state._check_validation_report", "--validation-report"): "commit_stage.py's artifact (as above)",
-    ("tao_aoi.state.commit", "--best-model"): "commit_stage.py's artifact (as above)",
-    ("tao_aoi.state.commit", "--status"): "commit_stage.py's argument; the runner passes ok/error",
-    ("tao_aoi.state.commit", "--duration-sec"): "commit_stage.py's argument; the runner passes a measured time",
-    ("tao_aoi.state.commit", "--stage"): "commit_stage.py's argument; the runner passes stages from the table",
-    ("tao_aoi.state.log", "--duration-sec"): "log_stage.py's argument; the runner logs its lock-takeover note with 0",
-    ("tao_aoi.commands.init_deft_state.config_from_args", "--images-root"):
+    ("tao_aoi.state.deft_state._artifact_paths", "--checkpoint"): "commit_stage.py's artifact; the runner commits files its stages wrote",
+    ("tao_aoi.state.deft_state._check_metric_result", "--metric-result"): "commit_stage.py's artifact (as above)",
+    ("tao_aoi.state.deft_state._check_validation_report", "--validation-report"): "commit_stage.py's artifact (as above)",
+    ("tao_aoi.state.deft_state.commit", "--best-model"): "commit_stage.py's artifact (as above)",
+    ("tao_aoi.state.deft_state.commit", "--status"): "commit_stage.py's argument; the runner passes ok/error",
+    ("tao_aoi.state.deft_state.commit", "--duration-sec"): "commit_stage.py's argument; the runner passes a measured time",
+    ("tao_aoi.state.deft_state.commit", "--stage"): "commit_stage.py's argument; the runner passes stages from the table",
+    ("tao_aoi.state.deft_state.log", "--duration-sec"): "log_stage.py's argument; the runner logs its lock-takeover note with 0",
+    ("tao_aoi.pipeline.run_config.deft_config", "--images-root"):
         "run_pipeline.py and seed_baseline.py pass the workspace's images/, which pre-flight checks first",
 }
 
@@ -199,5 +199,5 @@ def f(x):
 
 def test_the_scan_follows_calls_into_the_library():
     seen = reachable("tao_aoi.commands.run_pipeline")
-    assert ("tao_aoi.preflight", "run") in seen and ("tao_aoi.phases", "resume_changes") in seen
-    assert ("tao_aoi.sdg_supply", "forecast") in seen
+    assert ("tao_aoi.pipeline.preflight", "run") in seen and ("tao_aoi.pipeline.phases", "resume_changes") in seen
+    assert ("tao_aoi.deft.sdg", "forecast") in seen

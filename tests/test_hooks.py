@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "hooks"))
@@ -80,7 +79,7 @@ DENIED = [
     f"rm {R}/loop_log.jsonl",
     f"rm {R}/*.json",
     f"rm -rf {R}",
-    f"rm -r results",
+    "rm -r results",
     f"truncate -s 0 {R}/loop_log.jsonl",
     f"chmod 000 {R}/deft_state.json",
     f"cd {R} && vim deft_state.json",
@@ -104,8 +103,8 @@ DENIED = [
     f"bash -c \"echo {{}} > {R}/pipeline_state.json\"",
     f"eval 'rm {R}/deft_state.json'",
     f"echo $(rm {R}/deft_state.json)",
-    f"find results -name deft_state.json -exec cp /tmp/x {{}} \\;",
-    f"find results -name deft_state.json -exec mv {{}} /tmp/ \\;",
+    "find results -name deft_state.json -exec cp /tmp/x {} \\;",
+    "find results -name deft_state.json -exec mv {} /tmp/ \\;",
     f"cp -t {R} backup/run_1/deft_state.json",
     f"find {R} -name 'deft_state*' -delete",
     f"find {R} -type f -delete",
@@ -137,7 +136,7 @@ ALLOWED = [
     f"cp {R}/deft_state.json {R}/deft_state.json.bak",
     f"rsync -a {R}/ scratch/copy/",
     f"tar -czf /tmp/run.tgz {R}",
-    f"tar -tzf /tmp/run.tgz",
+    "tar -tzf /tmp/run.tgz",
     f"python3 -c \"import json; print(json.load(open('{R}/deft_state.json'))['status'])\"",
     f"cat {R}/deft_state.json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])'",
     f"python3 \"${{CLAUDE_PLUGIN_ROOT}}/scripts/commit_stage.py\" --results-dir {R} --iter baseline --stage train",
@@ -149,9 +148,9 @@ ALLOWED = [
     f"find {R} -name deft_state.json -exec cat {{}} \\;",
     f"find {R} -name '*.tmp' -delete",
     f"git log -p {R}/deft_state.json",
-    f"git checkout main",
-    f"echo 'never edit deft_state.json by hand'",
-    f"rm -rf scratch/old",
+    "git checkout main",
+    "echo 'never edit deft_state.json by hand'",
+    "rm -rf scratch/old",
     f"ls -la {R} 2>/dev/null",
 ]
 

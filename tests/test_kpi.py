@@ -7,13 +7,15 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_curve
 
 from rca_data import call, scored_frame
-from tao_aoi import kpi, metric_contract, state
+from tao_aoi.analysis import kpi, metric_contract
 from tao_aoi.commands import analyze_kpi
 from tao_aoi.errors import UserError
+from tao_aoi.state import deft_state
 
 # Few distinct values -> heavy ties between and within classes.
 TIED = st.sampled_from([-1.5, 0.0, 0.1, 0.25, 0.5, 0.5000000000000001, 2.0, 7.0])
@@ -152,7 +154,7 @@ def test_metric_result_contract_is_accepted_by_the_state_writer(tmp_path, capsys
     assert sum(v["total"] for v in res["per_label"].values()) == len(df)
     assert res["per_label"]["PASS"]["misclassified"] == res["counts"]["fp"]
     contract = metric_contract.parse_kpi_target(target)
-    checked = state._check_metric_result(contract, str(tmp_path / "o" / "metric_result.json"))
+    checked = deft_state._check_metric_result(contract, str(tmp_path / "o" / "metric_result.json"))
     assert checked["passed"] == res["passed"] and checked["value"] == res["far_pct"]
 
 

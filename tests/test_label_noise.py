@@ -10,9 +10,10 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tao_aoi import label_noise
+from tao_aoi.analysis import label_noise
 
 PROB = st.one_of(st.sampled_from([0.0, 1e-9, 0.25, 0.5, 0.5 + 1e-7, 0.75, 1.0 - 1e-9, 1.0]),
                  st.floats(0.0, 1.0, allow_nan=False))

@@ -9,9 +9,10 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tao_aoi import kpi, limiting
+from tao_aoi.analysis import kpi, limiting
 
 TIED = st.sampled_from([0.0, 0.1, 0.2, 0.2, 0.5, 0.7, 0.9, 1.0])
 RECALLS = st.sampled_from([1.0, 0.99, 0.9, 0.75, 0.5, 0.34, 0.01])
@@ -128,7 +129,7 @@ def test_zero_recall_target_pins_nothing():
     ({"MISSING": 0.0}, ["as usual"], ["priority"]),
 ])
 def test_the_routing_sentence_promises_sdg_rows_only_for_sdg_labels(pinned, says, never):
-    from tao_aoi import rca_report
+    from tao_aoi.analysis import rca_report
 
     m = {"limiting_families": {k: {"pinned_false_alarms": v} for k, v in pinned.items()}}
     text = rca_report.routing_sentence(m)

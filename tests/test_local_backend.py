@@ -20,15 +20,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import generated_workspace, run_script
-from tao_aoi import changenet_csv, cli, defaults, features, kpi, local_model, train_spec
-from tao_aoi.commands import infer as infer_cmd
-from tao_aoi.commands import train as train_cmd
+
+from tao_aoi import cli, defaults
+from tao_aoi.analysis import kpi
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import COMPLETE, EmbedJob, InferJob, TrainJob
+from tao_aoi.commands import infer as infer_cmd
+from tao_aoi.commands import train as train_cmd
+from tao_aoi.data import changenet_csv
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Workspace
+from tao_aoi.model import ensemble, features
+from tao_aoi.tao import train_spec
 
 FAST = {"train.num_epochs": 6}
 
@@ -55,7 +59,7 @@ def train_job(ws: Workspace, out: Path, **kw) -> TrainJob:
 
 def scores_of(ws: Workspace, ckpt: Path) -> np.ndarray:
     df = changenet_csv.read(ws.kpi_csv)
-    model = local_model.load(ckpt)
+    model = ensemble.load(ckpt)
     return model.scores(features.row_features(df, ws.images, model.meta["lights"], ".png", model.feature_config))
 
 
@@ -121,7 +125,7 @@ def test_overrides_reach_the_model_and_experiment_yaml(ws, tmp_path):
     run_script("train.py", "--spec", ws.baseline_spec, "--train-csv", ws.training_csv, "--val-csv",
                ws.validation_csv, "--images-root", ws.images, "--output-dir", out, "--set", "train.num_epochs=2",
                "--set", "model.classify.embed_dec=8", "--set", "train.classify.cls_weight=[1, 5]", check=True)
-    model = local_model.load(out / "best.ckpt")
+    model = ensemble.load(out / "best.ckpt")
     assert model.coefs[0].shape[1] == 8 and model.meta["hyperparameters"]["cls_weight"] == 5.0
     assert len([ln for ln in status_lines(out / "status.json") if ln["status"] == "RUNNING"]) == 2
     exp = yaml.safe_load((out / "experiment.yaml").read_text())
@@ -147,14 +151,14 @@ def test_epoch_hook_sees_every_epoch_and_can_stop_training(ws, tmp_path):
 
 
 def test_warm_start_starts_from_the_checkpoint(ws, trained, tmp_path):
-    init = local_model.load(trained / "best.ckpt")
+    init = ensemble.load(trained / "best.ckpt")
     b = get_backend("local")
     epochs = []
     h = b.train(train_job(ws, tmp_path / "ft", init_checkpoint=trained / "best.ckpt",
                           overrides={"train.num_epochs": 1, "train.optim.lr": 1e-4},
                           on_epoch=lambda e, m: epochs.append(m)))
     assert h.state == COMPLETE
-    tuned = local_model.load(tmp_path / "ft" / "best.ckpt")
+    tuned = ensemble.load(tmp_path / "ft" / "best.ckpt")
     assert tuned.meta["fine_tuned"] and not np.array_equal(tuned.coefs[0], init.coefs[0])
     assert np.abs(tuned.coefs[0] - init.coefs[0]).max() < 0.05  # one small step away from the init
     np.testing.assert_array_equal(tuned.mean, init.mean)         # features keep their standardisation
@@ -176,7 +180,7 @@ def test_spec_pretrained_model_path_is_honoured(ws, trained, tmp_path):
     get_backend("local").train(TrainJob(spec=tmp_path / "spec.yaml", train_csv=ws.training_csv,
                                         val_csv=ws.validation_csv, images_root=ws.images,
                                         output_dir=tmp_path / "t", overrides={"train.num_epochs": 1}))
-    assert local_model.load(tmp_path / "t" / "best.ckpt").meta["fine_tuned"]
+    assert ensemble.load(tmp_path / "t" / "best.ckpt").meta["fine_tuned"]
 
 
 # ------------------------------------------------------------------ checkpoint safety
@@ -226,7 +230,7 @@ def bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
 def test_checkpoints_that_are_not_ours_are_refused_and_never_executed(trained, tmp_path):
     for kind, path in bad_checkpoints(tmp_path, trained / "best.ckpt").items():
         with pytest.raises(UserError) as err:
-            local_model.load(path)
+            ensemble.load(path)
         assert str(path) in str(err.value), kind
     assert not (tmp_path / "PWNED").exists()
 
@@ -388,12 +392,12 @@ def test_demo_headroom_for_deft(tmp_path):
     """The demo preset needs DEFT: the base set alone misses make demo's target (FAR < 1% at recall
     100%) by at least 3x, and adding the pools' rows of the missing families meets it (and is at most
     a quarter of the baseline)."""
-    from tao_aoi import demo_workspace
+    from tao_aoi.workspace import diagnostics
 
     w = Workspace.at(tmp_path / "ws")
     run_script("make_demo_workspace.py", "--out", w.root, "--preset", "demo", "--quiet", check=True)
     added = tmp_path / "added.csv"
-    pd.concat([changenet_csv.read(w.training_csv), demo_workspace.pool_rows_for_missing_families(w.root)],
+    pd.concat([changenet_csv.read(w.training_csv), diagnostics.pool_rows_for_missing_families(w.root)],
               ignore_index=True).to_csv(added, index=False)
     b = get_backend("local")
     far = {}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tao_aoi import automl, boosted_trees, features, kpi, local_model
+from tao_aoi.analysis import kpi
+from tao_aoi.automl import study
 from tao_aoi.errors import UserError
+from tao_aoi.model import boosted_trees, ensemble, features
 
 
 def walk(forest: boosted_trees.Forest, x: np.ndarray) -> np.ndarray:
@@ -106,23 +109,23 @@ def test_corrupt_tree_arrays_are_refused():
 
 def test_ensemble_checkpoint_round_trip_and_fine_tune(tmp_path):
     x, y = data(5, n=400, f=features.n_features(2))
-    hp = local_model.hyperparams({"train": {"num_epochs": 3}})
+    hp = ensemble.hyperparams({"train": {"num_epochs": 3}})
     cfg = features.DEFAULT
-    model, history = local_model.fit(x[:300], y[:300], x[300:], y[300:], hp, lights=["a", "b"], cfg=cfg)
+    model, history = ensemble.fit(x[:300], y[:300], x[300:], y[300:], hp, lights=["a", "b"], cfg=cfg)
     assert len(history) == 3 and model.forest.n_trees == 5 * (model.meta["best_epoch"] + 1)
     path = tmp_path / "best.ckpt"
     model.save(path)
-    back = local_model.load(path, ["a", "b"])
+    back = ensemble.load(path, ["a", "b"])
     np.testing.assert_array_equal(back.scores(x), model.scores(x))
     p = model.scores(x)
     assert ((p >= 0) & (p <= 1)).all()
     np.testing.assert_allclose(p, 0.5 * (model.mlp_scores(x) + 1 / (1 + np.exp(-model.forest.margin(x)))))
-    tuned, _ = local_model.fit(x[:300], y[:300], x[300:], y[300:], hp, lights=["a", "b"], cfg=cfg, init=back)
+    tuned, _ = ensemble.fit(x[:300], y[:300], x[300:], y[300:], hp, lights=["a", "b"], cfg=cfg, init=back)
     assert tuned.meta["fine_tuned"] and tuned.forest.n_trees > back.forest.n_trees
     np.testing.assert_array_equal(tuned.forest.threshold[:back.forest.n_trees, :back.forest.threshold.shape[1]],
                                   back.forest.threshold)
     with pytest.raises(UserError, match="trained on lights"):
-        local_model.load(path, ["a", "c"])
+        ensemble.load(path, ["a", "c"])
 
 
 # ------------------------------------------------------------------ the AutoML objective
@@ -136,12 +139,12 @@ def test_high_recall_far_with_one_defect_share_is_far_at_full_recall(scores, dat
     s = np.asarray(scores)
     pos = np.asarray(data_.draw(st.lists(st.booleans(), min_size=len(s), max_size=len(s))))
     if pos.all() or not pos.any():
-        assert automl.high_recall_far_pct(s, pos) == 0.0 and automl.objective(s, pos) == 0.0
+        assert study.high_recall_far_pct(s, pos) == 0.0 and study.objective(s, pos) == 0.0
         return
-    assert automl.high_recall_far_pct(s, pos, share=1e-9) == pytest.approx(float(kpi.at_recall(s, pos, 100.0).far_pct))
+    assert study.high_recall_far_pct(s, pos, share=1e-9) == pytest.approx(float(kpi.at_recall(s, pos, 100.0).far_pct))
     # averaging over more of the hardest defects never exceeds the FAR at 100% recall (the worst one)
-    assert automl.high_recall_far_pct(s, pos) <= automl.high_recall_far_pct(s, pos, share=1e-9) + 1e-12
-    assert 0.0 <= automl.high_recall_far_pct(s, pos, share=1.0) <= 100.0
+    assert study.high_recall_far_pct(s, pos) <= study.high_recall_far_pct(s, pos, share=1e-9) + 1e-12
+    assert 0.0 <= study.high_recall_far_pct(s, pos, share=1.0) <= 100.0
 
 
 def test_objective_ranks_by_mean_far_then_margin():
@@ -151,10 +154,10 @@ def test_objective_ranks_by_mean_far_then_margin():
     wider = np.r_[rng.uniform(0, 0.2, 200), rng.uniform(0.8, 1, 40)]
     overlap = separated.copy()
     overlap[200:204] = 0.1  # four hard defects among the PASS rows
-    obj = [automl.objective(s, y) for s in (wider, separated, overlap)]
+    obj = [study.objective(s, y) for s in (wider, separated, overlap)]
     assert obj[0] < obj[1] < obj[2]
-    assert automl.high_recall_far_pct(wider, y) == automl.high_recall_far_pct(separated, y) == 0.0
+    assert study.high_recall_far_pct(wider, y) == study.high_recall_far_pct(separated, y) == 0.0
     step = 100.0 / (200 * 4)  # k = 10% of 40 defects
     assert obj[1] - obj[0] < step / 2
     # the four hard defects each sit above ~1/4 of PASS rows: the mean FAR sees all of them
-    assert automl.high_recall_far_pct(overlap, y) == pytest.approx(100 * np.mean([(separated[:200] >= 0.1).mean()] * 4))
+    assert study.high_recall_far_pct(overlap, y) == pytest.approx(100 * np.mean([(separated[:200] >= 0.1).mean()] * 4))

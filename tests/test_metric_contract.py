@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tao_aoi import metric_contract
+from tao_aoi.analysis import metric_contract
 from tao_aoi.errors import UserError
 
 FAR_01_AT_100 = ("far_pct", "<", 0.1, [("recall_pct", ">=", 100.0)])

@@ -17,14 +17,19 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import mini_workspace
 from rca_data import call
-from tao_aoi import changenet_csv, defaults, features, mining, train_spec
+from tao_aoi import defaults
 from tao_aoi.backends.base import COMPLETE, ERROR, Backend, JobHandle
 from tao_aoi.commands import mine_pool
+from tao_aoi.data import changenet_csv
+from tao_aoi.deft import mining
+from tao_aoi.model import features
+from tao_aoi.tao import train_spec
 
 GOLD = 100  # golden pixel value; a sample's input pixel is GOLD + its vector component per light
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_script
-from tao_aoi import state
+
+from tao_aoi.state import deft_state
 
 KPI = "FAR < 2% at Recall=100%"
 
@@ -59,7 +59,7 @@ def combined_csvs(results: Path) -> dict[str, str]:
     """Combined training CSVs with the results folder's own path masked (SDG rows live under it)."""
     out = {}
     for p in sorted(results.glob("iter*/dataset/train_combined_iter*.csv")):
-        out[p.name] = p.read_text().replace(os.path.relpath(results, results.parent.parent), "R") \
+        out[p.name] = p.read_text().replace(os.path.relpath(results, results.parent.parent), "R")\
             .replace(results.name, "R")
     return out
 
@@ -74,7 +74,7 @@ def test_deft_phase_end_to_end(tiny, tmp_path):
     proc = run(pipeline_argv(tiny, results, "deft"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    st = state.load(results)
+    st = deft_state.load(results)
     assert st["status"] == "complete"
     assert log_seqs(results) == list(range(1, len(log_seqs(results)) + 1))
     assert summary["deliverable"]["iteration"] == st["best_iteration"]
@@ -186,7 +186,7 @@ def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
     first = run(argv)
     assert first.returncode == 2
     assert "silent drop" in first.stderr and first.stderr.strip().count("\n") == 0
-    st = state.load(results)
+    st = deft_state.load(results)
     assert st["status"] == "failed" and (st["failure"]["iter"], st["failure"]["stage"]) == ("iter1", "sdg")
     ps = json.loads((results / "pipeline_state.json").read_text())
     assert ps["status"] == "failed" and "silent drop" in ps["failure"]
@@ -194,11 +194,11 @@ def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
         shutil.move(str(f), ok_dir / f.name)
     second = run(argv)
     assert second.returncode == 0, second.stderr[-2000:]
-    st = state.load(results)
+    st = deft_state.load(results)
     assert st["status"] == "complete"
     assert json.loads((results / "pipeline_state.json").read_text())["status"] == "complete"
     trace = commits(results)
-    assert ("iter1", "sdg", "error") in trace and trace.index(("iter1", "sdg", "error")) + 1 == \
+    assert ("iter1", "sdg", "error") in trace and trace.index(("iter1", "sdg", "error")) + 1 ==\
         trace.index(("iter1", "sdg", "ok"))
 
 
@@ -218,13 +218,13 @@ class _Stream:
 
 
 def test_progress_lines_are_whole_unless_a_terminal_is_narrower(monkeypatch):
-    from tao_aoi import pipeline
+    from tao_aoi.pipeline import deft_loop
 
     summary = "mined 43 new rows for 84 targets " + "x" * 400 + " END"
     log = _Stream(tty=False)
-    pipeline.Progress(stream=log).line(3, 9, "iter1/mining", "ok", 0.7, summary)
+    deft_loop.Progress(stream=log).line(3, 9, "iter1/mining", "ok", 0.7, summary)
     assert log.text.rstrip("\n").endswith(" END") and log.text.count("\n") == 1
     monkeypatch.setenv("COLUMNS", "100")
     term = _Stream(tty=True)
-    pipeline.Progress(stream=term).line(3, 9, "iter1/mining", "ok", 0.7, summary)
+    deft_loop.Progress(stream=term).line(3, 9, "iter1/mining", "ok", 0.7, summary)
     assert len(term.text.rstrip("\n")) == 100 and term.text.rstrip("\n").endswith("...")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import click
 import pytest
-
 from conftest import ROOT, SCRIPTS
-from tooling import require_tool, unavailable
+
+from tooling import require_tool
 
 SKILL_DIRS = sorted(p.parent for p in (ROOT / "skills").glob("*/SKILL.md"))
 DOCS = sorted(

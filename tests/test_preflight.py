@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import yaml
 import pytest
+import yaml
 
 import mini_workspace
 
@@ -109,9 +109,9 @@ def test_docker_radio_with_three_lights_and_linear_concat_exits_2_naming_the_key
 
 
 def test_docker_validation_set_smaller_than_the_batch_exits_2_naming_the_key(fake_docker, ws, script):
-    from tao_aoi import demo_workspace
+    from tao_aoi.workspace import presets
 
-    spec = demo_workspace.spec_dict("demo")  # batch 64; the mini workspace's validation set has 5 rows
+    spec = presets.spec_dict("demo")  # batch 64; the mini workspace's validation set has 5 rows
     spec["dataset"]["classify"]["image_ext"] = ".png"
     (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
     code, report = docker_preflight(script, ws)

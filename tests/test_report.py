@@ -8,13 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SCRIPTS
+
 from support import cdp
 from support.report_run import HOSTILE, HOSTILE_ATTR, RunBuilder, far_pct
-from tao_aoi import metric_contract, pipeline_state, stages, state
+from tao_aoi import fmt
+from tao_aoi.analysis import metric_contract
 from tao_aoi.layout import Results
-from tao_aoi.report import build, fmt, render, sources
+from tao_aoi.report import build, render, sources
+from tao_aoi.state import deft_state, pipeline_state, stages
 from tooling import require_tool
 
 
@@ -185,7 +187,7 @@ def test_finished_run_shows_the_trajectory_and_the_deliverable_the_state_chose(f
         rep = json.loads((finished.results / label / "dataset" / "validation_report.json").read_text())
         row = re.search(rf'data-iteration="{label}">(.*?)</tr>', html, re.S).group(1)
         cells = re.findall(r'<td class="num">([^<]*)</td>', row)
-        assert [rep["combined_rows"], rep["new_by_source"]["sdg"], rep["new_by_source"]["mined"]] == \
+        assert [rep["combined_rows"], rep["new_by_source"]["sdg"], rep["new_by_source"]["mined"]] ==\
             [int(c) for c in cells[1:4]]
     assert html.count('src="data:image/jpeg;base64,') == 20  # 10 spot-check sheets per RCA, 2 RCAs
     assert "mislabeled" in html and "label says PASS, solder bridge visible" in html  # agent verdicts
@@ -204,7 +206,7 @@ def test_best_is_the_state_rule_even_when_a_failed_iteration_looks_better(finish
     st["status"] = "in_progress"
     st["iterations"]["iter2"]["status"] = "failed"  # a better metric, but not a complete candidate
     report = build.Report(sources.Run(run.results, st, run.events), "now")
-    assert report.best == metric_contract.pick_best(st["metric_contract"], state.candidates(st)) == "final_automl"
+    assert report.best == metric_contract.pick_best(st["metric_contract"], deft_state.candidates(st)) == "final_automl"
     assert report.banner()["detail"].startswith("best FAR 2.25% at final_automl")
 
 
@@ -312,8 +314,9 @@ def chromium() -> str:
 
 def open_in_browser(html: Path, work: Path) -> cdp.PageReport:
     page = cdp.inspect(chromium(), html, work)
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n" and len(page.screenshot) > 10_000
     shot = Image.open(io.BytesIO(page.screenshot))
@@ -395,7 +398,7 @@ def test_real_tiny_pipeline_report(tmp_path, script):
            check=True, timeout=1800)
     script("render_report.py", "--results-dir", str(results), check=True)
     page = open_in_browser(results / "DEFT_Loop_Report.html", tmp_path / "browser")
-    st = state.load(results)
+    st = deft_state.load(results)
     rows = {r["iteration"]: r for r in page.facts["trajectory"]}
     for label, rec in st["iterations"].items():
         if rec.get("metric_result"):

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from rca_data import call
-from tao_aoi import routing, sdg_pool
 from tao_aoi.commands import route_samples
+from tao_aoi.deft import priority, routing, sdg
 
 LIGHTS = ("SolderLight", "UniformLight")
 
@@ -31,7 +31,7 @@ def make_gaps(path, counts: dict[str, int], *, label_issue: bool = True, lights=
 
 
 def make_pool(root, samples: dict[str, int], lights=LIGHTS, unpaired: str | None = None):
-    ng, ok = root / sdg_pool.NG_DIR, root / sdg_pool.OK_DIR
+    ng, ok = root / sdg.NG_DIR, root / sdg.OK_DIR
     ng.mkdir(parents=True), ok.mkdir(parents=True)
     for lbl, n in samples.items():
         for i in range(n):
@@ -133,23 +133,23 @@ def test_both_routes_empty_stops(tmp_path, capsys):
 
 
 def test_sdg_pool_manifest_and_names(tmp_path):
-    assert sdg_pool.parse_name("board7+EXCESS_SOLDER_12_SolderLight") == {
+    assert sdg.parse_name("board7+EXCESS_SOLDER_12_SolderLight") == {
         "template": "board7", "label": "EXCESS_SOLDER", "idx": "12", "light": "SolderLight"}
-    assert sdg_pool.parse_name("b+missing_3") == {"template": "b", "label": "MISSING", "idx": "3", "light": ""}
-    assert sdg_pool.parse_name("no_plus_sign_3") is None
+    assert sdg.parse_name("b+missing_3") == {"template": "b", "label": "MISSING", "idx": "3", "light": ""}
+    assert sdg.parse_name("no_plus_sign_3") is None
     root = make_pool(tmp_path / "pool", {"MISSING": 2}, lights=LIGHTS)
-    (root / sdg_pool.NG_DIR / "readme.txt").write_text("not an image")
-    (root / sdg_pool.NG_DIR / "garbage.png").write_bytes(b"x")
-    manifest = root / sdg_pool.MANIFEST
+    (root / sdg.NG_DIR / "readme.txt").write_text("not an image")
+    (root / sdg.NG_DIR / "garbage.png").write_bytes(b"x")
+    manifest = root / sdg.MANIFEST
     pd.DataFrame({"image": [f"tmpl0+MISSING_0_{lt}.png" for lt in LIGHTS], "label": ["bridge"] * 2}).to_csv(
         manifest, index=False)
     for path in (root, manifest):  # the folder or the manifest itself
-        files, facts = sdg_pool.scan(path)
-        assert sdg_pool.samples_per_label(files) == {"BRIDGE": 1, "MISSING": 1}
+        files, facts = sdg.scan(path)
+        assert sdg.samples_per_label(files) == {"BRIDGE": 1, "MISSING": 1}
         assert facts["unparsed_files"] == 1 and "labels from" in facts["manifest"]
     pd.DataFrame({"label": ["BRIDGE"]}).to_csv(manifest, index=False)
-    files, facts = sdg_pool.scan(root)
-    assert sdg_pool.samples_per_label(files) == {"MISSING": 2} and "ignored" in facts["manifest"]
+    files, facts = sdg.scan(root)
+    assert sdg.samples_per_label(files) == {"MISSING": 2} and "ignored" in facts["manifest"]
 
 
 def test_label_case_everywhere(tmp_path, capsys):
@@ -204,18 +204,19 @@ def test_bad_input_exits_2(tmp_path, capsys, case, needle):
 
 
 def test_decide_table():
-    sdg = {"MISSING": 3, "SCRATCH": 2}
+    sdg_counts = {"MISSING": 3, "SCRATCH": 2}
     mine = {"MISSING": 1, "SHIFT": 4}
     labels_ = ["MISSING", "SCRATCH"]
-    assert routing.decide("MISSING", labels_, sdg, mine)[0] == "both"
-    assert routing.decide("SCRATCH", labels_, sdg, mine)[0] == "sdg"
-    assert routing.decide("SCRATCH", ["MISSING"], sdg, mine)[0] == "dropped"  # pool has it, AnomalyGen cannot
-    assert routing.decide("SHIFT", labels_, sdg, mine)[0] == "mining"
+    assert routing.decide("MISSING", labels_, sdg_counts, mine)[0] == "both"
+    assert routing.decide("SCRATCH", labels_, sdg_counts, mine)[0] == "sdg"
+    assert routing.decide("SCRATCH", ["MISSING"], sdg_counts, mine)[0] == "dropped"  # pool has it, AnomalyGen cannot
+    assert routing.decide("SHIFT", labels_, sdg_counts, mine)[0] == "mining"
 
 
 # --------------------------------------------------------------------------- priority of the limiting samples
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 from tao_aoi import defaults  # noqa: E402
 
@@ -227,7 +228,7 @@ LABELS = ["PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER", "SHIFT"]
        pinned=st.dictionaries(st.sampled_from(LABELS + ["TOMBSTONE"]), st.floats(0, 500), max_size=4),
        share=st.sampled_from([0.0, 0.25, 0.5, 0.9]))
 def test_priority_split_gives_the_limiting_families_their_share(num, weak, pinned, share):
-    lim, rest = routing.priority_split(num, weak, pinned, share)
+    lim, rest = priority.priority_split(num, weak, pinned, share)
     assert set(lim) == set(rest) == set(weak)
     eligible = {k: v for k, v in pinned.items() if k in weak and v > 0}
     n_lim = sum(lim.values())
@@ -241,8 +242,8 @@ def test_priority_split_gives_the_limiting_families_their_share(num, weak, pinne
 def test_a_limiting_family_with_few_weak_rows_still_gets_its_share():
     # Issue 11: SHIFT has 1 weak sample (it alone pins 30 false alarms), PASS and MISSING have 50 each.
     weak, pinned = {"PASS": 50, "MISSING": 50, "SHIFT": 1}, {"SHIFT": 30.0}
-    by_weak = routing.split(20, weak)
-    lim, rest = routing.priority_split(20, weak, pinned)
+    by_weak = priority.split(20, weak)
+    lim, rest = priority.priority_split(20, weak, pinned)
     assert by_weak["SHIFT"] == 0  # what weak counts alone would give it
     assert lim["SHIFT"] == 10 and lim["SHIFT"] + rest["SHIFT"] >= defaults.LIMITING_SHARE * 20
     assert sum(lim.values()) + sum(rest.values()) == 20
@@ -253,7 +254,7 @@ def test_a_limiting_family_with_few_weak_rows_still_gets_its_share():
        top_k=st.integers(1, 10), share=st.sampled_from([0.25, 0.5, 0.75]))
 def test_extra_neighbours_hold_the_share_of_all_slots(pinned, top_k, share):
     pinned = np.array(pinned)
-    extra = routing.extra_neighbours(pinned, top_k, share)
+    extra = priority.extra_neighbours(pinned, top_k, share)
     assert (extra >= 0).all() and (extra[pinned <= 0] == 0).all()
     if not (pinned > 0).any():
         assert extra.sum() == 0
@@ -282,5 +283,5 @@ def test_routing_summary_reports_the_limiting_samples(tmp_path, capsys):
     assert s["per_label"]["PASS"]["limiting_samples"] == 0
     assert s["priority"] == {"share": defaults.LIMITING_SHARE, "pinned_false_alarms": {"MISSING": 4.0, "SHIFT": 30.0},
                              "sdg_labels": ["MISSING"], "mining_labels": ["SHIFT"]}
-    sdg = pd.read_parquet(tmp_path / "r" / "sdg_gaps.parquet")
-    assert routing.limiting_weights(sdg) == {"MISSING": 4.0}  # the columns travel with the rows
+    sdg_gaps = pd.read_parquet(tmp_path / "r" / "sdg_gaps.parquet")
+    assert priority.limiting_weights(sdg_gaps) == {"MISSING": 4.0}  # the columns travel with the rows

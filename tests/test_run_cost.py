@@ -10,13 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_script
 from support.docker_fixture import fake_docker  # noqa: F401  (fixture: the fake TAO docker first on PATH)
-from tao_aoi import defaults, run_cost
+from tao_aoi import defaults
 from tao_aoi.errors import UserError
+from tao_aoi.pipeline import compute_budget
 
 KPI = "FAR < 0.1% at Recall=100%"  # never met on the tiny demo: every planned iteration runs
 
@@ -24,41 +25,41 @@ KPI = "FAR < 0.1% at Recall=100%"  # never met on the tiny demo: every planned i
 @pytest.mark.parametrize("text, sec", [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("3600s", 3600),
                                        ("1.5h", 5400), (" 2H ", 7200), ("1h0m30s", 3630)])
 def test_durations(text, sec):
-    assert run_cost.parse_duration(text) == sec
+    assert compute_budget.parse_duration(text) == sec
 
 
 @pytest.mark.parametrize("text", ["8", "h", "", "-1h", "0m", "8hours", "1d", "m30"])
 def test_bad_durations_are_refused_with_the_flag(text):
     with pytest.raises(UserError, match="--time-limit"):
-        run_cost.parse_duration(text)
+        compute_budget.parse_duration(text)
 
 
-COSTS = run_cost.UnitCosts(source="test", epoch_sec_per_row=0.01, train_job_sec=5.0, infer_sec_per_row=0.002,
+COSTS = compute_budget.UnitCosts(source="test", epoch_sec_per_row=0.01, train_job_sec=5.0, infer_sec_per_row=0.002,
                            infer_job_sec=3.0, decode_sec_per_row=0.004, automl_epoch_sec=0.02, automl_trial_sec=0.1,
                            study_open_sec=1.0, rca_sec=2.0, first_use_sec=1.5)
-WORK = run_cost.Workload(phases="all", epochs=10, train_rows=1000, val_rows=200, kpi_rows=300, pool_rows=500,
+WORK = compute_budget.Workload(phases="all", epochs=10, train_rows=1000, val_rows=200, kpi_rows=300, pool_rows=500,
                          mining_targets=40, trials=8, max_iterations=3, num_sdg=20, top_k_per_target=5)
 
 
 def test_a_trial_counts_every_epoch_over_its_rows_and_the_validation_pass():
-    e = run_cost.estimate(WORK, COSTS)
+    e = compute_budget.estimate(WORK, COSTS)
     trial = 5.0 + 10 * (0.01 * 1000 + 0.02) + 3.0 + 0.002 * 200 + 0.1
     assert e["per_trial_sec"] == pytest.approx(trial, abs=0.01)
     assert e["phase1_sec"] == pytest.approx(1.5 + 1.0 + 0.004 * 1200 + 8 * trial, abs=0.1)
     # Phase 3 trains on the grown set: more rows per epoch than Phase 1.
     assert e["phase3_sec"] > e["phase1_sec"] - 1.5 - 0.004 * 1200 and e["final_training_rows"] > 1000
-    deft_only = run_cost.estimate(replace(WORK, phases="deft"), COSTS)
+    deft_only = compute_budget.estimate(replace(WORK, phases="deft"), COSTS)
     assert deft_only["phase1_sec"] == deft_only["phase3_sec"] == 0 and deft_only["deft_sec"] > e["deft_sec"]
-    assert run_cost.estimate(replace(WORK, algorithm="hyperband"), COSTS)["pruned_trials"].startswith("counted in full")
+    assert compute_budget.estimate(replace(WORK, algorithm="hyperband"), COSTS)["pruned_trials"].startswith("counted in full")
 
 
 @settings(max_examples=200, deadline=None)
 @given(trials=st.integers(1, 15), iterations=st.integers(1, 8), phases=st.sampled_from(["all", "deft", "automl"]))
 def test_more_work_never_costs_less(trials, iterations, phases):
     w = replace(WORK, phases=phases, trials=trials, max_iterations=iterations)
-    base = run_cost.estimate(w, COSTS)["total_sec"]
-    assert run_cost.estimate(replace(w, trials=trials + 1), COSTS)["total_sec"] >= base
-    assert run_cost.estimate(replace(w, max_iterations=iterations + 1), COSTS)["total_sec"] >= base
+    base = compute_budget.estimate(w, COSTS)["total_sec"]
+    assert compute_budget.estimate(replace(w, trials=trials + 1), COSTS)["total_sec"] >= base
+    assert compute_budget.estimate(replace(w, max_iterations=iterations + 1), COSTS)["total_sec"] >= base
 
 
 @settings(max_examples=200, deadline=None)
@@ -67,30 +68,30 @@ def test_more_work_never_costs_less(trials, iterations, phases):
 def test_the_budget_fit_fits_and_is_the_largest_of_its_policy(limit, lasts, phases):
     w = replace(WORK, phases=phases)
     try:
-        chosen, out = run_cost.fit(limit, w, COSTS, trials=None, max_iterations=None, sdg_lasts=lasts)
+        chosen, out = compute_budget.fit(limit, w, COSTS, trials=None, max_iterations=None, sdg_lasts=lasts)
     except UserError as exc:
         smallest = replace(w, trials=1, max_iterations=1)
-        assert run_cost.estimate(smallest, COSTS)["total_sec"] > limit and "--time-limit" in str(exc)
+        assert compute_budget.estimate(smallest, COSTS)["total_sec"] > limit and "--time-limit" in str(exc)
         return
     assert out["estimate"]["total_sec"] <= limit
     cap = min(defaults.TIME_BUDGET_MAX_ITERATIONS, lasts or defaults.TIME_BUDGET_MAX_ITERATIONS)
     if phases != "automl":
         assert 1 <= chosen.max_iterations <= cap
         if chosen.max_iterations < cap:
-            assert run_cost.estimate(replace(chosen, max_iterations=chosen.max_iterations + 1), COSTS)["total_sec"] > limit
+            assert compute_budget.estimate(replace(chosen, max_iterations=chosen.max_iterations + 1), COSTS)["total_sec"] > limit
     if phases != "deft" and chosen.trials < defaults.TIME_BUDGET_MAX_TRIALS:
-        assert run_cost.estimate(replace(chosen, trials=chosen.trials + 1), COSTS)["total_sec"] > limit
+        assert compute_budget.estimate(replace(chosen, trials=chosen.trials + 1), COSTS)["total_sec"] > limit
 
 
 def test_values_the_user_gave_are_kept():
-    chosen, out = run_cost.fit(1e6, WORK, COSTS, trials=2, max_iterations=None)
+    chosen, out = compute_budget.fit(1e6, WORK, COSTS, trials=2, max_iterations=None)
     assert chosen.trials == 2 and chosen.max_iterations == defaults.TIME_BUDGET_MAX_ITERATIONS
-    chosen, _ = run_cost.fit(1e6, WORK, COSTS, trials=None, max_iterations=2, sdg_lasts=1)
+    chosen, _ = compute_budget.fit(1e6, WORK, COSTS, trials=None, max_iterations=2, sdg_lasts=1)
     assert chosen.max_iterations == 2 and chosen.trials == defaults.TIME_BUDGET_MAX_TRIALS
 
 
 def test_the_sdg_pool_caps_the_iterations_a_time_limit_plans():
-    chosen, out = run_cost.fit(1e6, WORK, COSTS, trials=None, max_iterations=None, sdg_lasts=3)
+    chosen, out = compute_budget.fit(1e6, WORK, COSTS, trials=None, max_iterations=None, sdg_lasts=3)
     assert chosen.max_iterations == 3 and "SDG pool lasts 3" in out["notes"][0]
 
 
@@ -100,18 +101,18 @@ def test_epoch_time_from_a_tao_status_file(tmp_path):
         {"status": "STARTED", "message": "Starting"},
         {"status": "RUNNING", "epoch": 0, "time_per_epoch": "0:01:02.500000", "kpi": {}},
         "not json", {"status": "RUNNING", "epoch": 1, "time_per_epoch": "0:01:04"}]) + "\nnot json\n")
-    assert run_cost.epoch_seconds(status) == 64.0
-    assert run_cost.epoch_seconds(tmp_path / "absent.json") is None
+    assert compute_budget.epoch_seconds(status) == 64.0
+    assert compute_budget.epoch_seconds(tmp_path / "absent.json") is None
 
 
 def test_a_configured_epoch_time_needs_no_training(tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     run_script("make_demo_workspace.py", "--out", ws, "--preset", "tiny", "--seed", "2", check=True)
-    costs = run_cost.measure(ws, "docker", epoch_sec=600.0)
+    costs = compute_budget.measure(ws, "docker", epoch_sec=600.0)
     assert costs.train_job_sec == defaults.EXTERNAL_JOB_SEC and costs.decode_sec_per_row == 0
-    w = run_cost.workload(ws, phases="all", trials=5, max_iterations=2, num_sdg=20, top_k_per_target=5,
+    w = compute_budget.workload(ws, phases="all", trials=5, max_iterations=2, num_sdg=20, top_k_per_target=5,
                           algorithm="bayesian")
-    e = run_cost.estimate(w, costs)
+    e = compute_budget.estimate(w, costs)
     assert e["per_trial_sec"] >= w.epochs * 600 + 2 * defaults.EXTERNAL_JOB_SEC
     assert e["total_sec"] >= (2 * 5 + 2) * w.epochs * 600  # 10 trials + 2 iterations, each a full training
 
@@ -176,7 +177,7 @@ def test_a_docker_dry_run_times_one_tao_job(fake_docker, tmp_path):
     from support import tao_workspace
 
     ws = tao_workspace.make(tmp_path / "ws")
-    costs = run_cost.measure(ws, "docker")
+    costs = compute_budget.measure(ws, "docker")
     assert costs.source.startswith("measured 1-epoch docker job") and costs.decode_sec_per_row == 0
     assert costs.epoch_sec_per_row > 0 and costs.train_job_sec >= 0 and costs.rca_sec > 0
     runs = [json.loads(x)["argv"] for x in (fake_docker / "calls.jsonl").read_text().splitlines()]

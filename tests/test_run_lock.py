@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_script
+
 from support.lock_holder import holder
-from tao_aoi import defaults, run_lock, state
-from tao_aoi.layout import run_of_study
+from tao_aoi import defaults
 from tao_aoi.errors import UserError
-from tao_aoi.layout import Results
+from tao_aoi.layout import Results, run_of_study
+from tao_aoi.state import deft_state, run_lock
 
 KPI = "FAR < 2% at Recall=100%"
 def init_args(results: Path, ws: Path) -> list[str]:
@@ -162,7 +162,7 @@ def start(argv: list[str]) -> subprocess.Popen:
 
 
 def assert_valid_complete_run(results: Path) -> None:
-    st = state.load(results)  # checks deft_state.json and pipeline_state.json against the chained log
+    st = deft_state.load(results)  # checks deft_state.json and pipeline_state.json against the chained log
     assert st["status"] == "complete"
     seqs = [json.loads(x)["seq"] for x in (results / "loop_log.jsonl").read_text().splitlines()]
     assert seqs == list(range(1, len(seqs) + 1))

@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mini_workspace
-from tao_aoi import sdg_ingest
+from tao_aoi.deft import sdg
 
 
 @given(st.integers(0, 500), st.dictionaries(st.sampled_from(["PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER"]),
                                              st.integers(0, 1000), max_size=4))
 def test_allocation_is_proportional_and_exact(num, weights):
-    alloc = sdg_ingest.allocate(num, weights)
+    alloc = sdg.allocate(num, weights)
     assert set(alloc) == set(weights)
     total = sum(weights.values())
     if total == 0 or num == 0:
@@ -25,7 +25,7 @@ def test_allocation_is_proportional_and_exact(num, weights):
     assert sum(alloc.values()) == num
     for k, w in weights.items():
         assert abs(alloc[k] - num * w / total) < 1
-    assert alloc == sdg_ingest.allocate(num, dict(reversed(list(weights.items()))))  # order-independent
+    assert alloc == sdg.allocate(num, dict(reversed(list(weights.items()))))  # order-independent
 
 
 def routed(tmp: Path, counts: dict[str, int], pinned: dict[str, float] | None = None) -> Path:
@@ -77,7 +77,7 @@ def test_a_limiting_family_with_one_weak_sample_gets_its_share(ws, tmp_path, scr
     # By weak counts alone BRIDGE (1 of 17 weak samples) would get 0 of 6 rows; it pins the threshold, so
     # LIMITING_SHARE of the rows go to it first and the rest are split by weak counts as before.
     routing = routed(tmp_path, {"PASS": 8, "MISSING": 8, "BRIDGE": 1}, pinned={"BRIDGE": 20.0})
-    assert sdg_ingest.allocate(6, {"PASS": 8, "MISSING": 8, "BRIDGE": 1})["BRIDGE"] == 0
+    assert sdg.allocate(6, {"PASS": 8, "MISSING": 8, "BRIDGE": 1})["BRIDGE"] == 0
     proc = ingest(script, ws, routing, tmp_path / "run" / "iter1" / "sdg", 6)
     assert proc.returncode == 0, proc.stderr
     alloc = json.loads(proc.stdout)

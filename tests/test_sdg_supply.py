@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_script
-from tao_aoi import sdg_ingest, sdg_supply, state
+from tao_aoi.deft import sdg
+from tao_aoi.state import deft_state
 
 KPI = "FAR < 0.1% at Recall=100%"  # never met on the tiny demo: every iteration runs
 LABELS = ("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER", "SHIFT")
@@ -27,7 +28,7 @@ def simulate(weak: dict[str, int], pool: dict[str, int], num_sdg: int, iteration
     (``pinned[i]``: the limiting families' pinned false alarms the RCA found before iteration i+1)."""
     left = dict(pool)
     for i in range(1, iterations + 1):
-        alloc = sdg_ingest.allocate(num_sdg, weak, pinned[i - 1] if pinned else None)
+        alloc = sdg.allocate(num_sdg, weak, pinned[i - 1] if pinned else None)
         if any(alloc[k] > left.get(k, 0) for k in alloc):
             return i
         for k, n in alloc.items():
@@ -45,9 +46,9 @@ pinned_sets = st.lists(st.dictionaries(st.sampled_from(DEFECTS), st.floats(0.5, 
 @given(kpi=counts, pool=counts, num_sdg=st.integers(0, 60), iterations=st.integers(1, 12), top_k=st.integers(1, 60),
        pinned=pinned_sets)
 def test_forecast_bounds_running_the_allocation(kpi, pool, num_sdg, iterations, top_k, pinned):
-    f = sdg_supply.forecast(kpi, pool, sdg_labels=("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER"),
+    f = sdg.forecast(kpi, pool, sdg_labels=("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER"),
                             top_k_per_label=top_k, num_sdg=num_sdg, max_iterations=iterations)
-    weak = sdg_supply.weak_counts(kpi, pool, ("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER"), top_k)
+    weak = sdg.weak_counts(kpi, pool, ("PASS", "BRIDGE", "MISSING", "EXCESS_SOLDER"), top_k)
     assert "SHIFT" not in weak and all(pool[k] > 0 and v == min(top_k, kpi[k]) for k, v in weak.items())
     # exact when no family ever pins the threshold
     plain = simulate(weak, pool, num_sdg, iterations)
@@ -69,10 +70,10 @@ def test_forecast_bounds_running_the_allocation(kpi, pool, num_sdg, iterations, 
     if earliest is not None:
         assert all(any(simulate(weak, pool, m, iterations, [{} if k == "PASS" else {k: 1.0}] * 12) is not None
                        for k in weak) for m in range(n + 1, num_sdg + 1))
-        assert sdg_supply.warning(f, "POOL").startswith(f"SDG pool runs short within {iterations} iterations ")
-        assert f"iter{earliest}" in sdg_supply.warning(f, "POOL")
+        assert sdg.warning(f, "POOL").startswith(f"SDG pool runs short within {iterations} iterations ")
+        assert f"iter{earliest}" in sdg.warning(f, "POOL")
     else:
-        assert sdg_supply.warning(f, "POOL") is None
+        assert sdg.warning(f, "POOL") is None
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_pool_exhausted_at_iteration_k_then_the_documented_fix_completes_the_run
     first = pipeline(tiny, results, "--max-iterations", "8")
     assert first.returncode == 2, first.stderr[-2000:]
     assert "allocation mismatch" in first.stderr and "--num-sdg" in first.stderr
-    st = state.load(results)
+    st = deft_state.load(results)
     assert st["failure"]["stage"] == "sdg", st["failure"]
     k = int(st["failure"]["iter"][4:])
     assert earliest <= k <= 8
@@ -111,7 +112,7 @@ def test_pool_exhausted_at_iteration_k_then_the_documented_fix_completes_the_run
     assert second.returncode == 0, second.stderr[-2000:]
     summary = json.loads(second.stdout)
     assert summary["deft_status"] == "complete" and summary["trajectory"][-1]["iteration"] == f"iter{k}"
-    st = state.load(results)
+    st = deft_state.load(results)
     (change,) = st["config_changes"]
     assert change["changes"]["num_sdg"] == {"from": 20, "to": fits, "applies_from": f"iter{k}"}
     assert change["changes"]["max_iterations"]["to"] == k

@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tao_aoi import interpreter, versions
+from support import tao_workspace
+from support.slurm_fixture import slurm_cluster  # noqa: F401  (session fixture)
+from tao_aoi import interpreter
 from tao_aoi.backends import get_backend, tao
 from tao_aoi.backends.base import CANCELED, COMPLETE, ERROR, PENDING, RUNNING, InferJob, JobHandle, TrainJob
 from tao_aoi.backends.external import read_record
 from tao_aoi.backends.slurm import map_state, pyxis_image
 from tao_aoi.errors import UserError
-
-from support import tao_workspace
-from support.slurm_fixture import slurm_cluster  # noqa: F401  (session fixture)
+from tao_aoi.tao import versions
 from tooling import unavailable
 
 SCRIPTS = Path(interpreter.PLUGIN_ROOT) / "scripts"

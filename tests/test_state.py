@@ -8,9 +8,10 @@ import jsonschema
 import pytest
 
 import deft_driver
-from tao_aoi import atomic, event_log, pipeline_state, schema_check, stages, state
+from tao_aoi import atomic
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results
+from tao_aoi.state import deft_state, event_log, pipeline_state, schema_check, stages
 
 KPI = "FAR < 2% at Recall=100%"
 
@@ -62,7 +63,7 @@ def test_options_of_iterations_not_started_change_on_resume_and_are_recorded(run
     proc = script("init_deft_state.py", *init_args(run, stub_workspace, "--num-sdg", "4", "--min-similarity", "0.8"))
     assert proc.returncode == 0, proc.stderr
     assert "num_sdg 20 -> 4 (from iter1)" in proc.stdout
-    st = state.load(run)
+    st = deft_state.load(run)
     assert st["config"]["num_sdg"] == 4 and st["config"]["min_similarity"] == 0.8
     (change,) = st["config_changes"]
     assert change["changes"]["num_sdg"] == {"from": 20, "to": 4, "applies_from": "iter1"}
@@ -71,12 +72,12 @@ def test_options_of_iterations_not_started_change_on_resume_and_are_recorded(run
     jsonschema.validate(last, schema_check.load_schema("loop_event"))
     assert stages.expected_next(st) == stages.Step("baseline", "train")  # the position is unchanged
     again = script("init_deft_state.py", *init_args(run, stub_workspace, "--num-sdg", "4", "--min-similarity", "0.8"))
-    assert again.returncode == 0 and len(state.load(run)["config_changes"]) == 1  # idempotent
+    assert again.returncode == 0 and len(deft_state.load(run)["config_changes"]) == 1  # idempotent
 
 
 def test_applies_from_follows_the_stage_that_reads_the_option(run):
     deft_driver.drive(run, until=stages.Step("iter1", "mining"))  # routing and sdg of iter1 are done
-    st, _ = state.reconfigure(run, {"num_sdg": 3, "top_k_per_target": 2})
+    st, _ = deft_state.reconfigure(run, {"num_sdg": 3, "top_k_per_target": 2})
     changes = st["config_changes"][-1]["changes"]
     assert changes["num_sdg"]["applies_from"] == "iter2" and changes["top_k_per_target"]["applies_from"] == "iter1"
 
@@ -84,15 +85,15 @@ def test_applies_from_follows_the_stage_that_reads_the_option(run):
 def test_max_iterations_lowered_below_the_unfinished_iteration_finalizes(run):
     deft_driver.drive(run, until=stages.Step("iter2", "sdg"))
     with pytest.raises(UserError, match="below iteration 1"):
-        state.reconfigure(run, {"max_iterations": 0})
-    st, _ = state.reconfigure(run, {"max_iterations": 1})
+        deft_state.reconfigure(run, {"max_iterations": 0})
+    st, _ = deft_state.reconfigure(run, {"max_iterations": 1})
     assert stages.expected_next(st) == stages.Step("run", "finalize")
     assert stages.stop_reason(st) == "max_iterations"
     deft_driver.drive(run)
-    st = state.load(run)
+    st = deft_state.load(run)
     assert st["status"] == "complete" and st["best_iteration"] in ("baseline", "iter1")
     with pytest.raises(UserError, match="finished"):
-        state.reconfigure(run, {"num_sdg": 1})
+        deft_state.reconfigure(run, {"num_sdg": 1})
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -131,7 +132,7 @@ def test_full_run_follows_the_transition_table(run):
     assert final["stop_reason"] == "max_iterations"
     assert final["best_iteration"] == "iter3"
     assert [e["seq"] for e in events(run)] == list(range(1, len(events(run)) + 1))
-    assert state.load(run) == json.loads((run / "deft_state.json").read_text())
+    assert deft_state.load(run) == json.loads((run / "deft_state.json").read_text())
 
 
 def test_metric_met_stops_early(tmp_path, stub_workspace, script):
@@ -146,7 +147,7 @@ def test_metric_met_stops_early(tmp_path, stub_workspace, script):
 
 def test_passed_is_recomputed_not_trusted(run, script):
     deft_driver.drive(str(run))  # reach a state where we can inspect an evaluate
-    st = state.load(run)
+    st = deft_state.load(run)
     base = st["iterations"]["baseline"]["metric_result"]
     assert base["value"] == 10.0 and base["passed"] is False
 
@@ -193,17 +194,17 @@ def test_bad_train_artifacts_are_refused(run, tmp_path, script, mutate, needle):
 def test_assemble_proof_must_show_a_clean_merge(run):
     # walk to the assemble stage of iter1
     while True:
-        st = state.load(run)
+        st = deft_state.load(run)
         step = stages.expected_next(st)
         if step == stages.Step("iter1", "assemble"):
             break
-        from tao_aoi import stage_plan
+        from tao_aoi.state import stage_plan
         argv = stage_plan.plan(st, step, str(run))["commit"]
         deft_driver.fake_outputs(st, step, argv)
-        state.commit(run, label=step.iter, stage=step.stage,
+        deft_state.commit(run, label=step.iter, stage=step.stage,
                      artifacts={k.replace("-", "_"): v for k, v in deft_driver._flags(argv).items()
                                 if k not in ("results-dir", "iter", "stage")})
-    from tao_aoi import stage_plan
+    from tao_aoi.state import stage_plan
     argv = stage_plan.plan(st, step, str(run))["commit"]
     deft_driver.fake_outputs(st, step, argv)
     flags = deft_driver._flags(argv)
@@ -211,18 +212,18 @@ def test_assemble_proof_must_show_a_clean_merge(run):
                                                    "bad_label_count": 0, "new_rows": 5})
     arts = {k.replace("-", "_"): v for k, v in flags.items() if k not in ("results-dir", "iter", "stage")}
     with pytest.raises(UserError, match="leakage_count=3"):
-        state.commit(run, label="iter1", stage="assemble", artifacts=arts)
+        deft_state.commit(run, label="iter1", stage="assemble", artifacts=arts)
     atomic.write_json(flags["validation-report"], {"missing_file_count": 0, "leakage_count": 0,
                                                    "bad_label_count": 0, "new_rows": 0})
     with pytest.raises(UserError, match="new_rows=0"):
-        state.commit(run, label="iter1", stage="assemble", artifacts=arts)
+        deft_state.commit(run, label="iter1", stage="assemble", artifacts=arts)
 
 
 def test_failed_stage_blocks_others_and_can_be_retried(run, tmp_path, script):
     proc = _commit(script, run, "--iter", "baseline", "--stage", "train", "--status", "error",
                    "--summary", "train.py exited 2: images/x.png unreadable")
     assert proc.returncode == 0
-    st = state.load(run)
+    st = deft_state.load(run)
     assert st["status"] == "failed" and st["failure"]["stage"] == "train"
     assert st["iterations"]["baseline"]["status"] == "failed"
     nxt = script("next_stage.py", "--results-dir", str(run), "--json", check=True)
@@ -240,7 +241,7 @@ def test_failed_stage_blocks_others_and_can_be_retried(run, tmp_path, script):
     ok = _commit(script, run, "--iter", "baseline", "--stage", "train", "--checkpoint", str(ckpt),
                  "--training-spec", str(spec))
     assert ok.returncode == 0, ok.stderr
-    st = state.load(run)
+    st = deft_state.load(run)
     assert st["status"] == "in_progress" and st["failure"] is None
     assert stages.expected_next(st) == stages.Step("baseline", "evaluate")
 
@@ -288,7 +289,7 @@ def test_edited_log_seq_gap_is_refused(run):
     ev["seq"] = 5
     (run / "loop_log.jsonl").write_text(json.dumps(ev) + "\n")
     with pytest.raises(UserError, match="line 1 has seq 5"):
-        state.load(run)
+        deft_state.load(run)
 
 
 def test_kill_between_log_append_and_state_write_rolls_forward(run, tmp_path, monkeypatch):
@@ -301,15 +302,15 @@ def test_kill_between_log_append_and_state_write_rolls_forward(run, tmp_path, mo
     def die(*a, **k):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(state.atomic, "write_json", die)
+    monkeypatch.setattr(deft_state.atomic, "write_json", die)
     with pytest.raises(SystemExit):
-        state.commit(run, label="baseline", stage="train", artifacts={"checkpoint": str(ckpt), "training_spec": str(spec)})
+        deft_state.commit(run, label="baseline", stage="train", artifacts={"checkpoint": str(ckpt), "training_spec": str(spec)})
     monkeypatch.undo()
     raw = json.loads((run / "deft_state.json").read_text())
     assert raw["last_seq"] == 1 and events(run)[-1]["seq"] == 2  # file lags the log by one commit
-    st = state.load(run)
+    st = deft_state.load(run)
     assert st["last_seq"] == 2 and st["last_commit"]["stage"] == "train"
-    assert state.repair(run) is True
+    assert deft_state.repair(run) is True
     assert json.loads((run / "deft_state.json").read_text()) == st
     assert stages.expected_next(st) == stages.Step("baseline", "evaluate")
 
@@ -321,7 +322,7 @@ def test_log_before_init_then_init_continues_the_sequence(tmp_path, stub_workspa
            "--summary", "checks passed", check=True)
     script("init_deft_state.py", *init_args(results, stub_workspace), check=True)
     assert [(e["seq"], e["stage"]) for e in events(results)] == [(1, "preflight"), (2, "init")]
-    assert state.load(results)["last_seq"] == 2
+    assert deft_state.load(results)["last_seq"] == 2
 
 
 def test_next_stage_prints_commands_that_exist(run, script):
@@ -335,17 +336,17 @@ def test_next_stage_prints_commands_that_exist(run, script):
 
 def test_generated_validators_are_current():
     """schema_validators.py must be regenerated whenever a schema file changes."""
-    assert Path(schema_check.GENERATED).read_text() == schema_check.generate_code(), \
-        "run: python3 -m tao_aoi.schema_check --regenerate (from scripts/)"
+    assert Path(schema_check.GENERATED).read_text() == schema_check.generate_code(),\
+        "run: python3 -m tao_aoi.state.schema_check --regenerate (from scripts/)"
 
 
 def test_schema_validators_agree_with_jsonschema(run):
     """The compiled validators (run time) and jsonschema (reference) accept and reject the same documents."""
-    from tao_aoi import schema_validators
+    from tao_aoi.state import schema_validators
 
     deft_driver.drive(str(run))
     pipeline_state.save(Results.at(run), pipeline_state.new({"phases": "deft"}), "pipeline started")
-    docs = [("deft_state", state.load(run)), ("pipeline_state", pipeline_state.load(Results.at(run)))] + \
+    docs = [("deft_state", deft_state.load(run)), ("pipeline_state", pipeline_state.load(Results.at(run)))] +\
         [("loop_event", e) for e in events(run)]
     broken = []
     for name, doc in docs[:6]:
@@ -388,8 +389,8 @@ def test_state_scripts_import_no_pandas_or_numpy():
 
     code = ("import sys; sys.path.insert(0, %r)\n"
             "import tao_aoi.commands.log_stage, tao_aoi.commands.commit_stage, tao_aoi.commands.next_stage\n"
-            "import tao_aoi.commands.init_deft_state, tao_aoi.commands.repair_state, tao_aoi.state, tao_aoi.stage_plan\n"
-            "import tao_aoi.run_lock, tao_aoi.pipeline_state\n"
+            "import tao_aoi.commands.init_deft_state, tao_aoi.commands.repair_state, tao_aoi.state.deft_state, tao_aoi.state.stage_plan\n"
+            "import tao_aoi.state.run_lock, tao_aoi.state.pipeline_state\n"
             "print(sorted(m for m in ('pandas', 'numpy', 'jsonschema', 'yaml') if m in sys.modules))") % str(SCRIPTS)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported by the state scripts: {out}"
@@ -407,7 +408,7 @@ def test_next_stage_prints_the_trajectory(run, script):
     deft_driver.drive(run)
     proc = script("next_stage.py", "--results-dir", run, "--json")
     out = json.loads(proc.stdout)
-    st = state.load(run)
+    st = deft_state.load(run)
     assert [t["iteration"] for t in out["trajectory"]] == ["baseline", "iter1", "iter2", "iter3"]
     assert [t["kpi_value"] for t in out["trajectory"]] == [st["iterations"][t]["metric_result"]["value"]
                                                             for t in ("baseline", "iter1", "iter2", "iter3")]

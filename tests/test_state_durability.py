@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from conftest import ROOT, run_script
-from tao_aoi import schema_check, state
+
+from tao_aoi.state import deft_state, schema_check
 
 KPI = "FAR < 2% at Recall=100%"
 
@@ -70,7 +70,7 @@ def _check_consistent(results: Path) -> None:
     commit_seqs = [e["seq"] for e in commits]
     # the file is at the last commit, or one behind it with that commit's patch in the log
     assert raw["last_seq"] == commit_seqs[-1] or raw["last_seq"] == commit_seqs[-2]
-    st = state.load(results)
+    st = deft_state.load(results)
     assert st["last_seq"] == commit_seqs[-1]
     assert st["last_commit"]["seq"] == commit_seqs[-1] or st["status"] == "failed"
 
@@ -80,7 +80,7 @@ def _commit_trace(results: Path) -> list[tuple]:
 
 
 def _final_view(results: Path) -> dict:
-    st = state.load(results)
+    st = deft_state.load(results)
     return {
         "status": st["status"],
         "best": st["best_iteration"],

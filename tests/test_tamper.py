@@ -10,14 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import run_script
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import deft_driver
-from conftest import run_script
 from support.lock_holder import holder
-from tao_aoi import event_log, pipeline_state, state
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results
+from tao_aoi.state import deft_state, event_log, pipeline_state
 
 KPI = "FAR < 2% at Recall=100%"
 SDG_LABELS = ("PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER")
@@ -86,7 +87,7 @@ def readers(s: Stopped) -> list[subprocess.CompletedProcess]:
 
 def test_a_hand_edited_deft_state_is_refused_and_rebuilt_from_the_log(stopped):
     s = stopped
-    assert state.load(s.R)["status"] == "failed"
+    assert deft_state.load(s.R)["status"] == "failed"
     hand_edit(s.R / "deft_state.json", "s['status']='complete'")
     for proc in readers(s):
         refused(proc, f"{s.R}/deft_state.json does not match loop_log.jsonl",
@@ -225,11 +226,11 @@ def test_any_edit_of_a_state_value_is_refused_and_repair_restores_it(driven, tmp
     node[path[-1]] = new
     (R / "deft_state.json").write_text(json.dumps(edited))
     with pytest.raises(UserError) as err:
-        state.load(R)
+        deft_state.load(R)
     msg = str(err.value)
     assert "deft_state.json" in msg and "repair_state.py" in msg
-    assert "rebuilt from the log" in state.rebuild(R)
-    assert state.load(R) == original
+    assert "rebuilt from the log" in deft_state.rebuild(R)
+    assert deft_state.load(R) == original
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -246,11 +247,11 @@ def test_a_kill_after_any_commit_append_is_rolled_forward_not_refused(driven, tm
     behind = None
     for e in events[:k]:
         if e["kind"] == "commit":
-            behind = state.apply_patch(behind, e)
+            behind = deft_state.apply_patch(behind, e)
     (R / "deft_state.json").write_text(json.dumps(behind))
-    rolled = state.load(R)
-    assert rolled == state.apply_patch(behind, events[k])
-    assert state.repair(R) is True and json.loads((R / "deft_state.json").read_text()) == rolled
+    rolled = deft_state.load(R)
+    assert rolled == deft_state.apply_patch(behind, events[k])
+    assert deft_state.repair(R) is True and json.loads((R / "deft_state.json").read_text()) == rolled
 
 
 def test_a_state_file_from_another_run_is_refused(driven, tmp_path, stub_workspace):

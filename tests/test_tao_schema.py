@@ -13,10 +13,13 @@ import yaml
 
 from support import tao_workspace
 from support.docker_fixture import require_tao_wheels
-from tao_aoi import demo_workspace, field_render, field_workspace, search_space, tao_schema, train_spec, versions
+from tao_aoi.automl import search_space
 from tao_aoi.backends import tao
 from tao_aoi.backends.base import EmbedJob, InferJob, TrainJob
 from tao_aoi.errors import UserError
+from tao_aoi.tao import schema as tao_schema
+from tao_aoi.tao import train_spec, versions
+from tao_aoi.workspace import demo, field, field_render, presets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,23 +56,23 @@ def test_wheels_are_pinned_to_the_image_tag():
         assert metadata.version(dist) == tag, f"{dist}: rerun scripts/setup_env.py"
 
 
-@pytest.mark.parametrize("preset", list(demo_workspace.PRESETS))
+@pytest.mark.parametrize("preset", list(demo.PRESETS))
 def test_the_demo_spec_of_every_preset_is_a_tao_spec_for_its_workspace(tmp_path, preset):
-    spec = demo_workspace.spec_dict(preset)
-    rows = {f"{split} set": n for split, n in demo_workspace.PRESETS[preset].rows.items()}
+    spec = presets.spec_dict(preset)
+    rows = {f"{split} set": n for split, n in demo.PRESETS[preset].rows.items()}
     for kind in ("train", "evaluate", "infer"):
         cfg = tao_schema.check(job_spec(tmp_path, spec, kind), kind, rows)
         assert list(cfg.train.classify.cls_weight) == [1.0, 3.0]
-    assert tao_schema.model_input(cfg) == (demo_workspace.IMAGE_SIZE, 2 * demo_workspace.IMAGE_SIZE)
+    assert tao_schema.model_input(cfg) == (demo.IMAGE_SIZE, 2 * demo.IMAGE_SIZE)
     assert cfg.train.checkpointer.enable_topk and cfg.train.checkpointer.monitor == "val_loss"
 
 
-@pytest.mark.parametrize("preset", list(field_workspace.PRESETS))
+@pytest.mark.parametrize("preset", list(field.PRESETS))
 def test_the_field_spec_is_a_tao_spec_for_its_workspace(tmp_path, preset):
     # three lights of 72 px crops: TAO reads them at 80 px (a multiple of 16), side by side
-    spec = demo_workspace.spec_dict(preset, lights=field_render.LIGHTS, image_size=field_render.SIZE,
-                                    image_ext=field_workspace.IMAGE_EXT)
-    rows = {f"{split} set": n for split, n in field_workspace.PRESETS[preset].rows.items()}
+    spec = presets.spec_dict(preset, lights=field_render.LIGHTS, image_size=field_render.SIZE,
+                                    image_ext=field.IMAGE_EXT)
+    rows = {f"{split} set": n for split, n in field.PRESETS[preset].rows.items()}
     for kind in ("train", "evaluate", "infer"):
         cfg = tao_schema.check(job_spec(tmp_path, spec, kind), kind, rows)
     assert tao_schema.model_input(cfg) == (80, 3 * 80)
@@ -84,7 +87,7 @@ def test_the_field_spec_is_a_tao_spec_for_its_workspace(tmp_path, preset):
     (lambda s: train_spec.set_dotted(s, "train.num_epochs", 2.5), "train.num_epochs", "type"),
 ])
 def test_a_key_or_type_the_schema_refuses_names_the_file_key_and_fix(tmp_path, edit, key, hint):
-    spec = demo_workspace.spec_dict("tiny")
+    spec = presets.spec_dict("tiny")
     edit(spec)
     path = job_spec(tmp_path, spec)
     with pytest.raises(UserError) as err:
@@ -108,7 +111,7 @@ def test_a_key_or_type_the_schema_refuses_names_the_file_key_and_fix(tmp_path, e
     ({"results_dir": ""}, "train", "results_dir"),
 ])
 def test_run_time_rules_the_schema_cannot_express(tmp_path, edit, kind, key):
-    spec = job_spec(tmp_path, demo_workspace.spec_dict("tiny"), kind)
+    spec = job_spec(tmp_path, presets.spec_dict("tiny"), kind)
     data = yaml.safe_load(spec.read_text())
     data = train_spec.with_values(data, edit)
     spec.write_text(train_spec.dump(data))
@@ -120,7 +123,7 @@ def test_run_time_rules_the_schema_cannot_express(tmp_path, edit, kind, key):
 
 
 def test_a_set_smaller_than_the_batch_names_the_key(tmp_path):
-    spec = job_spec(tmp_path, demo_workspace.spec_dict("demo"))
+    spec = job_spec(tmp_path, presets.spec_dict("demo"))
     with pytest.raises(UserError, match=r"dataset\.classify\.batch_size: is 64 x 1 GPU\(s\) but validation set has 60 rows"):
         tao_schema.check(spec, "train", {"training set": 1500, "validation set": 60})
 
@@ -142,7 +145,7 @@ def test_radio_with_three_lights_runs_only_as_a_one_by_three_grid(tmp_path):
 @pytest.fixture(scope="module")
 def demo_ws(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "ws"
-    demo_workspace.build(out, "tiny")
+    presets.build(out, "tiny")
     return out
 
 
@@ -211,7 +214,7 @@ def test_every_searched_key_exists_and_changes_the_merged_config(tmp_path):
     from omegaconf import OmegaConf
 
     space = search_space.VISUAL_CHANGENET
-    spec = train_spec.with_values(demo_workspace.spec_dict("tiny"), {
+    spec = train_spec.with_values(presets.spec_dict("tiny"), {
         "train.optim.optim": "sgd", "dataset.classify.augmentation_config.augment": True})
     active = search_space.active(space, spec)
     assert set(active["params"]) == set(space["params"]), active.get("inactive")
@@ -226,7 +229,7 @@ def test_every_searched_key_exists_and_changes_the_merged_config(tmp_path):
 
 
 def test_conditional_keys_are_searched_only_where_tao_reads_them():
-    plain = demo_workspace.spec_dict("tiny")  # adam, learnable, augment false
+    plain = presets.spec_dict("tiny")  # adam, learnable, augment false
     act = search_space.active(search_space.VISUAL_CHANGENET, plain)
     assert "train.optim.momentum" not in act["params"] and "sgd" in act["inactive"]["train.optim.momentum"]
     rotate = "dataset.classify.augmentation_config.random_rotate.rotate_probability"
@@ -270,7 +273,7 @@ def test_merged_agrees_with_nvidias_own_hydra_runner(tmp_path, edit):
     import subprocess
     import sys
 
-    spec = job_spec(tmp_path, train_spec.with_values(demo_workspace.spec_dict("tiny"), edit))
+    spec = job_spec(tmp_path, train_spec.with_values(presets.spec_dict("tiny"), edit))
     (tmp_path / "runner.py").write_text(RUNNER)
     proc = subprocess.run([sys.executable, "runner.py", "--config-path", str(tmp_path), "--config-name", spec.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)

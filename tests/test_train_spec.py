@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tao_aoi import train_spec
 from tao_aoi.errors import UserError
+from tao_aoi.tao import train_spec
 
 
 def test_list_entry_set_and_get():

@@ -10,3 +10,15 @@ class UserError(Exception):
 
 class HardStop(UserError):
     """A DEFT gate that must stop the run (leakage, allocation mismatch, silent drop, ...)."""
+
+
+class SchemaViolation(ValueError):
+    """Raised by the generated state-schema validators (``state/schema_validators.py``), with the
+    signature of fastjsonschema's exception; ``state.schema_check`` turns it into a UserError."""
+
+    def __init__(self, message: str, value: object = None, name: str | None = None, definition: object = None,
+                 rule: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.rule = rule

@@ -8,6 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+PLUGIN_ROOT = Path(__file__).resolve().parents[2]  # <plugin>/scripts/tao_aoi/layout.py
+SCRIPTS_DIR = PLUGIN_ROOT / "scripts"
+
 ITER_RE = re.compile(r"^(baseline|iter[1-9][0-9]*|final_automl)$")
 
 

@@ -335,7 +335,6 @@ def tao_train(c: dict, spec_file: str, status: Status, out: Path) -> None:
 
 
 def tao_infer(c: dict, action: str, spec_file: str, status: Status, out: Path) -> None:
-    import pandas as pd
 
     build_model_checks(c, action)
     block = c[action]

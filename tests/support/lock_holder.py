@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE = """
 import sys, time
 sys.path.insert(0, {scripts!r})
-from tao_aoi import run_lock
+from tao_aoi.state import run_lock
 with run_lock.hold({results!r}, kind={kind!r}):
     print("held", flush=True)
     time.sleep({seconds})

@@ -2,7 +2,7 @@
 
 Like tests/deft_driver.py, every step asks the transition table what is next and commits through
 commit_stage.main with the argv stage_plan produces; but the stage files are the real thing where
-the library has landed (analyze_kpi.analyze, gap_analysis.run with thumbnails, routing.run) and
+the library has landed (evaluation.analyze, gap_analysis.run with thumbnails, routing.run) and
 follow the documented formats elsewhere (SDG allocation, mining, assembly, AutoML best_rec.json).
 The RCA report's TODOs are filled in as the agent would. The run can be stopped after any stage,
 failed at any stage, or finished with Phase 3.
@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tao_aoi import atomic, changenet_csv, metric_contract, stage_plan, stages, state
-from tao_aoi.commands import analyze_kpi, commit_stage, init_deft_state
+from tao_aoi import atomic
+from tao_aoi.analysis import evaluation, metric_contract
+from tao_aoi.commands import commit_stage, init_deft_state
+from tao_aoi.data import changenet_csv
 from tao_aoi.layout import Results, iteration_number
+from tao_aoi.state import deft_state, stage_plan, stages
 
 KPI = "FAR < 2% at Recall=100%"
 LIGHTS = ("SolderLight", "UniformLight")
@@ -92,7 +95,7 @@ class RunBuilder:
 
     # ------------------------------------------------------------------ stepping
     def state(self) -> dict:
-        return state.load(self.results)
+        return deft_state.load(self.results)
 
     def expected(self, phase3: bool = False) -> stages.Step | None:
         st = self.state()
@@ -136,7 +139,7 @@ class RunBuilder:
     def _commit_argv(self, st: dict, step: stages.Step) -> list[str]:
         if step == ("final_automl", "train"):
             out = self.R.stage_dir("final_automl", "train")
-            best = metric_contract.pick_best(st["metric_contract"], state.candidates(st))
+            best = metric_contract.pick_best(st["metric_contract"], deft_state.candidates(st))
             n = iteration_number(best) if best.startswith("iter") else 0
             csv = str(self.R.combined_csv(n)) if n else st["config"]["training_csv"]
             return ["commit_stage.py", "--results-dir", str(self.results), "--iter", "final_automl", "--stage", "train",
@@ -176,9 +179,9 @@ class RunBuilder:
         df = self.inference_frame(step.iter)
         changenet_csv.write(df, d / "inference.csv")
         point = st["metric_contract"]["operating_point"]
-        result = analyze_kpi.analyze(str(d / "inference.csv"), point_name=point["name"], point_target=point["target"],
+        result = evaluation.analyze(str(d / "inference.csv"), point_name=point["name"], point_target=point["target"],
                                      contract=st["metric_contract"])
-        atomic.write_json(d / analyze_kpi.RESULT_NAME, result)
+        atomic.write_json(d / evaluation.RESULT_NAME, result)
         self._spot_images(df)
 
     def _spot_images(self, df: pd.DataFrame) -> None:
@@ -205,7 +208,7 @@ class RunBuilder:
                     im.save(p)
 
     def _out_rca(self, st: dict, step: stages.Step) -> None:
-        from tao_aoi import gap_analysis
+        from tao_aoi.analysis import gap_analysis
 
         d = self._dir(step)
         inf = self.R.stage_dir(step.iter, "evaluate") / "inference.csv"
@@ -238,7 +241,7 @@ class RunBuilder:
             atomic.write_json(d / "metrics.json", m)
 
     def _out_routing(self, st: dict, step: stages.Step) -> None:
-        from tao_aoi import routing
+        from tao_aoi.deft import routing
 
         prev = self.R.stage_dir(f"iter{iteration_number(step.iter) - 1}" if step.iter != "iter1" else "baseline", "rca")
         d = self._dir(step)
@@ -332,13 +335,13 @@ class RunBuilder:
     def _out_best_model(self, st: dict | None = None) -> None:
         st = st or self.state()
         try:
-            from tao_aoi import deliverable  # the real finalize, once it lands
+            from tao_aoi.pipeline import deliverable  # the real finalize, once it lands
         except ImportError:
             deliverable = None
         if deliverable is not None:
             deliverable.prepare(self.results)
             return
-        best = metric_contract.pick_best(st["metric_contract"], state.candidates(st))
+        best = metric_contract.pick_best(st["metric_contract"], deft_state.candidates(st))
         rec = st["iterations"][best]
         atomic.write_json(self.R.best_model, {"iteration": best, "checkpoint": rec["artifacts"]["checkpoint"],
                                               "threshold": rec["metric_result"].get("threshold"),

@@ -26,9 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from tao_aoi import atomic, changenet_csv, defaults, features, labels, local_model, train_spec
+from tao_aoi import atomic, defaults, labels
 from tao_aoi.backends.base import COMPLETE, Backend, EmbedJob, InferJob, JobHandle, TrainJob
+from tao_aoi.data import changenet_csv
 from tao_aoi.errors import UserError
+from tao_aoi.model import ensemble, features
+from tao_aoi.tao import train_spec
 
 STATUS = "status.json"
 INFER_REQUIRED = ("input_path", "golden_path", "object_name")
@@ -114,9 +117,9 @@ class LocalBackend(Backend):
         spec = effective_spec(Path(job.spec), job.overrides)
         where = f"train spec {job.spec}"
         lights, ext = train_spec.lights(spec, where), train_spec.image_ext(spec, where)
-        hp = local_model.hyperparams(spec, where)
+        hp = ensemble.hyperparams(spec, where)
         init_path = _init_checkpoint(job, spec)
-        init = local_model.load(init_path, lights) if init_path is not None else None
+        init = ensemble.load(init_path, lights) if init_path is not None else None
         root = Path(job.images_root)
         frames = {}
         for what, csv in (("training CSV", Path(job.train_csv)), ("validation CSV", Path(job.val_csv))):
@@ -124,7 +127,7 @@ class LocalBackend(Backend):
             _require_classes(df, csv, what)
             _require_images(df, csv, root, lights, ext)
             frames[what] = df
-        cfg = init.feature_config if init is not None else \
+        cfg = init.feature_config if init is not None else\
             features.config_for(frames["training CSV"], root, lights, ext)
         x = features.row_features(frames["training CSV"], root, lights, ext, cfg)
         x_val = features.row_features(frames["validation CSV"], root, lights, ext, cfg)
@@ -153,7 +156,7 @@ class LocalBackend(Backend):
                 job.on_epoch(epoch, {k: v for k, v in metrics.items() if k != "epoch_sec"})
 
         try:
-            model, history = local_model.fit(x, y, x_val, y_val, hp, lights=lights, cfg=cfg, init=init,
+            model, history = ensemble.fit(x, y, x_val, y_val, hp, lights=lights, cfg=cfg, init=init,
                                              on_epoch=epoch_done)
         except BaseException as exc:  # the caller stopped us (pruning) or something broke: say so, re-raise
             stopped = type(exc).__name__ in ("TrialPruned", "KeyboardInterrupt")
@@ -179,7 +182,7 @@ class LocalBackend(Backend):
         lights, ext = train_spec.lights(spec, where), train_spec.image_ext(spec, where)
         csv, root = Path(job.csv), Path(job.images_root)
         df = changenet_csv.read(csv, INFER_REQUIRED, what="inference CSV")
-        model = local_model.load(job.checkpoint, lights)
+        model = ensemble.load(job.checkpoint, lights)
         _require_images(df, csv, root, lights, ext)
         started = time.perf_counter()
         scores = model.scores(features.row_features(df, root, lights, ext, model.feature_config))

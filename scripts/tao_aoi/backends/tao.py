@@ -19,11 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from tao_aoi import atomic, changenet_csv, defaults, labels, tao_schema, train_spec, versions
+from tao_aoi import atomic, defaults, labels
 from tao_aoi.backends.base import EmbedJob, InferJob, TrainJob
-from tao_aoi.backends.external import (LOG_NAMES, TAO_STATUS, check_expected, contract_outputs, log_tail,
-                                       remove_stale, tao_final_status)
+from tao_aoi.backends.external import (
+    LOG_NAMES,
+    TAO_STATUS,
+    check_expected,
+    contract_outputs,
+    log_tail,
+    remove_stale,
+    tao_final_status,
+)
+from tao_aoi.data import changenet_csv
 from tao_aoi.errors import UserError
+from tao_aoi.tao import schema, train_spec, versions
 
 SPEC_NAME = "tao_spec.yaml"
 EXPERIMENT_NAME = "experiment.yaml"
@@ -67,7 +76,7 @@ def prepare(kind: str, job: TrainJob | InferJob | EmbedJob, job_dir: Path, *, of
     else:
         raise ValueError(kind)
     remove_stale([*map(Path, tj.record["expect"]), *previous_tao_outputs(job_dir)])
-    tao_schema.check(tj.record["spec"], kind, tj.record.pop("rows", None))
+    schema.check(tj.record["spec"], kind, tj.record.pop("rows", None))
     if offline:  # air-gapped hosts: Hugging Face libraries must use the mounted snapshot, never the hub;
         # TAO's telemetry would wait ~30 s for a network that is not there
         tj.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TELEMETRY_OPT_OUT="1")

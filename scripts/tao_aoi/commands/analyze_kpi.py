@@ -13,12 +13,9 @@ from typing import Any, Sequence
 
 import click
 
-from tao_aoi import atomic, cli, defaults, kpi, labels, metric_contract
+from tao_aoi import atomic, cli, defaults, fmt
+from tao_aoi.analysis import evaluation, metric_contract
 from tao_aoi.errors import UserError
-from tao_aoi.report import fmt
-
-RESULT_NAME = "metric_result.json"
-REPORTED_RECALLS = (100.0, 99.9, 99.5, 99.0, 95.0)
 
 
 def _operating_point(args) -> tuple[dict[str, Any] | None, str, float]:
@@ -41,31 +38,6 @@ def _operating_point(args) -> tuple[dict[str, Any] | None, str, float]:
     return None, "recall_pct", recall
 
 
-def analyze(csv_path: str, *, point_name: str, point_target: float, contract: dict[str, Any] | None,
-            pass_label: str = labels.PASS) -> dict[str, Any]:
-    df, scores, positive = kpi.read_inference(csv_path, pass_label)
-    point = kpi.operating_point(scores, positive, point_name, point_target)
-    result: dict[str, Any] = point.as_dict()
-    result["per_label"] = kpi.per_label(df["label"], positive, scores > point.threshold)
-    result["operating_point"] = {"name": point_name, "target": point_target}
-    result["far_at_recall_pct"] = kpi.far_at_recalls(scores, positive, REPORTED_RECALLS)
-    result["pass_label"] = labels.canonical_label(pass_label)
-    result["inference_csv"] = str(csv_path)
-    if contract is None:
-        primary = "recall_pct" if point_name == "far_pct" else "far_pct"
-        result.update(name=primary, unit="%", value=result[primary], constraints={point_name: result[point_name]})
-        return result
-    name = contract["name"]
-    result.update(
-        name=name, unit=contract["unit"], value=metric_contract.metric_value(result, name),
-        constraints={c["name"]: metric_contract.metric_value(result, c["name"]) for c in contract["constraints"]},
-        kpi_target=contract["text"],
-    )
-    passed, failures = metric_contract.evaluate(contract, result)
-    result.update(passed=passed, failures=failures)
-    return result
-
-
 @cli.command("analyze_kpi.py", __doc__, next_step="in a DEFT run, the commit_stage.py line next_stage.py printed; "
              "then python3 scripts/gap_analysis.py --inference-csv INFERENCE_CSV ... for the weakest samples")
 @click.argument("inference_csv")
@@ -79,9 +51,9 @@ def analyze(csv_path: str, *, point_name: str, point_target: float, contract: di
 @cli.option("--json", help="print metric_result.json on stdout")
 def command(args) -> int:
     contract, name, target = _operating_point(args)
-    result = analyze(args.inference_csv, point_name=name, point_target=target, contract=contract,
+    result = evaluation.analyze(args.inference_csv, point_name=name, point_target=target, contract=contract,
                      pass_label=args.pass_label)
-    out = Path(args.output_dir) / RESULT_NAME
+    out = Path(args.output_dir) / evaluation.RESULT_NAME
     atomic.write_json(out, result)
     if args.json:
         cli.emit_json(result)

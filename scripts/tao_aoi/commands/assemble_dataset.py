@@ -11,7 +11,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import assembly, cli
+from tao_aoi import cli
+from tao_aoi.deft import assembly
 
 
 def iteration_number(value: str) -> int:

@@ -20,13 +20,14 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import automl, cli, run_lock, search_space
+from tao_aoi import cli, fmt
+from tao_aoi.automl import search_space, study
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
-from tao_aoi.layout import Workspace
-from tao_aoi.report import fmt
+from tao_aoi.layout import SCRIPTS_DIR, Workspace
+from tao_aoi.state import run_lock
 
-SCRIPT = Path(__file__).resolve().parents[2] / "automl.py"
+SCRIPT = SCRIPTS_DIR / "automl.py"
 
 
 @cli.command("automl.py", __doc__, next_step="Phase 1: python3 scripts/seed_baseline.py --best-rec <results-dir>/"
@@ -52,21 +53,21 @@ SCRIPT = Path(__file__).resolve().parents[2] / "automl.py"
 def command(args) -> int:
     cfg = config_from_args(args)
     if args.worker:  # started by the main process below, which holds the run lock
-        automl.work(cfg, get_backend(args.backend))  # docker workers read their GPU from TAO_AOI_DOCKER_GPUS
+        study.work(cfg, get_backend(args.backend))  # docker workers read their GPU from TAO_AOI_DOCKER_GPUS
         return 0
     with run_lock.hold_study(cfg.out_dir):  # a study inside a run folder (<R>/automl/<phase>) is part of that run
         return _search(args, cfg)
 
 
-def _search(args, cfg: automl.SearchConfig) -> int:
+def _search(args, cfg: study.SearchConfig) -> int:
     if not args.quiet and not args.json:
         print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
               f"{', warm start ' + str(cfg.warm_start) if cfg.warm_start else ''}", flush=True)
     if args.workers > 1 or args.backend == "slurm":
         run_workers(args, cfg)
     else:
-        automl.work(cfg, get_backend(args.backend), on_trial=_printer(args, cfg.n_trials))
-    rec = automl.write_best(cfg)
+        study.work(cfg, get_backend(args.backend), on_trial=_printer(args, cfg.n_trials))
+    rec = study.write_best(cfg)
     if args.json:
         cli.emit_json(rec)
     elif not args.quiet:
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli.invoke(command, argv)
 
 
-def config_from_args(args) -> automl.SearchConfig:
+def config_from_args(args) -> study.SearchConfig:
     ws = Workspace.at(args.workspace)
     if args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
@@ -98,13 +99,13 @@ def config_from_args(args) -> automl.SearchConfig:
     warm = Path(args.warm_start).resolve() if args.warm_start else None
     if warm is not None and not warm.is_file():
         raise UserError(f"--warm-start {warm} does not exist")
-    space = search_space.load(args.search_space) if args.search_space else \
+    space = search_space.load(args.search_space) if args.search_space else\
         search_space.default_for_backend("local" if args.backend == "slurm" else args.backend)
-    return automl.SearchConfig(
+    return study.SearchConfig(
         spec=spec, train_csv=Path(args.train_csv).resolve(), val_csv=Path(args.val_csv).resolve(),
         images_root=Path(args.images_root).resolve() if args.images_root else ws.images,
         out_dir=Path(args.results_dir).resolve(), space=space, algorithm=args.algorithm, n_trials=args.trials,
-        seed=args.seed, storage=args.storage, warm_start=warm, start_params=automl.start_point(space, spec))
+        seed=args.seed, storage=args.storage, warm_start=warm, start_params=study.start_point(space, spec))
 
 
 def _printer(args, n: int):
@@ -126,7 +127,7 @@ def worker_argv(args, backend: str = "local") -> list[str]:
     return [sys.executable, str(SCRIPT), *same, "--worker", "--quiet", "--backend", backend]
 
 
-def run_workers(args, cfg: automl.SearchConfig) -> None:
+def run_workers(args, cfg: study.SearchConfig) -> None:
     """Extra workers on the same study: K-1 local processes (this one is the K-th) or K SLURM jobs."""
     argv = worker_argv(args)
     if args.backend == "slurm":
@@ -150,7 +151,7 @@ def run_workers(args, cfg: automl.SearchConfig) -> None:
     else:
         procs = [subprocess.Popen(argv, env=env) for _ in range(args.workers - 1)]
         backend = get_backend("local")
-    automl.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
+    study.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
     codes = [p.wait() for p in procs]
     if any(codes):
         raise HardStop(f"{sum(1 for c in codes if c)} AutoML worker process(es) failed (exit codes {codes})")

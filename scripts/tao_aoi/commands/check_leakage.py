@@ -14,7 +14,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import changenet_csv, cli, leakage
+from tao_aoi import cli
+from tao_aoi.data import changenet_csv, leakage
 from tao_aoi.errors import HardStop
 
 

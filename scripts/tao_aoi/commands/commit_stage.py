@@ -16,9 +16,10 @@ if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
 
 import click
 
-from tao_aoi import cli, stages, state
+from tao_aoi import cli
 from tao_aoi.errors import UserError
 from tao_aoi.layout import ITER_RE
+from tao_aoi.state import deft_state, stages
 
 
 def artifact_options(fn):
@@ -46,7 +47,7 @@ def command(args) -> int:
     if args.source and args.stage != "train":
         raise UserError("--source applies to --stage train only")
     artifacts = {k: getattr(args, k) for k in stages.ARTIFACT_KEYS}
-    st, event = state.commit(args.results_dir, label=args.iter, stage=args.stage, status=args.status,
+    st, event = deft_state.commit(args.results_dir, label=args.iter, stage=args.stage, status=args.status,
                              summary=args.summary, duration_sec=args.duration_sec, artifacts=artifacts,
                              source=args.source)
     if args.json:

@@ -15,9 +15,9 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, defaults, rca_report
+from tao_aoi import cli, defaults, fmt
+from tao_aoi.analysis import rca_report
 from tao_aoi.errors import UserError
-from tao_aoi.report import fmt
 
 
 def check_report(path: str) -> int:
@@ -54,7 +54,7 @@ def command(args) -> int:
     missing = [f for f in ("inference_csv", "train_spec", "images_root", "results_dir") if not getattr(args, f)]
     if missing:
         raise UserError(f"--{missing[0].replace('_', '-')} is required (see --help)")
-    from tao_aoi import gap_analysis  # numpy/pandas: not needed for --help or --check-report
+    from tao_aoi.analysis import gap_analysis  # numpy/pandas: not needed for --help or --check-report
 
     m = gap_analysis.run(args.inference_csv, args.train_spec, args.images_root, args.results_dir,
                          min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, sdg_ingest
+from tao_aoi import cli
+from tao_aoi.deft import sdg
 
 
 @cli.command("ingest_sdg.py", __doc__, next_step="python3 scripts/mine_pool.py --targets <R>/iterN/routing/"
@@ -28,7 +29,7 @@ from tao_aoi import cli, sdg_ingest
 @cli.option("--iteration")
 @cli.option("--json", help="print allocation.json")
 def command(args) -> int:
-    alloc = sdg_ingest.ingest(args.routing, args.sdg_pool, args.num_sdg, args.results_dir, args.images_root,
+    alloc = sdg.ingest(args.routing, args.sdg_pool, args.num_sdg, args.results_dir, args.images_root,
                               args.train_spec, args.history, args.iteration)
     if args.json:
         cli.emit_json(alloc)

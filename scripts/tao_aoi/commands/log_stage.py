@@ -11,9 +11,10 @@ if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
 
 import click
 
-from tao_aoi import cli, stages, state
+from tao_aoi import cli
 from tao_aoi.errors import UserError
 from tao_aoi.layout import ITER_RE
+from tao_aoi.state import deft_state, stages
 
 
 @cli.command("log_stage.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (unchanged: a note is "
@@ -28,7 +29,7 @@ from tao_aoi.layout import ITER_RE
 def command(args) -> int:
     if args.iter != stages.RUN and not ITER_RE.match(args.iter):
         raise UserError(f"--iter {args.iter!r} must be baseline, iterN (N >= 1), final_automl or run")
-    event = state.log(args.results_dir, label=args.iter, stage=args.stage, status=args.status,
+    event = deft_state.log(args.results_dir, label=args.iter, stage=args.stage, status=args.status,
                       summary=args.summary, duration_sec=args.duration_sec)
     if args.json:
         cli.emit_json(event)

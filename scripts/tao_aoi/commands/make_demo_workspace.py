@@ -16,25 +16,26 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, demo_workspace
+from tao_aoi import cli
+from tao_aoi.workspace import presets
 
 
 @cli.command("make_demo_workspace.py", __doc__, next_step="python3 scripts/preflight.py --workspace OUT "
              "--max-iterations 3 --kpi-target 'FAR < 1% at Recall=100%' (then run_pipeline.py with the same options)")
 @click.option("--out", required=True, help="workspace folder to create")
-@click.option("--preset", default="demo", type=click.Choice(demo_workspace.preset_names()))
+@click.option("--preset", default="demo", type=click.Choice(presets.preset_names()))
 @click.option("--seed", type=int, default=0)
 @click.option("--force", is_flag=True, help="replace an existing non-empty --out")
 @cli.option("--json", help="print the manifest as JSON")
 @cli.option("--quiet")
 def command(args) -> int:
     say = None if args.quiet or args.json else (lambda msg: print(f"  {msg}", file=sys.stderr))
-    manifest = demo_workspace.build(args.out, args.preset, args.seed, force=args.force, progress=say)
+    manifest = presets.build(args.out, args.preset, args.seed, force=args.force, progress=say)
     if args.json:
         cli.emit_json(manifest)
     elif not args.quiet:
         print(f"workspace {args.out}")
-        print(demo_workspace.describe(manifest))
+        print(presets.describe(manifest))
     return 0
 
 

@@ -17,9 +17,9 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, defaults, mining
-from tao_aoi.report import fmt
+from tao_aoi import cli, defaults, fmt
 from tao_aoi.backends import get_backend
+from tao_aoi.deft import mining
 
 
 @cli.command("mine_pool.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then "

@@ -14,15 +14,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
-from tao_aoi import cli, run_lock, stage_plan, stages, state
+from tao_aoi import cli
+from tao_aoi.state import deft_state, run_lock, stage_plan, stages
 
 
 def next_step(results_dir: str) -> dict:
-    st = state.load(results_dir)
+    st = deft_state.load(results_dir)
     step = stages.expected_next(st)
     owner = run_lock.holder(results_dir)
     out: dict = {"status": st["status"], "iteration": None, "stage": None, "retry": False,
-                 "commands": [], "commit": None, "argv": None, "trajectory": state.trajectory(st),
+                 "commands": [], "commit": None, "argv": None, "trajectory": deft_state.trajectory(st),
                  "kpi_target": st["kpi_target"],
                  "held_by": {k: v for k, v in owner.items() if k != "token"} if owner else None}
     if step is None:

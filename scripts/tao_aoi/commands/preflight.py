@@ -15,7 +15,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, defaults, preflight, run_cost
+from tao_aoi import cli, defaults
+from tao_aoi.pipeline import compute_budget, preflight
 
 
 @cli.command("preflight.py", __doc__, next_step="after the user approves: python3 scripts/run_pipeline.py "
@@ -37,7 +38,7 @@ from tao_aoi import cli, defaults, preflight, run_cost
 def command(args) -> int:
     budget = None
     if args.dry_run or args.time_limit or args.epoch_sec:
-        budget = run_cost.plan(args.workspace, backend=args.backend, phases=args.phases, trials=args.trials,
+        budget = compute_budget.plan(args.workspace, backend=args.backend, phases=args.phases, trials=args.trials,
                                max_iterations=args.max_iterations, num_sdg=args.num_sdg,
                                top_k_per_target=args.top_k_per_target, algorithm=args.algorithm,
                                time_limit=args.time_limit, epoch_sec=args.epoch_sec)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tao_aoi import cli, deliverable
-from tao_aoi.report import fmt
+from tao_aoi import cli, fmt
+from tao_aoi.pipeline import deliverable
 
 
 @cli.command("prepare_inference_spec.py", __doc__, next_step="the commit_stage.py line next_stage.py printed "

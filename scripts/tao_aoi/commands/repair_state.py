@@ -12,9 +12,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Sequence
 
-from tao_aoi import cli, pipeline_state, state
+from tao_aoi import cli
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results
+from tao_aoi.state import deft_state, pipeline_state
 
 
 @cli.command("repair_state.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (or rerun the "
@@ -26,7 +27,7 @@ def command(args) -> int:
     if not R.log.is_file():
         raise UserError(f"{R.log} does not exist; there is no record to rebuild from (is --results-dir the run's "
                         f"folder?)")
-    done = {"deft_state": state.rebuild(R.root), "pipeline_state": pipeline_state.rebuild(R)}
+    done = {"deft_state": deft_state.rebuild(R.root), "pipeline_state": pipeline_state.rebuild(R)}
     if args.json:
         cli.emit_json(done)
     else:

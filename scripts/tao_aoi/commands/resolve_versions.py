@@ -9,7 +9,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, versions
+from tao_aoi import cli
+from tao_aoi.tao import versions
 
 
 @cli.command("resolve_versions.py", __doc__, next_step="use the printed value, e.g. docker pull <image> (preflight.py "

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, routing
+from tao_aoi import cli
+from tao_aoi.deft import routing
 
 
 @cli.command("route_samples.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then "

@@ -20,8 +20,10 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, defaults, phases, run_cost, run_lock
+from tao_aoi import cli, defaults
 from tao_aoi.errors import UserError
+from tao_aoi.pipeline import compute_budget, phases
+from tao_aoi.state import run_lock
 
 
 @cli.command("run_pipeline.py", __doc__, next_step="open the report whose path it prints last; on a hard stop, fix "
@@ -65,7 +67,7 @@ def command(args) -> int:
         return 1
     if not args.quiet:
         if budget and args.yes:
-            print(run_cost.summary_line(budget), flush=True)
+            print(compute_budget.summary_line(budget), flush=True)
         for w in checks["warnings"] if args.yes else ():
             print(f"warning: {w}", flush=True)
     t0 = time.monotonic()

@@ -13,9 +13,8 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, handoff
-from tao_aoi.commands import init_deft_state
-from tao_aoi.report import fmt
+from tao_aoi import cli, fmt
+from tao_aoi.pipeline import handoff, run_config
 
 
 @cli.command("seed_baseline.py", __doc__, next_step="python3 scripts/next_stage.py --results-dir R (continues at "
@@ -35,12 +34,9 @@ def command(args) -> int:
             from tao_aoi.errors import UserError
 
             raise UserError("give both --max-iterations and --kpi-target to initialise the run, or neither")
-        init_args = cli.parse(init_deft_state.command, [
-            "--results-dir", args.results_dir, "--workspace", args.workspace, "--max-iterations",
-            str(args.max_iterations), "--kpi-target", args.kpi_target, "--backend", args.backend,
-            "--num-sdg", str(args.num_sdg), "--top-k-per-target", str(args.top_k_per_target),
-            *init_deft_state.similarity_args(args.min_similarity)])
-        config = init_deft_state.config_from_args(init_args)
+        config = run_config.deft_config(
+            workspace=args.workspace, max_iterations=args.max_iterations, backend=args.backend, num_sdg=args.num_sdg,
+            top_k_per_target=args.top_k_per_target, min_similarity=args.min_similarity)
     out = handoff.seed_baseline(args.best_rec, args.results_dir, args.workspace, config, args.kpi_target)
     if args.json:
         cli.emit_json(out)

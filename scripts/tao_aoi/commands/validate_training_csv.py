@@ -11,8 +11,10 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import atomic, changenet_csv, cli, dataset_checks, train_spec
+from tao_aoi import atomic, cli
+from tao_aoi.data import changenet_csv, dataset_checks
 from tao_aoi.errors import HardStop
+from tao_aoi.tao import train_spec
 
 
 @cli.command("validate_training_csv.py", __doc__, next_step="python3 scripts/train.py --train-csv CSV ... (or fix "

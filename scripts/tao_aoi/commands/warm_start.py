@@ -14,7 +14,9 @@ from typing import Sequence
 
 import click
 
-from tao_aoi import cli, handoff, search_space
+from tao_aoi import cli
+from tao_aoi.automl import search_space
+from tao_aoi.pipeline import handoff
 
 
 @cli.command("warm_start.py", __doc__, next_step="without --register: python3 scripts/automl.py with the printed "

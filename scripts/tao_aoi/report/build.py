@@ -11,10 +11,13 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from tao_aoi import metric_contract, stages, state as state_mod
+from tao_aoi import fmt
+from tao_aoi.analysis import metric_contract
 from tao_aoi.layout import Results, iteration_number
-from tao_aoi.report import fmt, sources, svg
+from tao_aoi.report import sources, svg
 from tao_aoi.report.sources import Doc
+from tao_aoi.state import deft_state as state_mod
+from tao_aoi.state import stages
 
 SYNTHETIC_WARN_SHARE = 0.5   # the anchor flagged a synthetic share above 50% of the training set
 EVENTS_SHOWN = 300
@@ -153,10 +156,10 @@ class Report:
         budget = doc.data.get("budget") if doc.ok and isinstance(doc.data, dict) else None
         if not isinstance(budget, dict) or "estimate" not in budget:
             return []
-        from tao_aoi import run_cost
+        from tao_aoi.pipeline import compute_budget
 
         try:
-            return [("time budget", run_cost.summary_line(budget))]
+            return [("time budget", compute_budget.summary_line(budget))]
         except (KeyError, TypeError, ValueError):  # a hand-edited or older record: show it raw below
             return []
 
@@ -392,7 +395,7 @@ class Report:
                 if phases == "deft":
                     sec["message"] = "not part of this run (run_pipeline.py --phases deft)"
                 else:
-                    sec["message"] = "not run yet" if phase == "phase1" or not self.st or \
+                    sec["message"] = "not run yet" if phase == "phase1" or not self.st or\
                         self.st["status"] != "complete" else "not run (no Phase 3 results in this folder)"
                 out.append(sec)
                 continue

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tao_aoi import atomic
-from tao_aoi.report import build, fmt, sources
+from tao_aoi import atomic, fmt
+from tao_aoi.report import build, sources
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"

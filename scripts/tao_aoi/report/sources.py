@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from tao_aoi import event_log, labels, state
-from tao_aoi import pipeline_state as runner_state  # sources.pipeline_state() is the report's reader
+from tao_aoi import labels
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results, iteration_number
+from tao_aoi.state import deft_state, event_log
+from tao_aoi.state import pipeline_state as runner_state  # sources.pipeline_state() is the report's reader
 
 TEXT_LIMIT = 64_000          # bytes of a text file shown (RCA report, inference spec, ...)
 TABLE_ROWS = 50              # rows of a CSV shown as a table
@@ -196,7 +197,7 @@ def load_run(results_dir: str | Path) -> Run:
     runner_state.load(R, events)  # a hand-edited pipeline_state.json is refused like deft_state.json
     if not R.state.exists() and not any(e.get("kind") == "commit" for e in events):
         return Run(R, None, events)
-    return Run(R, state.load(R.root), events)
+    return Run(R, deft_state.load(R.root), events)
 
 
 def labels_in_run(st: Mapping[str, Any] | None) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from markupsafe import Markup, escape
 
-from tao_aoi.report import fmt
+from tao_aoi import fmt
 
 W, H = 820, 300
 PAD_L, PAD_R, PAD_T, PAD_B = 64, 170, 24, 48

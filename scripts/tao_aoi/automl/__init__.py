@@ -1,0 +1,1 @@
+"""Hyper-parameter search on Optuna: the study and its search space."""

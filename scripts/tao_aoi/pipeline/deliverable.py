@@ -1,0 +1,96 @@
+"""Choose the deliverable among every complete candidate and write its inference spec.
+
+Candidates are the iterations whose evaluate committed (baseline, iterN, final_automl), in run
+order; the choice is the metric contract's (constraints first, then the contract's direction,
+ties to the earlier candidate: metric_contract.pick_best). A Phase 3 result that regressed is
+therefore never the deliverable, and best_model.json says so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tao_aoi import atomic
+from tao_aoi.analysis import metric_contract
+from tao_aoi.errors import UserError
+from tao_aoi.layout import Results
+from tao_aoi.state import deft_state, run_lock
+from tao_aoi.tao import train_spec
+
+RULE = "constraints first, then the contract's direction, ties to the earlier candidate"
+
+
+def choose(st: dict) -> tuple[str, list[dict]]:
+    contract = st["metric_contract"]
+    cands = deft_state.candidates(st)
+    if not cands:
+        raise UserError("no complete candidate yet (no evaluate committed); run the baseline train and evaluate first")
+    best = metric_contract.pick_best(contract, cands)
+    if best is None:
+        raise UserError("no candidate has a finite metric value; check the evaluate outputs (metric_result.json)")
+    table = []
+    for label, res in cands:
+        res = res or {}
+        table.append({"iteration": label, "value": res.get("value"), "threshold": res.get("threshold"),
+                      "passed": res.get("passed"),
+                      "feasible": not metric_contract.constraint_failures(contract, res),
+                      "chosen": label == best})
+    return best, table
+
+
+def inference_spec(training_spec: dict, checkpoint: str, threshold: float | None) -> dict:
+    """A TAO-shaped inference spec from the winner's effective training spec."""
+    spec = {k: v for k, v in training_spec.items() if k not in ("train", "automl")}
+    classify = dict(train_spec.get(training_spec, "dataset.classify", {}) or {})
+    for key in ("train_dataset", "validation_dataset", "test_dataset"):
+        classify.pop(key, None)
+    classify["infer_dataset"] = {"csv_path": "", "images_dir": ""}
+    spec["dataset"] = {**(training_spec.get("dataset") or {}), "classify": classify}
+    spec["inference"] = {"checkpoint": checkpoint, "results_dir": "", "batch_size": 1}
+    if threshold is not None:
+        train_spec.set_dotted(spec, "model.classify.eval_margin", float(threshold))
+    return spec
+
+
+def prepare(results_dir: str | Path) -> dict:
+    with run_lock.hold(results_dir):  # best_model.json is part of the run: one writer at a time
+        return _prepare(results_dir)
+
+
+def _prepare(results_dir: str | Path) -> dict:
+    R = Results.at(results_dir)
+    st = deft_state.load(R.root)
+    best, table = choose(st)
+    rec = st["iterations"][best]
+    ckpt = rec["artifacts"].get("checkpoint")
+    spec_path = rec["artifacts"].get("training_spec") or st["config"]["train_spec"]
+    if not ckpt or not Path(ckpt).is_file():
+        raise UserError(f"the chosen iteration {best}'s checkpoint {ckpt} is missing; it must stay in the results folder")
+    result = rec["metric_result"]
+    note = None
+    if "final_automl" in st["iterations"] and best != "final_automl":
+        fa = st["iterations"]["final_automl"].get("metric_result") or {}
+        from tao_aoi import fmt
+
+        unit = st["metric_contract"].get("unit", "")
+        mine, theirs = fa.get("value"), result.get("value")
+        note = (f"Phase 3 (final_automl) scored {fmt.distinct(mine, [theirs])}{unit} vs {best}'s "
+                f"{fmt.distinct(theirs, [mine])}{unit}: it did not "
+                f"improve on the contract, so {best} stays the deliverable")
+    model = {
+        "iteration": best,
+        "checkpoint": ckpt,
+        "threshold": result.get("threshold"),
+        "metric_contract": st["metric_contract"],
+        "metric_result": result,
+        "passed": result.get("passed"),
+        "training_spec": spec_path,
+        "backend": st["config"]["backend"],
+        "images_root": st["config"]["images_root"],
+        "selection_rule": RULE,
+        "candidates": table,
+        "phase3_note": note,
+    }
+    spec = inference_spec(train_spec.load(spec_path), ckpt, result.get("threshold"))
+    atomic.write_text(R.inference_spec, train_spec.dump(spec))
+    atomic.write_json(R.best_model, model)
+    return model

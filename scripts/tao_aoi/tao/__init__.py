@@ -1,0 +1,1 @@
+"""NVIDIA TAO facts: the pinned versions, the train spec and NVIDIA's own schema checks."""

@@ -1,0 +1,266 @@
+"""NVIDIA's own TAO schema as the oracle for every spec the docker and slurm backends hand to TAO.
+
+TAO's hydra runner merges the YAML file into the structured config of the container's
+nvidia-tao-core (``OmegaConf.merge(OmegaConf.structured(ExperimentConfig), <yaml>)``, hydra's
+automatic schema matching): a key the schema lacks or a value of the wrong type ends the container
+before training starts. ``check`` does the same merge with the wheel at the version of the pinned
+image (``nvidia-tao-core`` for Visual ChangeNet, ``nvidia-tao-ds`` for the embedder), before any
+container or sbatch job starts, then applies TAO's run-time asserts that no schema expresses
+(``runtime_problems``, read from NVIDIA's source: cn_pl_model.py, changenet.py, oi_dataset.py,
+initialize_experiments.py, tao_lightning_module.py). Imports are lazy: the local backend never
+needs the wheels.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from tao_aoi.errors import UserError
+from tao_aoi.tao import versions
+
+CHANGENET = ("nvidia-tao-core", "nvidia_tao_core.config.visual_changenet.default_config", "ExperimentConfig")
+EMBEDDING = ("nvidia-tao-ds", "nvidia_tao_ds.config.mining.embedding.image_embeddings", "ImageEmbeddingsConfig")
+ACTIONS = {"train": "train", "evaluate": "evaluate", "infer": "inference"}
+# Metrics TAO 7 logs during training, with the direction that means better (checkpointer.mode).
+MONITORS = {"val_loss": "min", "val_fpr": "min", "val_far": "min", "train_loss": "min", "val_acc": "max",
+            "train_acc": "max"}
+SETUP_HINT = "run python3 scripts/setup_env.py (it installs NVIDIA's schema wheels at the pinned TAO version)"
+
+
+def tao_version() -> str:
+    """The TAO release of the pinned pyt image (``...:7.1.0-pyt`` -> ``7.1.0``): the schema version."""
+    image = versions.image("pyt")
+    m = re.search(r":(\d+\.\d+\.\d+)", image)
+    if not m:
+        raise UserError(f"versions.yaml images.tao_toolkit.pyt {image!r} has no x.y.z tag; pin a TAO release")
+    return m.group(1)
+
+
+def schema_class(which: tuple[str, str, str] = CHANGENET):
+    """The structured config class from NVIDIA's wheel, checked to be the pinned image's version."""
+    import importlib
+    from importlib import metadata
+
+    dist, module, name = which
+    try:
+        installed = metadata.version(dist)
+        cls = getattr(importlib.import_module(module), name)
+    except (metadata.PackageNotFoundError, ImportError) as exc:
+        raise UserError(f"{dist} is not installed ({exc}); the docker and slurm backends check every spec "
+                        f"against NVIDIA's schema before a job starts: {SETUP_HINT}") from None
+    if installed != tao_version():
+        raise UserError(f"{dist} {installed} is installed but versions.yaml pins TAO {tao_version()}; the schema "
+                        f"must match the container: {SETUP_HINT}")
+    return cls
+
+
+def _fix(exc: Any, base: Any) -> str:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    key = str(getattr(exc, "full_key", "") or getattr(exc, "key", "") or "")
+    if isinstance(exc, ConfigKeyError):
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent) if parent else base
+        names = [str(k) for k in node.keys()] if OmegaConf.is_dict(node) else []
+        close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.5)
+        return (f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else
+                "remove it (TAO refuses keys its schema does not have)") + \
+            (f" keys there: {', '.join(sorted(names))}" if names and len(names) <= 25 else "")
+    node = OmegaConf.select(base, key) if key else None
+    if OmegaConf.is_list(node) or isinstance(node, list):
+        return f"give a list, e.g. {OmegaConf.to_container(node) if OmegaConf.is_config(node) else node}"
+    return "give it the type the schema declares" + (f" (default {node!r})" if node not in (None, "???") else "")
+
+
+@functools.lru_cache(maxsize=None)
+def _structured(which: tuple[str, str, str]):
+    """The schema as an OmegaConf node, built once per process (merge copies, never mutates it)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.structured(schema_class(which))
+
+
+def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
+    """The spec file merged into NVIDIA's schema exactly as TAO's runner does; UserError naming the
+    file, the key and the fix on a refused key or type."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    base = _structured(which)
+    cls_name = which[2]
+    path = Path(spec_path)
+    try:
+        spec = OmegaConf.load(path)  # TAO's loader (a yaml.SafeLoader that also reads 1e-4 as a float)
+    except FileNotFoundError:
+        raise UserError(f"spec {path} does not exist") from None
+    except Exception as exc:  # yaml errors and OmegaConf's own
+        raise UserError(f"{path} is not a YAML mapping TAO can load: {' '.join(str(exc).split())[:300]}") from None
+    try:
+        if OmegaConf.is_dict(spec) and "hydra" in spec:  # hydra removes its own node before validating
+            spec.pop("hydra")
+        return OmegaConf.merge(base, spec)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or "?"
+        msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+        raise UserError(f"{path}: {key}: {msg} (NVIDIA's TAO {tao_version()} {cls_name} refuses it before "
+                        f"the job starts); {_fix(exc, base)}") from None
+
+
+def _sel(cfg: Any, key: str, default: Any = None) -> Any:
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(cfg, key, default=default, throw_on_missing=False)
+    return default if value is None else value
+
+
+def model_input(cfg: Any) -> tuple[int, int]:
+    """(height, width) of the network input TAO builds the model for: lights side by side for
+    ``linear``, an x by y grid of them for ``grid`` (changenet.py)."""
+    h, w = int(_sel(cfg, "dataset.classify.image_height", 224)), int(_sel(cfg, "dataset.classify.image_width", 224))
+    n = int(_sel(cfg, "dataset.classify.num_input", 1))
+    concat = _sel(cfg, "dataset.classify.concat_type", "linear")
+    if concat == "grid":
+        return h * int(_sel(cfg, "dataset.classify.grid_map.y", 1)), w * int(_sel(cfg, "dataset.classify.grid_map.x", 1))
+    if concat == "linear":
+        return h, w * n
+    return h, w
+
+
+def runtime_problems(cfg: Any, kind: str) -> list[tuple[str, str]]:
+    """(key, what to change) for every run-time assert of TAO 7 the merged spec would hit."""
+    out: list[tuple[str, str]] = []
+    action = ACTIONS[kind]
+    if not (_sel(cfg, "results_dir", "") or _sel(cfg, f"{action}.results_dir", "")):
+        out.append(("results_dir", f"set results_dir or {action}.results_dir (TAO writes nothing without it)"))
+    if _sel(cfg, "task") != "classify":
+        out.append(("task", f"is {_sel(cfg, 'task')!r}; these are classify jobs: set task: classify"))
+    if kind != "train" and not _sel(cfg, f"{action}.checkpoint", ""):
+        out.append((f"{action}.checkpoint", "is mandatory for this action; pass the train job's checkpoint"))
+    diff = _sel(cfg, "model.classify.difference_module", "euclidean")
+    loss = _sel(cfg, "train.classify.loss", "contrastive")
+    n_classes = int(_sel(cfg, "dataset.classify.num_classes", 2))
+    golden = int(_sel(cfg, "dataset.classify.num_golden", 1))
+    if diff not in ("learnable", "euclidean"):
+        out.append(("model.classify.difference_module", f"is {diff!r}; use learnable or euclidean"))
+    elif diff == "learnable":
+        weights = list(_sel(cfg, "train.classify.cls_weight", []))
+        if len(weights) != n_classes:
+            out.append(("train.classify.cls_weight", f"has {len(weights)} weight(s) for {n_classes} classes "
+                                                     f"(dataset.classify.num_classes); give one per class, e.g. [1.0, 10.0]"))
+        if kind == "train" and loss != "ce":
+            out.append(("train.classify.loss", f"is {loss!r} but difference_module learnable trains with ce; "
+                                               f"set loss: ce (or difference_module: euclidean with contrastive)"))
+    else:
+        if kind == "train" and loss != "contrastive":
+            out.append(("train.classify.loss", f"is {loss!r} but difference_module euclidean (the default) trains "
+                                               f"with contrastive; set model.classify.difference_module: learnable "
+                                               f"for ce, or loss: contrastive"))
+        if golden != 1:
+            out.append(("dataset.classify.num_golden", "must be 1 with the euclidean difference module"))
+    ldm = int(_sel(cfg, "model.classify.learnable_difference_modules", 4))
+    if not 1 <= ldm <= 4:
+        out.append(("model.classify.learnable_difference_modules", f"is {ldm}; TAO supports 1 to 4"))
+    out += _input_problems(cfg, diff, golden)
+    if kind == "train":
+        out += _train_problems(cfg)
+    return out
+
+
+def _input_problems(cfg: Any, diff: str, golden: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    n = int(_sel(cfg, "dataset.classify.num_input", 1))
+    lights = _sel(cfg, "dataset.classify.input_map", {}) or {}
+    if len(lights) != n:
+        out.append(("dataset.classify.num_input", f"is {n} but input_map names {len(lights)} light(s); make them agree"))
+    concat = _sel(cfg, "dataset.classify.concat_type", "linear")
+    if concat == "grid":
+        x, y = int(_sel(cfg, "dataset.classify.grid_map.x", 0)), int(_sel(cfg, "dataset.classify.grid_map.y", 0))
+        if x * y != n:
+            out.append(("dataset.classify.grid_map", f"is {x} x {y} = {x * y} cells for {n} lights; each cell holds "
+                                                     f"one light, so x * y must equal num_input"))
+        elif n % 2 and x != 1:
+            out.append(("dataset.classify.grid_map", f"TAO 7 tiles a grid only for an even number of lights; with "
+                                                     f"{n} it stacks them top to bottom, so use x: 1, y: {n}"))
+    elif concat != "linear":
+        out.append(("dataset.classify.concat_type", f"is {concat!r}; use linear or grid"))
+    h, w = model_input(cfg)
+    backbone = str(_sel(cfg, "model.backbone.type", ""))
+    key = "dataset.classify.concat_type" if n > 1 else "dataset.classify.image_width"
+    if "fan" in backbone:
+        if h % 16 or w % 16:
+            out.append(("dataset.classify.image_width", f"the {backbone} input is {h} x {w}; FAN needs both sides "
+                                                        f"to be multiples of 16 (change image_width/image_height)"))
+        if golden != 1:
+            out.append(("dataset.classify.num_golden", f"must be 1 with the FAN backbone {backbone}"))
+    elif "radio" in backbone or "vit" in backbone:
+        if h != w:
+            what = (f"{n} lights side by side (linear) give a {h} x {w} input" if concat == "linear"
+                    else f"the grid gives a {h} x {w} input")
+            out.append((key, f"{backbone} is a ViT and needs a square input, but {what}; use concat_type: grid "
+                             f"with grid_map x * y = {n} and image_width/image_height making it square"))
+        elif diff == "learnable" and (h % 32 or w % 32):
+            out.append(("dataset.classify.image_width", f"the ViT-Adapter input {h} x {w} must be a multiple of 32"))
+    else:
+        out.append(("model.backbone.type", f"{backbone!r} is not a Visual ChangeNet backbone (fan_*, "
+                                           f"c_radio_*, vit_* families)"))
+    return out
+
+
+def _train_problems(cfg: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    epochs = int(_sel(cfg, "train.num_epochs", 1))
+    for key in ("train.validation_interval", "train.checkpoint_interval"):
+        if key.endswith("checkpoint_interval") and _sel(cfg, "train.checkpoint_interval_unit", "epoch") != "epoch":
+            continue
+        if int(_sel(cfg, key, 1)) > epochs:
+            out.append((key, f"is {_sel(cfg, key)} > train.num_epochs {epochs}; TAO asserts it is <= num_epochs"))
+    optim = _sel(cfg, "train.optim.optim", "adamw")
+    if optim not in ("adamw", "adam", "sgd"):
+        out.append(("train.optim.optim", f"is {optim!r}; use adamw, adam or sgd"))
+    if _sel(cfg, "train.optim.policy", "linear") not in ("linear", "step"):
+        out.append(("train.optim.policy", "use linear or step"))
+    if _sel(cfg, "train.checkpointer.enable_topk", False):
+        monitor, mode = _sel(cfg, "train.checkpointer.monitor"), _sel(cfg, "train.checkpointer.mode")
+        if monitor not in MONITORS:
+            out.append(("train.checkpointer.monitor", f"is {monitor!r}; name a metric TAO logs every validation: "
+                                                      f"val_loss (mode min) is in every TAO 7 build"))
+        elif mode != MONITORS[monitor]:
+            out.append(("train.checkpointer.mode", f"is {mode!r}; {monitor} is better when it is "
+                                                   f"{'lower' if MONITORS[monitor] == 'min' else 'higher'}: set mode: "
+                                                   f"{MONITORS[monitor]}"))
+    return out
+
+
+def batch_problems(cfg: Any, rows: Mapping[str, int], kind: str) -> list[tuple[str, str]]:
+    """Every TAO data loader needs at least batch_size x GPUs rows (tao_lightning_module.py), and a
+    training batch of one row breaks the classifier head's batch norm."""
+    batch = int(_sel(cfg, "dataset.classify.batch_size", 8))
+    gpus = max(1, int(_sel(cfg, f"{ACTIONS[kind]}.num_gpus", 1)))
+    out = []
+    if kind == "train" and batch < 2:
+        out.append(("dataset.classify.batch_size", "is 1; TAO's classifier head needs training batches of 2+ rows"))
+    for what, n in rows.items():
+        if n < batch * gpus:
+            out.append(("dataset.classify.batch_size", f"is {batch} x {gpus} GPU(s) but {what} has {n} rows; TAO "
+                                                       f"refuses a loader it cannot fill once: lower batch_size to "
+                                                       f"<= {max(1, n // gpus)} or add rows"))
+    return out
+
+
+def check(spec_path: str | Path, kind: str, rows: Mapping[str, int] | None = None):
+    """Merge + run-time rules for one job's spec file; the first problem is a UserError naming the
+    file and the key. Returns the merged config."""
+    if kind == "embed":
+        return merged(spec_path, EMBEDDING)
+    cfg = merged(spec_path, CHANGENET)
+    problems = runtime_problems(cfg, kind) + batch_problems(cfg, rows or {}, kind)
+    if problems:
+        key, why = problems[0]
+        more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""
+        raise UserError(f"{spec_path}: {key}: {why}; TAO {tao_version()} would fail on it after the container "
+                        f"starts{more}")
+    return cfg
