@@ -2,7 +2,9 @@
 """Create the toolkit's Python environment: <plugin>/.venv with the pinned dependencies.
 
 Standard library only (it runs before anything is installed, so argparse rather than click). Reads the pins from
-pyproject.toml; reruns are no-ops while the pins are unchanged. --test adds the test tools.
+pyproject.toml; reruns are no-ops while the pins are unchanged. --extra ann adds an optional extra (faiss for
+mine_pool.py --method ann); --test adds the test tools and every extra, so the tests cover every path.
+What the pins pull in is held to [tool.tao-aoi] constraints (pip -c): the same versions on every machine.
 NVIDIA's TAO config wheels ([tool.tao-aoi] no-deps) go in with --no-deps: the schema checks of the
 docker and slurm backends import only their config modules.
 Every script re-executes itself under this .venv, so `python3 scripts/x.py` then just works.
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import tomllib
 import venv
 from pathlib import Path
@@ -26,21 +30,45 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def requirements(with_test: bool) -> list[str]:
+def extras() -> list[str]:
+    """The optional extras (``ann``, ...) besides ``test``."""
+    return sorted(k for k in _pyproject()["project"].get("optional-dependencies", {}) if k != "test")
+
+
+def requirements(with_test: bool, extra: tuple[str, ...] = ()) -> list[str]:
+    """Runtime pins, plus the named extras; ``with_test`` adds the test tools and every extra."""
     project = _pyproject()["project"]
+    optional = project.get("optional-dependencies", {})
     reqs = list(project["dependencies"])
+    for name in sorted(set(extras() if with_test else extra)):
+        reqs += optional[name]
     if with_test:
-        reqs += project["optional-dependencies"]["test"]
+        reqs += optional["test"]
     return reqs
 
 
 def no_deps_requirements() -> list[str]:
     """Packages installed without their declared dependencies (NVIDIA's TAO config wheels)."""
-    return list(_pyproject().get("tool", {}).get("tao-aoi", {}).get("no-deps", []))
+    return list(_tool().get("no-deps", []))
+
+
+def constraints() -> list[str]:
+    """Exact versions of what the pins pull in (pip's -c: they fix a version, never add a package)."""
+    return list(_tool().get("constraints", []))
+
+
+def _tool() -> dict:
+    return _pyproject().get("tool", {}).get("tao-aoi", {})
 
 
 def _digest(reqs: list[str], no_deps: list[str]) -> str:
-    return hashlib.sha256("\n".join([*reqs, "--no-deps", *no_deps]).encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join([*reqs, "--no-deps", *no_deps, "-c", *constraints()]).encode()).hexdigest()[:16]
+
+
+def _stamp(with_test: bool, extra: tuple[str, ...]) -> Path:
+    """The marker of an installed set: ``.deps-<test|run[+extra...]>-<digest of its pins>``."""
+    name = "test" if with_test else "+".join(["run", *sorted(set(extra))])
+    return VENV / f".deps-{name}-{_digest(requirements(with_test, extra), no_deps_requirements())}"
 
 
 def precompile() -> None:
@@ -53,16 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     # argparse, not click like the other scripts: this one runs before anything is installed.
     p = argparse.ArgumentParser(prog="setup_env.py", description=__doc__.splitlines()[0], allow_abbrev=False,
                                 epilog="Next: python3 scripts/preflight.py --workspace W ... (or make demo)")
-    p.add_argument("--test", action="store_true", help="also install pytest, hypothesis, skills-ref")
+    p.add_argument("--extra", action="append", default=[], choices=extras(),
+                   help="also install an optional extra (ann: faiss for mine_pool.py --method ann); repeatable")
+    p.add_argument("--test", action="store_true", help="also install the test tools (pytest, hypothesis, ...) "
+                                                       "and every extra")
     p.add_argument("--check", action="store_true", help="only report whether the environment is ready (exit 1 if not)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if sys.version_info < (3, 11):
         print(f"error: Python >= 3.11 is required, this is {sys.version.split()[0]}", file=sys.stderr)
         return 2
-    reqs, no_deps = requirements(args.test), no_deps_requirements()
-    digest = _digest(reqs, no_deps)
-    stamp = VENV / f".deps-{'test' if args.test else 'run'}-{digest}"
+    extra = tuple(sorted(set(args.extra)))
+    reqs, no_deps = requirements(args.test, extra), no_deps_requirements()
+    stamp = _stamp(args.test, extra)
     python = VENV / "bin" / "python"
     if stamp.exists() and python.exists():
         precompile()  # cheap when current; refreshes .pyc after a checkout changed the sources
@@ -70,15 +101,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ready: {VENV}")
         return 0
     if args.check:
-        print(f"not ready: run `python3 {ROOT / 'scripts' / 'setup_env.py'}`")
+        flags = "".join(f" --extra {e}" for e in extra) + (" --test" if args.test else "")
+        print(f"not ready: run `python3 {ROOT / 'scripts' / 'setup_env.py'}{flags}`")
         return 1
     if not python.exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
     print(f"installing {len(reqs)} pinned packages into {VENV}", flush=True)
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    cmd = [str(python), "-m", "pip", "install", "--quiet", *reqs]
-    rc = subprocess.call(cmd, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        pinned = Path(tmp) / "constraints.txt"
+        pinned.write_text("\n".join(constraints()) + "\n", encoding="utf-8")
+        rc = subprocess.call([str(python), "-m", "pip", "install", "--quiet", "-c", str(pinned), *reqs], env=env)
     if rc == 0 and no_deps:
         rc = subprocess.call([str(python), "-m", "pip", "install", "--quiet", "--no-deps", *no_deps], env=env)
     if rc != 0:
@@ -87,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     precompile()
     for old in VENV.glob(".deps-*"):
         old.unlink()
-    stamp.write_text("\n".join([*reqs, "--no-deps", *no_deps]) + "\n", encoding="utf-8")
-    if args.test:  # a test env also satisfies the run requirements
-        (VENV / f".deps-run-{_digest(requirements(False), no_deps)}").write_text("")
+    stamp.write_text("\n".join([*reqs, "--no-deps", *no_deps, "-c", *constraints()]) + "\n", encoding="utf-8")
+    # what was installed also satisfies every smaller set: the runtime alone, and each subset of its extras
+    have = extras() if args.test else list(extra)
+    for k in range(len(have) + 1):
+        for subset in itertools.combinations(have, k):
+            _stamp(False, subset).write_text("")
     print(f"ready: {VENV}")
     return 0
 

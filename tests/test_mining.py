@@ -344,6 +344,23 @@ def test_ann_method_mines_the_same_rows(ws, capsys, monkeypatch):
     assert sorted(mined_objects(out)) == ["m1", "m2", "s1", "s2"]
 
 
+def test_ann_without_faiss_is_refused_up_front_naming_the_extra(ws, capsys, monkeypatch):
+    """faiss is the optional 'ann' extra: asking for ANN without it is one line, exit 2, before any embedding."""
+    import sys
+
+    class NoEmbedding(MeanDiffBackend):
+        def submit_embed(self, job):
+            raise AssertionError("embedded before refusing --method ann")
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError, as when it is not installed
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, NoEmbedding(), extra=["--method", "ann"])
+    assert code == 2 and not out.exists()
+    line = err.strip()
+    assert "\n" not in line and "--method ann needs faiss-cpu, the optional 'ann' extra" in line
+    assert "setup_env.py --extra ann" in line and "--method exact" in line
+    assert run_mine(ws, capsys, monkeypatch, extra=["--method", "exact"])[0] == 0  # the default search needs none
+
+
 def test_nothing_is_mined_twice_and_a_rerun_is_identical(ws, capsys, monkeypatch):
     code, s1, err, out1 = run_mine(ws, capsys, monkeypatch, k=1)
     assert code == 0, err

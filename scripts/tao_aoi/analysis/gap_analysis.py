@@ -168,9 +168,7 @@ def _arrow(values: np.ndarray):
 
     n = len(values)
     if values.dtype == object:  # text: large_string, what pandas writes
-        enc = [str(v).encode() for v in values]
-        offsets = np.concatenate(([0], np.cumsum([len(e) for e in enc], dtype=np.int64))).astype(np.int64)
-        return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(enc))])
+        return changenet_csv.arrow_strings(values)
     if values.dtype == bool:
         return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
     kinds = {"i": (pa.int64(), np.int64), "f": (pa.float64(), np.float64)}

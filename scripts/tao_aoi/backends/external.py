@@ -164,13 +164,12 @@ def check_inference_csv(path: Path, input_csv: Path | None) -> None:
     input row (a silently dropped row would hide a defect from the KPI)."""
     import pandas as pd
 
+    from tao_aoi.data import changenet_csv
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} was not written; see the job log beside it")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} cannot be parsed as CSV ({' '.join(str(exc).split())})") from None
+    df = changenet_csv.read(path, (), what="inference output", allow_empty=True, canonicalize=False)
     missing = [c for c in INFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)} (has: {', '.join(df.columns)}); "
@@ -181,7 +180,7 @@ def check_inference_csv(path: Path, input_csv: Path | None) -> None:
         raise UserError(f"{path} line {int(bad[0]) + 2}: siamese_score {df['siamese_score'].iloc[bad[0]]!r} "
                         f"is not a number")
     if input_csv is not None and Path(input_csv).is_file():
-        expected = len(pd.read_csv(input_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+        expected = len(changenet_csv.read(input_csv, (), what="inference input", allow_empty=True, canonicalize=False))
         if expected != len(df):
             raise UserError(f"{path} has {len(df)} rows but its input {input_csv} has {expected}; "
                             f"every input row needs a score")

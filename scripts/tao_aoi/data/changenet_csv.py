@@ -1,16 +1,28 @@
-"""Reading and checking ChangeNet CSVs (input_path, golden_path, label, object_name, ...).
+"""Reading and checking ChangeNet CSVs (input_path, golden_path, label, object_name, ...): the one CSV reader.
 
-One set of rules for every script: strings only (no type guessing), canonical labels, and errors
-that name the file, the column or the 1-based CSV line. Extra columns (boardname, ...) are kept.
-``read`` gives a DataFrame (pandas' C parser); ``read_columns`` the same columns as numpy arrays
-through the stdlib csv module, for a CLI whose whole run costs less than importing pandas
-(gap_analysis.py); tests/test_changenet_csv.py holds the two to the same result and messages.
+Every CSV the toolkit reads comes through here. pyarrow.csv parses, every column a string (explicit
+types: no guessing, ``NA``/``null``/``007`` stay text); then one set of rules: canonical labels, errors
+that name the file, the column or the 1-based CSV line (the header is line 1), extra columns (boardname,
+...) kept. ``read`` gives a DataFrame; ``read_columns`` numpy object arrays without importing pandas
+(gap_analysis.py, analyze_kpi's reader, the HTML report). The parse is pandas' read_csv's (dtype=str,
+na_filter=False), which tests/test_changenet_csv.py checks on random and adversarial CSVs: a BOM, quoted
+commas, quotes and newlines, blank and whitespace-only lines skipped, a short row padded with "", a row with
+more fields than the header refused, a quote still open at the end of the file refused, repeated header
+names numbered ``x.1``, an empty name read as ``Unnamed: <i>``.
+
+Why pyarrow and no stdlib path (bench/csv_reader.py, 2 shared cores, ratios to pandas' read_csv in the
+same run): pyarrow.csv is 0.13-0.23x pandas warm and 0.3-0.4x cold at 1k-1M rows. The stdlib csv module
+is cheaper cold only on small files (importing numpy + pyarrow costs ~0.15 s more than importing csv,
+about what the stdlib loses parsing 15k rows) and 2-4x pandas warm from 100k rows on. No CLI that reads a
+CSV has to stay light: the state scripts read none (tests/test_state.py checks they import neither numpy
+nor pyarrow), gap_analysis.py imports pyarrow for its parquet anyway, and the report reads its CSVs in
+well under its 2 s budget (bench/report.py).
 """
 from __future__ import annotations
 
-import csv
+from bisect import bisect_left
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -19,8 +31,14 @@ from tao_aoi.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 REQUIRED = ("input_path", "golden_path", "label", "object_name")
+# What str.strip() removes (a required cell is stripped as pandas' .str.strip() would); tests check the set.
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+              "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_BLANK = " \t"  # a line of only these is blank to pandas' tokenizer: skipped like an empty line
+OPEN_QUOTE = 'the file ends inside a quoted field (a " is not closed)'
 
 
 def _no_header(p: Path, what: str, required: Sequence[str]) -> UserError:
@@ -44,95 +62,253 @@ def _check_header(p: Path, what: str, columns: Sequence[str], required: Sequence
         raise UserError(f"{what} {p} has a header but no rows")
 
 
-def _check_blank(p: Path, what: str, col: str, blank: np.ndarray) -> None:
-    if blank.size:
-        raise UserError(f"{what} {p} line {int(blank[0]) + 2}: empty {col!r}; fill it or drop the row")
-
-
-def _label_map(uniq: Iterable[str], values: np.ndarray, path: Path | str, what: str) -> dict[str, str]:
+def _label_map(uniq: Iterable[str], first_row: Callable[[str], int], path: Path | str,
+               what: str) -> dict[str, str]:
     """raw -> canonical for each distinct label; the first bad one is refused with its line."""
     mapping = {u: labels.canonical_label(u) for u in uniq}
     bad = [u for u, c in mapping.items() if not labels.is_valid_canonical(c)]
     if bad:
-        line = int(np.flatnonzero(values == bad[0])[0]) + 2
-        raise UserError(f"{what} {path} line {line}: label {bad[0]!r} is not a label (PASS or a defect name "
-                        f"such as MISSING)")
+        raise UserError(f"{what} {path} line {first_row(bad[0]) + 2}: label {bad[0]!r} is not a label (PASS or a "
+                        f"defect name such as MISSING)")
     return mapping
+
+
+def _header_names(raw: Sequence[str]) -> list[str]:
+    """pandas' names for a header row, then stripped (so " label " and "label" clash: _check_header refuses).
+
+    An empty name is ``Unnamed: <i>``; a repeat gets the first free ``.1``, ``.2``, ... suffix (one the
+    header does not hold), named columns first, then the unnamed ones (pandas' C parser does the same).
+    """
+    header = [name or f"Unnamed: {i}" for i, name in enumerate(raw)]
+    unnamed = [i for i, name in enumerate(raw) if not name]
+    counts: dict[str, int] = {}
+    for i in [i for i in range(len(header)) if raw[i]] + unnamed:
+        col = old = header[i]
+        cur = counts.get(col, 0)
+        while cur > 0:
+            counts[old] = cur + 1
+            col = f"{old}.{cur}"
+            cur = cur + 1 if col in header else counts.get(col, 0)
+        header[i] = col
+        counts[col] = cur + 1
+    return [c.strip() for c in header]
+
+
+def _leading_blank_lines(p: Path) -> int:
+    """Blank or whitespace-only lines before the header (pandas skips them; pyarrow would take the first
+    as a one-column header)."""
+    with open(p, "rb") as fh:
+        head = fh.read(65536)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if not head[:1].isspace():
+        return 0
+    n = 0
+    for line in head.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")[:-1]:
+        if line.strip(b" \t"):
+            break
+        n += 1
+    return n
+
+
+def _options(skip: int, on_invalid: Callable | None, width: int | None = None) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    out: dict[str, Any] = {
+        "read_options": pcsv.ReadOptions(autogenerate_column_names=True, skip_rows=skip, use_threads=False),
+        "parse_options": pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)}
+    if width is not None:  # every column a string, "" never null
+        out["convert_options"] = pcsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False)
+    return out
+
+
+def arrow_strings(values: Iterable[object]) -> pa.Array:
+    """A pyarrow large_string array built from buffers: ``pa.array`` (like any Python-to-arrow conversion and
+    ``to_numpy``) imports pandas just to check for it, which costs the pandas-free readers ~0.3 s."""
+    import pyarrow as pa
+
+    enc = [str(v).encode() for v in values]
+    offsets = np.concatenate(([0], np.cumsum([len(e) for e in enc], dtype=np.int64))).astype(np.int64)
+    return pa.Array.from_buffers(pa.large_string(), len(enc), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(enc))])
+
+
+def _arrow_ints(values: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+
+    data = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
+
+
+def _is_empty(values: pa.Array) -> pa.Array:
+    """Boolean array: the cell is "" (no Python scalar involved: see arrow_strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.invert(pc.cast(pc.utf8_length(values), pa.bool_()))
+
+
+def _first(mask: pa.Array) -> int:
+    """Index of the first true value, -1 if none."""
+    import pyarrow.compute as pc
+
+    hits = pc.indices_nonzero(mask)
+    return int(hits[0].as_py()) if len(hits) else -1
+
+
+def _quote_left_open(src: Path | bytes, last: str) -> bool:
+    """Whether the file ends inside a quoted field whose text (so far) is ``last``: pyarrow then reads the
+    rest of the file into that field, where pandas refuses ("EOF inside string")."""
+    opened = ('"' + last.replace('"', '""')).encode()
+    if isinstance(src, bytes):
+        data, start = src, len(src) - len(opened)
+        tail = data[max(0, start - 1):]
+    else:
+        start = src.stat().st_size - len(opened)  # where that opening quote would be
+        with open(src, "rb") as fh:
+            fh.seek(max(0, start - 1))
+            tail = fh.read()
+            fh.seek(0)
+            data = fh.read(3)
+    if start < 0 or not tail.endswith(opened):
+        return False
+    # the quote opens a field: at the start of the file (after a BOM) or after a delimiter or a line end
+    return start == 0 or (start == 3 and data.startswith(b"\xef\xbb\xbf")) or tail[:1] in (b",", b"\n", b"\r")
+
+
+def _arrow_read(p: Path, what: str, required: Sequence[str], skip: int, on_invalid: Callable
+                ) -> tuple[Any, int, Path | bytes]:
+    """(table of strings with the header as row 0, the header's width, what was read: the file or its bytes)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    src: Path | bytes = p
+    while True:
+        try:
+            width = len(pcsv.open_csv(_source(src), **_options(skip, lambda row: "skip")).schema)
+            return pcsv.read_csv(_source(src), **_options(skip, on_invalid, width)), width, src
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" not in str(exc):
+                raise _unparsable(p, what, exc) from None
+            if isinstance(src, bytes) or not p.read_bytes().strip(b" \t\r\n\xef\xbb\xbf"):
+                raise _no_header(p, what, required) from None
+            src = p.read_bytes() + b"\n"  # pyarrow finds no column in a lone line without a line end
+
+
+def _source(src: Path | bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.BufferReader(src) if isinstance(src, bytes) else src
+
+
+def _put_back(p: Path, what: str, table: Any, width: int, short: list[Any], blank: list[int], skip: int) -> Any:
+    """``table`` with the short rows pyarrow skipped back in their places, padded with "" as pandas pads
+    them: their text plus the missing delimiters, parsed in one go."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    # the leading line end keeps pyarrow from taking a U+FEFF that starts the first row for a BOM
+    text = "\n" + "".join(r.text + "," * (width - r.actual_columns) + "\n" for r in short)
+    try:
+        padded = pcsv.read_csv(pa.py_buffer(text.encode()), **_options(0, None, width))
+    except pa.ArrowInvalid:
+        padded = None
+    if padded is None or padded.num_rows != len(short):  # only a quote left open swallows the delimiters
+        raise _unparsable(p, what, OPEN_QUOTE)
+    blank = sorted(blank)
+    # pyarrow numbers the records after the skipped lines from skip + 1 (the header, row 0 of the table)
+    at = np.array([r.number - skip - 1 - bisect_left(blank, r.number) for r in short], dtype=np.int64)
+    is_short = np.zeros(table.num_rows + len(short), dtype=bool)
+    is_short[at] = True
+    order = np.empty(is_short.size, dtype=np.int64)
+    order[~is_short] = np.arange(table.num_rows)
+    order[is_short] = table.num_rows + np.arange(len(short))
+    return pa.concat_tables([table, padded]).take(_arrow_ints(order))
+
+
+def _parse(p: Path, what: str, required: Sequence[str]) -> tuple[list[str], list[pa.Array]]:
+    """(header names, one string array per column) of the data rows, as pandas' read_csv reads them."""
+    skip = _leading_blank_lines(p)
+    short: list[Any] = []   # rows with fewer fields than the header (pyarrow skips them; pandas pads them)
+    long: list[Any] = []    # rows with more (pandas refuses them)
+    blank: list[int] = []   # record numbers of lines of only spaces/tabs (pandas skips them)
+
+    def on_invalid(row: Any) -> str:
+        if not row.text.strip(_BLANK):
+            blank.append(row.number)
+        else:
+            (short if row.actual_columns < row.expected_columns else long).append(row)
+        return "skip"
+
+    table, width, src = _arrow_read(p, what, required, skip, on_invalid)
+    if long:
+        r = min(long, key=lambda r: r.number)
+        raise _unparsable(p, what, f"Expected {width} fields in line {r.number}, saw {r.actual_columns}")
+    n = table.num_rows
+    last_is_valid = max([r.number for r in short] + blank, default=0) < skip + n + len(short) + len(blank)
+    if last_is_valid and n and _quote_left_open(src, table.column(width - 1)[n - 1].as_py()):
+        raise _unparsable(p, what, OPEN_QUOTE)
+    if short:
+        table = _put_back(p, what, table, width, short, blank, skip)
+    names = _header_names([str(c[0]) for c in table.columns])
+    columns = [c.combine_chunks()[1:] for c in table.columns]
+    if width == 1 and len(columns[0]):  # a one-column file's whitespace-only lines are blank too
+        import pyarrow.compute as pc
+
+        keep = pc.or_(_is_empty(columns[0]), pc.invert(_is_empty(pc.utf8_trim(columns[0], _BLANK))))
+        columns = [columns[0].filter(keep)]
+    return names, columns
+
+
+def _read(path: str | Path, required: Sequence[str], what: str, allow_empty: bool,
+          canonicalize: bool) -> tuple[list[str], list[pa.Array]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} {p} does not exist")
+    names, columns = _parse(p, what, required)
+    n = len(columns[0])
+    _check_header(p, what, names, required, n, allow_empty)
+    for col in required:
+        i = names.index(col)
+        values = pc.utf8_trim(columns[i], WHITESPACE)
+        blank = _first(_is_empty(values))
+        if blank >= 0:
+            raise UserError(f"{what} {p} line {blank + 2}: empty {col!r}; fill it or drop the row")
+        columns[i] = values
+    if "label" in names and canonicalize and n:
+        i = names.index("label")
+        uniq = pc.unique(columns[i])
+        codes = pc.index_in(columns[i], value_set=uniq)  # row -> its label's place in uniq
+        distinct = uniq.to_pylist()
+
+        def first_row(label: str) -> int:
+            k = distinct.index(label)
+            return int(np.flatnonzero(np.asarray(codes.to_pylist()) == k)[0])
+
+        mapping = _label_map(distinct, first_row, p, what)
+        columns[i] = arrow_strings(mapping[u] for u in distinct).take(codes).cast(pa.string())
+    return names, columns
 
 
 def read(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
          allow_empty: bool = False, canonicalize: bool = True) -> pd.DataFrame:
     """Read a CSV as strings. ``canonicalize=False`` keeps raw labels (validate_training_csv reports them)."""
-    import pandas as pd
+    import pyarrow as pa
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} {p} does not exist")
-    try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise _no_header(p, what, required) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise _unparsable(p, what, exc) from None
-    if not isinstance(df.index, pd.RangeIndex):  # pandas takes a first row with one field too many as an index
-        raise _unparsable(p, what, f"Expected {len(df.columns)} fields in line 2, saw {len(df.columns) + 1}")
-    df.columns = [str(c).strip() for c in df.columns]
-    _check_header(p, what, list(df.columns), required, len(df), allow_empty)
-    for col in required:
-        values = df[col].str.strip()
-        _check_blank(p, what, col, np.flatnonzero((values == "").to_numpy()))
-        df[col] = values
-    if "label" in df.columns and canonicalize:
-        df["label"] = canonical_labels(df["label"], p, what)
-    return df
-
-
-# Above this size pandas' C parser wins: importing pandas (~0.3 s) is then less than what the stdlib
-# csv module loses (~4 us per row), from about 150k rows of an inference.csv on; bench/gaps.py runs both sides.
-PANDAS_PARSE_BYTES = 8_000_000
+    names, columns = _read(path, required, what, allow_empty, canonicalize)
+    return pa.Table.from_arrays(columns, names=names).to_pandas()
 
 
 def read_columns(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
-                 allow_empty: bool = False) -> dict[str, np.ndarray]:
-    """``read`` as {column: object array of str}, columns in file order, labels canonical; a file under
-    ``PANDAS_PARSE_BYTES`` is parsed without importing pandas.
-
-    Parsed like pandas does here: blank (or whitespace-only) lines skipped, short rows padded with "", a
-    row with more fields than the header refused, repeated header names numbered ``x.1``, ``x.2``.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} {p} does not exist")
-    if p.stat().st_size > PANDAS_PARSE_BYTES:
-        df = read(p, required, what=what, allow_empty=allow_empty)
-        return {str(c): df[c].to_numpy(dtype=object) for c in df.columns}
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if r and not (len(r) == 1 and r[0] and not r[0].strip())]
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise _unparsable(p, what, exc) from None
-    if not rows:
-        raise _no_header(p, what, required)
-    header, body = [c.strip() for c in _dedupe(rows[0])], rows[1:]
-    n = len(header)
-    widths = np.fromiter(map(len, body), dtype=np.int64, count=len(body))
-    if widths.size and widths.max() > n:
-        i = int(np.argmax(widths > n))
-        raise _unparsable(p, what, f"Expected {n} fields in line {i + 2}, saw {int(widths[i])}")
-    if widths.size and widths.min() < n:
-        body = [r + [""] * (n - len(r)) if len(r) < n else r for r in body]
-    _check_header(p, what, header, required, len(body), allow_empty)
-    columns = {name: np.array(col, dtype=object) for name, col in zip(header, zip(*body))} if body else \
-        {name: np.array([], dtype=object) for name in header}
-    for col in required:
-        values = np.array([v.strip() for v in columns[col]], dtype=object)
-        _check_blank(p, what, col, np.flatnonzero(values == ""))
-        columns[col] = values
-    if "label" in columns:
-        raw = columns["label"]
-        mapping = _label_map(dict.fromkeys(raw.tolist()), raw, p, what)
-        columns["label"] = np.array([mapping[v] for v in raw], dtype=object)
-    return columns
+                 allow_empty: bool = False, canonicalize: bool = True) -> dict[str, np.ndarray]:
+    """``read`` as {column: object array of str}, columns in file order, without importing pandas
+    (pyarrow's own to_numpy would import it for string columns)."""
+    names, columns = _read(path, required, what, allow_empty, canonicalize)
+    return {name: np.array(col.to_pylist(), dtype=object) for name, col in zip(names, columns)}
 
 
 def factorize(values: Iterable) -> tuple[np.ndarray, list]:
@@ -142,20 +318,11 @@ def factorize(values: Iterable) -> tuple[np.ndarray, list]:
     return codes, list(index)
 
 
-def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        k = seen.get(name, 0)
-        out.append(name if k == 0 else f"{name}.{k}")
-        seen[name] = k + 1
-    return out
-
-
 def canonical_labels(col: pd.Series, path: Path | str, what: str = "CSV") -> pd.Series:
     import pandas as pd
 
-    mapping = _label_map(pd.unique(col), col.to_numpy(), path, what)
+    values = col.to_numpy()
+    mapping = _label_map(pd.unique(col), lambda v: int(np.flatnonzero(values == v)[0]), path, what)
     return col.map(mapping)
 
 

@@ -219,17 +219,26 @@ def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False)
     return sims, idx
 
 
+def ann_library():
+    """faiss, the optional ``ann`` extra (pyproject.toml): the default search never needs it."""
+    try:
+        import faiss
+    except ImportError:
+        from tao_aoi.layout import SCRIPTS_DIR
+
+        raise UserError(f"--method ann needs faiss-cpu, the optional 'ann' extra, which is not installed: run "
+                        f"python3 {SCRIPTS_DIR / 'setup_env.py'} --extra ann (it pip-installs the pinned faiss-cpu "
+                        f"into the plugin's .venv), or use --method exact") from None
+    return faiss
+
+
 def hnsw_index(pool: np.ndarray):
     """A faiss HNSW inner-product index over unit float32 rows, built on one thread.
 
     faiss inserts in parallel in an unspecified order, so a multi-threaded build is not reproducible;
     a rerun of an iteration must mine the same rows.
     """
-    try:
-        import faiss
-    except ImportError:
-        raise UserError("--method ann needs faiss-cpu (python3 scripts/setup_env.py installs it); or use --method "
-                        "exact") from None
+    faiss = ann_library()
     index = faiss.IndexHNSWFlat(pool.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     threads = faiss.omp_get_max_threads()
@@ -372,6 +381,8 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
         raise UserError(f"--min-similarity must be a cosine in [-1, 1], got {min_similarity}")
     if method not in METHODS:
         raise UserError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    if method == "ann":
+        ann_library()  # refused before any embedding is computed
     out = Path(results_dir).resolve()
     root = Path(images_root).resolve()
     pool_path = Path(pool_csv)

@@ -82,8 +82,7 @@ def _root_and_manifest(path: str | Path) -> tuple[Path, Path | None]:
 
 def _manifest_labels(manifest: Path) -> tuple[dict[str, str], str]:
     """basename -> canonical label from the manifest, and a note on how it was used."""
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    df.columns = [str(c).strip() for c in df.columns]
+    df = changenet_csv.read(manifest, (), what="SDG manifest", allow_empty=True, canonicalize=False)
     cols = {c.lower(): c for c in df.columns}
     file_col = next((cols[c] for c in MANIFEST_FILE_COLUMNS if c in cols), None)
     if "label" not in cols or file_col is None:

@@ -27,7 +27,8 @@ from tao_aoi.tao import train_spec, versions
 
 CREDENTIALS = ("NGC_KEY", "NGC_API_KEY", "HF_TOKEN")
 IMAGES = {"docker": ("pyt", "data_services"), "slurm": ("pyt", "data_services")}
-PACKAGES = ("numpy", "pandas", "pyarrow", "yaml", "sklearn", "optuna", "PIL", "jinja2", "fastjsonschema", "faiss")
+# The runtime's import names (faiss is the optional ann extra: only mine_pool.py --method ann needs it).
+PACKAGES = ("numpy", "pandas", "pyarrow", "yaml", "sklearn", "optuna", "PIL", "jinja2", "fastjsonschema")
 
 
 def _network_mode() -> str:

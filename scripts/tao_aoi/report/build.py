@@ -59,7 +59,7 @@ def table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = 
 
 
 def csv_table(data: sources.Csv, limit: int = sources.TABLE_ROWS) -> dict[str, Any]:
-    return {"columns": data.columns, "rows": data.rows[:limit], "total": len(data), "shown": min(limit, len(data))}
+    return {"columns": data.columns, "rows": data.head(limit), "total": len(data), "shown": min(limit, len(data))}
 
 
 def per_label_counts(doc: Doc) -> dict[str, int]:

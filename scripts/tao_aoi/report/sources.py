@@ -9,7 +9,6 @@ where stage_plan tells stages to write), else at the path the state's commit rec
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import re
@@ -56,7 +55,7 @@ def _guard(path: Path, read: Callable[[Path], Any]) -> Doc:
         return Doc(path, "absent")
     try:
         return Doc(path, data=read(path))
-    except (OSError, ValueError, UserError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, ValueError, UserError, UnicodeDecodeError) as exc:
         return Doc(path, "unreadable", reason=_short(exc))
 
 
@@ -97,21 +96,21 @@ def yaml_doc(path: Path) -> Doc:
 
 @dataclass(frozen=True)
 class Csv:
-    """A CSV as strings (header + rows)."""
+    """A CSV as strings: its column names and {name: values}."""
 
     columns: list[str]
-    rows: list[list[str]]
+    data: dict[str, Any]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.data[self.columns[0]]) if self.columns else 0
 
-    def column(self, name: str) -> list[str]:
-        i = self.columns.index(name)
-        return [r[i] if i < len(r) else "" for r in self.rows]
+    def head(self, n: int) -> list[list[str]]:
+        """The first ``n`` rows, cells in column order."""
+        return [list(row) for row in zip(*(self.data[c][:n].tolist() for c in self.columns))]
 
     def tally(self, name: str, canonical: bool = False) -> dict[str, int]:
         """{value: rows}, labels in canonical form when asked (PASS/pass/Pass are one label)."""
-        counts = Counter(self.column(name))
+        counts = Counter(self.data[name].tolist())
         out: Counter[str] = Counter()
         for v, n in counts.items():
             out[labels.canonical_label(v) if canonical else v.strip()] += n
@@ -119,15 +118,12 @@ class Csv:
 
 
 def csv_doc(path: Path) -> Doc:
-    """A CSV read with the stdlib, not changenet_csv (pandas): the report only counts and shows rows,
-    and importing pandas alone would take a third to half of its 2-second budget."""
+    """A CSV through the toolkit's one reader (changenet_csv.read_columns: no pandas), raw labels kept."""
     def read(p: Path) -> Csv:
-        with open(p, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise ValueError("empty file (no header)")
-            return Csv([h.strip() for h in header], [r for r in reader if r])
+        from tao_aoi.data import changenet_csv
+
+        cols = changenet_csv.read_columns(p, (), what="CSV", allow_empty=True, canonicalize=False)
+        return Csv(list(cols), cols)
 
     return _guard(path, read)
 

@@ -37,7 +37,7 @@ def similarity_check(workspace: str | Path, floor: float | None = None, k: int =
     t_emb, p_emb = mining.comparable(features.embeddings(kpi, ws.images, lights, ext, cfg),
                                      features.embeddings(pool, ws.images, lights, ext, cfg), settings)
     sim = mining.unit_rows(t_emb) @ mining.unit_rows(p_emb).T
-    truth = pd.read_csv(ws.root / "demo_truth.csv", dtype=str, keep_default_na=False)
+    truth = changenet_csv.read(ws.root / "demo_truth.csv", (), what="generator truth", canonicalize=False)
     severity = kpi.merge(truth[truth["split"] == "kpi"], on=["input_path", "object_name"], how="left",
                          suffixes=("", "_t"))["severity"].fillna("").to_numpy()
     pool_labels = pool["label"].to_numpy()
@@ -69,7 +69,7 @@ def pool_rows_for_missing_families(workspace: str | Path):
     fam = json.loads((ws.root / "demo_manifest.json").read_text(encoding="utf-8"))["families"]
     wanted = set(fam["missing_from_base_train"]) | set(fam["rare_in_base_train"])
     pool = changenet_csv.read(ws.mining_pool_csv)
-    manifest = pd.read_csv(ws.sdg_pool / "SDG_result.csv", dtype=str, keep_default_na=False)
+    manifest = changenet_csv.read(ws.sdg_pool / "SDG_result.csv", (), what="SDG manifest", canonicalize=False)
     manifest = manifest[manifest["label"].isin(wanted)].drop_duplicates("index")
     stems = [Path(name).stem.rsplit("_", 1)[0] for name in manifest["image_name"]]  # drop _<light>
     sdg = pd.DataFrame({"input_path": str(ws.sdg_pool / "reconstructed_image"),
