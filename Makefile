@@ -28,7 +28,8 @@ test: venv-test
 test-fast: venv-test
 	$(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
-bench: venv
+bench:  # bench/mining.py times faiss: the ann extra
+	@$(PYTHON) scripts/setup_env.py --extra ann --quiet
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit $$?; done
 
 clean:
