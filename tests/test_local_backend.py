@@ -183,6 +183,55 @@ def test_spec_pretrained_model_path_is_honoured(ws, trained, tmp_path):
     assert ensemble.load(tmp_path / "t" / "best.ckpt").meta["fine_tuned"]
 
 
+class _Failing(get_backend("local").__class__):
+    """A backend whose jobs end the ways a job outside this process can end."""
+
+    name = "fake"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def submit_train(self, job):
+        from tao_aoi.backends.base import ERROR, JobHandle
+
+        if self.how == "error":
+            return JobHandle("fake", "train", "job-7", Path(job.output_dir), ERROR, "exit code 137 (killed)")
+        if self.how == "disk":
+            raise OSError(28, "No space left on device", str(Path(job.output_dir) / "best.ckpt"))
+        if self.how == "input":
+            raise PermissionError(13, "Permission denied", "/data/images/b0/C1_SolderLight.png")
+        raise MemoryError
+
+
+@pytest.mark.parametrize("how, needle", [
+    ("error", "fake train job job-7 ended ERROR: exit code 137 (killed) (its logs are in {out})"),
+    ("disk", "train failed: No space left on device: {out}/best.ckpt; --output-dir {out} must be a folder you "
+             "can write, with free space"),
+    ("input", "train failed: Permission denied: /data/images/b0/C1_SolderLight.png; check that it exists and is "
+              "readable"),
+    ("memory", "train ran out of memory; free memory or use a smaller training set or batch"),
+])
+def test_every_train_failure_is_one_error_line_exit_2(ws, tmp_path, capsys, monkeypatch, how, needle):
+    """train.py used to return 1 with no error line for a job that ended other than COMPLETE."""
+    monkeypatch.setattr(train_cmd, "get_backend", lambda name, **kw: _Failing(how))
+    out = tmp_path / "t"
+    code, err = run_in_process(capsys, train_cmd.main, "--spec", ws.baseline_spec, "--train-csv", ws.training_csv,
+                               "--val-csv", ws.validation_csv, "--images-root", ws.images, "--output-dir", out)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert needle.format(out=out) in err
+
+
+def test_an_output_dir_that_is_a_file_is_one_error_line(ws, tmp_path):
+    """The real local backend, as a user runs it: no traceback."""
+    (tmp_path / "taken").write_text("")
+    proc = run_script("train.py", "--spec", ws.baseline_spec, "--train-csv", ws.training_csv, "--val-csv",
+                      ws.validation_csv, "--images-root", ws.images, "--output-dir", tmp_path / "taken",
+                      "--set", "train.num_epochs=1")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"error: train failed: Not a directory: {tmp_path / 'taken' / 'best.ckpt'}; --output-dir "
+                           f"{tmp_path / 'taken'} must be a folder you can write, with free space\n")
+
+
 # ------------------------------------------------------------------ checkpoint safety
 
 class _Payload:

@@ -9,6 +9,7 @@ such usage error becomes a ``UsageError``, so it is reported like any ``UserErro
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -256,6 +257,25 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def job_failures(what: str, output_dir: Any):
+    """What a job meets outside its inputs (the disk, the output folder, memory) as one UserError line
+    naming the file, instead of a traceback: train.py and infer.py run their backend call inside it."""
+    try:
+        yield
+    except OSError as exc:
+        import os
+
+        name, out = exc.filename, os.path.abspath(output_dir)
+        mine = name is None or os.path.abspath(name) == out or os.path.abspath(name).startswith(out + os.sep)
+        fix = (f"--output-dir {output_dir} must be a folder you can write, with free space" if mine
+               else "check that it exists and is readable")
+        raise UserError(f"{what} failed: {exc.strerror or type(exc).__name__}"
+                        f"{f': {name}' if name else ''}; {fix}") from None
+    except MemoryError:
+        raise UserError(f"{what} ran out of memory; free memory or use a smaller training set or batch") from None
 
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from tao_aoi.errors import UserError
+
 # TAO's job-state vocabulary.
 PENDING, RUNNING, COMPLETE, ERROR, CANCELED = "PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED"
 TERMINAL = (COMPLETE, ERROR, CANCELED)
@@ -108,6 +110,11 @@ class Backend(abc.ABC):
     def embed(self, job: EmbedJob) -> JobHandle:
         return self._finish(self.submit_embed(job))
 
-    def _finish(self, handle: JobHandle) -> JobHandle:
-        handle.state = self.wait(handle)
+    def _finish(self, handle: JobHandle, **wait: Any) -> JobHandle:
+        """Wait for the job; one that ends other than COMPLETE is a UserError naming it, its state and why
+        (train.py and infer.py then print that one line and exit 2)."""
+        handle.state = self.wait(handle, **wait)
+        if handle.state != COMPLETE:
+            raise UserError(f"{self.name} {handle.kind} job {handle.job_id} ended {handle.state}: "
+                            f"{handle.detail or 'no detail'} (its logs are in {handle.output_dir})")
         return handle

@@ -29,15 +29,16 @@ from tao_aoi.backends.base import InferJob
 @cli.option("--output-dir", type=click.Path(path_type=Path))
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
-    handle = get_backend(args.backend).infer(InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv,
-                                                      images_root=args.images_root, output_dir=args.output_dir))
+    with cli.job_failures("infer", args.output_dir):
+        handle = get_backend(args.backend).infer(InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv,
+                                                          images_root=args.images_root, output_dir=args.output_dir))
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,
               "inference_csv": str(Path(args.output_dir) / "inference.csv"), "detail": handle.detail}
     if args.json:
         cli.emit_json(result)
     else:
         print(f"infer {handle.state.lower()}: {result['inference_csv']} ({handle.detail})")
-    return 0 if handle.state == "COMPLETE" else 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -227,8 +227,8 @@ def ann_library():
         from tao_aoi.layout import SCRIPTS_DIR
 
         raise UserError(f"--method ann needs faiss-cpu, the optional 'ann' extra, which is not installed: run "
-                        f"python3 {SCRIPTS_DIR / 'setup_env.py'} --extra ann (it pip-installs the pinned faiss-cpu "
-                        f"into the plugin's .venv), or use --method exact") from None
+                        f"python3 {SCRIPTS_DIR}/setup_env.py --extra ann (it pip-installs the pinned faiss-cpu "
+                        f"into the plugin's .venv); or use --method exact") from None
     return faiss
 
 
