@@ -173,6 +173,33 @@ def test_warm_start_starts_from_the_checkpoint(ws, trained, tmp_path):
                           overrides={**FAST, "model.classify.embed_dec": 7}))
 
 
+def test_warm_start_restarts_adam(ws, trained, tmp_path, monkeypatch):
+    """A fine-tune starts from the checkpoint's weights with a fresh Adam (step count and moments from zero),
+    as TAO's train.pretrained_model_path loads weights only; bench/warm_start.py found carrying the state
+    over no better. The checkpoint holds no optimizer state to carry."""
+    import sklearn.neural_network as nn
+
+    seen = []
+
+    class Probe(nn.MLPClassifier):
+        def partial_fit(self, X, y, sample_weight=None, classes=None):
+            if len(X) > 2 and hasattr(self, "_optimizer"):  # an epoch that continues an optimizer
+                seen.append(("continued", self._optimizer.t))
+            out = super().partial_fit(X, y, sample_weight=sample_weight, classes=classes)
+            if len(X) > 2:
+                seen.append(("after", self._optimizer.t, len(X), self.batch_size))
+            return out
+
+    monkeypatch.setattr(nn, "MLPClassifier", Probe)
+    get_backend("local").train(train_job(ws, tmp_path / "ft", init_checkpoint=trained / "best.ckpt",
+                                         overrides={"train.num_epochs": 2}))
+    (_, t1, n, batch), (kind, t_before), (_, t2, _, _) = seen
+    steps = -(-n // batch)
+    assert t1 == steps and kind == "continued" and t_before == steps and t2 == 2 * steps  # fresh, then one run
+    with np.load(trained / "best.ckpt", allow_pickle=False) as npz:
+        assert not [k for k in npz.files if "optim" in k or "adam" in k.lower()]
+
+
 def test_spec_pretrained_model_path_is_honoured(ws, trained, tmp_path):
     spec = yaml.safe_load(ws.baseline_spec.read_text())
     spec["train"]["pretrained_model_path"] = str(trained / "best.ckpt")
