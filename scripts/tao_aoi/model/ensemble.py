@@ -219,9 +219,10 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
             clf.partial_fit(xs[:2], y[:2], classes=classes)
         clf.coefs_ = [w.astype(np.float32).copy() for w in init.coefs]
         clf.intercepts_ = [b.astype(np.float32).copy() for b in init.intercepts]
-        # A fresh Adam. Carrying the checkpoint epoch's moments and step count over was no better
-        # (bench/warm_start.py, KPI FAR at 100% recall of the fine-tune, kept - fresh, seeds 0-1: demo +0.09
-        # points at the spec's lr and +0.19 at lr/4, field -0.40 and +0.50; better on 2 of 8 runs).
+        # A fresh Adam. Carrying the checkpoint epoch's moments and step count over was no better overall
+        # (bench/warm_start.py, KPI FAR at 100% recall of the fine-tune, kept - fresh, mean of seeds 0-3:
+        # demo +0.09 points at the spec's lr and +0.33 at lr/4, field -1.04 and +4.56; better on 4 of 16
+        # runs, worse on 10), and TAO's train.pretrained_model_path loads weights only.
         del clf._optimizer
         clf.t_, clf.n_iter_, clf.loss_curve_ = 0, 0, []
     shrinkage = float(np.clip(trees["shrinkage"] * hp.lr / defaults.LOCAL_MODEL["train.optim.lr"], 1e-3, trees["shrinkage"]))
