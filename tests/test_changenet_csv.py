@@ -73,9 +73,9 @@ def pandas_read(path, required, what="test CSV", allow_empty=False, canonicalize
 
 
 def outcomes(path, required, **kw):
-    """[(kind, columns or message)] of pandas_read, read and read_columns."""
+    """[(kind, columns or message)] of pandas_read, read, read_columns and read_arrays."""
     out = []
-    for reader in (pandas_read, changenet_csv.read, changenet_csv.read_columns):
+    for reader in (pandas_read, changenet_csv.read, changenet_csv.read_columns, changenet_csv.read_arrays):
         try:
             res = reader(path, required, what="test CSV", **kw)
         except UserError as exc:
@@ -96,9 +96,9 @@ def test_read_columns_equals_read(tmp_path_factory, header, data, bom, crlf, req
     blank_after = set(data.draw(st.lists(st.integers(0, 5), max_size=2)))
     path = tmp_path_factory.mktemp("csv") / "x.csv"
     path.write_text(_csv_text(header, rows, bom, blank_after, crlf), encoding="utf-8", newline="")
-    (ka, a), (kb, b), (kc, c) = outcomes(path, required)
-    assert ka == kb == kc, (a, b, c)
-    assert a == b == c
+    (ka, a), (kb, b), (kc, c), (kd, d) = outcomes(path, required)
+    assert ka == kb == kc == kd, (a, b, c, d)
+    assert a == b == c == d
 
 
 # Raw text: tokens that make quoting, blank lines and field counts go wrong; no lone CR and no U+FEFF at a
@@ -128,7 +128,7 @@ def test_agrees_with_pandas_on_adversarial_text(tmp_path_factory, tokens, prefix
     path = tmp_path_factory.mktemp("raw") / "x.csv"
     path.write_text(prefix + "".join(tokens), encoding="utf-8", newline="")
     want = pandas_strings(path)
-    for reader in (changenet_csv.read, changenet_csv.read_columns):
+    for reader in (changenet_csv.read, changenet_csv.read_columns, changenet_csv.read_arrays):
         try:
             res = reader(path, (), what="raw CSV", allow_empty=True, canonicalize=False)
         except UserError as exc:

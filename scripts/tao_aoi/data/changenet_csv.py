@@ -3,8 +3,8 @@
 Every CSV the toolkit reads comes through here. pyarrow.csv parses, every column a string (explicit
 types: no guessing, ``NA``/``null``/``007`` stay text); then one set of rules: canonical labels, errors
 that name the file, the column or the 1-based CSV line (the header is line 1), extra columns (boardname,
-...) kept. ``read`` gives a DataFrame; ``read_columns`` numpy object arrays without importing pandas
-(gap_analysis.py, analyze_kpi's reader, the HTML report). The parse is pandas' read_csv's (dtype=str,
+...) kept. ``read`` gives a DataFrame; ``read_columns`` numpy object arrays and ``read_arrays`` pyarrow
+arrays, both without importing pandas (gap_analysis.py and analyze_kpi's reader; the HTML report). The parse is pandas' read_csv's (dtype=str,
 na_filter=False), which tests/test_changenet_csv.py checks on random and adversarial CSVs: a BOM, quoted
 commas, quotes and newlines, blank and whitespace-only lines skipped, a short row padded with "", a row with
 more fields than the header refused, a quote still open at the end of the file refused, repeated header
@@ -261,8 +261,10 @@ def _parse(p: Path, what: str, required: Sequence[str]) -> tuple[list[str], list
     return names, columns
 
 
-def _read(path: str | Path, required: Sequence[str], what: str, allow_empty: bool,
-          canonicalize: bool) -> tuple[list[str], list[pa.Array]]:
+def read_arrays(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
+                allow_empty: bool = False, canonicalize: bool = True) -> dict[str, pa.Array]:
+    """``read`` as {column: pyarrow string array}: the parse and the checks without a conversion (the
+    report counts rows and shows a few; pandas is not imported)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -291,7 +293,7 @@ def _read(path: str | Path, required: Sequence[str], what: str, allow_empty: boo
 
         mapping = _label_map(distinct, first_row, p, what)
         columns[i] = arrow_strings(mapping[u] for u in distinct).take(codes).cast(pa.string())
-    return names, columns
+    return dict(zip(names, columns))
 
 
 def read(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
@@ -299,16 +301,16 @@ def read(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "C
     """Read a CSV as strings. ``canonicalize=False`` keeps raw labels (validate_training_csv reports them)."""
     import pyarrow as pa
 
-    names, columns = _read(path, required, what, allow_empty, canonicalize)
-    return pa.Table.from_arrays(columns, names=names).to_pandas()
+    columns = read_arrays(path, required, what=what, allow_empty=allow_empty, canonicalize=canonicalize)
+    return pa.Table.from_arrays(list(columns.values()), names=list(columns)).to_pandas()
 
 
 def read_columns(path: str | Path, required: Sequence[str] = REQUIRED, *, what: str = "ChangeNet CSV",
                  allow_empty: bool = False, canonicalize: bool = True) -> dict[str, np.ndarray]:
     """``read`` as {column: object array of str}, columns in file order, without importing pandas
     (pyarrow's own to_numpy would import it for string columns)."""
-    names, columns = _read(path, required, what, allow_empty, canonicalize)
-    return {name: _objects(col) for name, col in zip(names, columns)}
+    columns = read_arrays(path, required, what=what, allow_empty=allow_empty, canonicalize=canonicalize)
+    return {name: _objects(col) for name, col in columns.items()}
 
 
 def _objects(col: pa.Array) -> np.ndarray:
