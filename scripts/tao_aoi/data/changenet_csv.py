@@ -4,19 +4,20 @@ Every CSV the toolkit reads comes through here. pyarrow.csv parses, every column
 types: no guessing, ``NA``/``null``/``007`` stay text); then one set of rules: canonical labels, errors
 that name the file, the column or the 1-based CSV line (the header is line 1), extra columns (boardname,
 ...) kept. ``read`` gives a DataFrame; ``read_columns`` numpy object arrays and ``read_arrays`` pyarrow
-arrays, both without importing pandas (gap_analysis.py and analyze_kpi's reader; the HTML report). The parse is pandas' read_csv's (dtype=str,
-na_filter=False), which tests/test_changenet_csv.py checks on random and adversarial CSVs: a BOM, quoted
-commas, quotes and newlines, blank and whitespace-only lines skipped, a short row padded with "", a row with
-more fields than the header refused, a quote still open at the end of the file refused, repeated header
-names numbered ``x.1``, an empty name read as ``Unnamed: <i>``.
+arrays, both without importing pandas (gap_analysis.py and analyze_kpi's reader; the HTML report). The
+parse is pandas' read_csv's (dtype=str, na_filter=False), which tests/test_changenet_csv.py checks on
+random and adversarial CSVs: a BOM, quoted commas, quotes and newlines, blank and whitespace-only lines
+skipped, a short row padded with "", a row with more fields than the header refused, a quote still open at
+the end of the file refused, repeated header names numbered ``x.1``, an empty name read as ``Unnamed: <i>``.
 
-Why pyarrow and no stdlib path (bench/csv_reader.py, 2 shared cores, ratios to pandas' read_csv in the
-same run): pyarrow.csv is 0.13-0.23x pandas warm and 0.3-0.4x cold at 1k-1M rows. The stdlib csv module
-is cheaper cold only on small files (importing numpy + pyarrow costs ~0.15 s more than importing csv,
-about what the stdlib loses parsing 15k rows) and 2-4x pandas warm from 100k rows on. No CLI that reads a
-CSV has to stay light: the state scripts read none (tests/test_state.py checks they import neither numpy
-nor pyarrow), gap_analysis.py imports pyarrow for its parquet anyway, and the report reads its CSVs in
-well under its 2 s budget (bench/report.py).
+Why pyarrow and no stdlib path (bench/csv_reader.py on 2 shared cores, ratios to pandas' read_csv in the
+same run; 1k / 100k / 1M rows): pyarrow.csv takes 0.45 / 0.42 / 0.24x pandas' time cold (a fresh process,
+import included) and 0.35 / 0.43 / 0.17x warm. The stdlib csv module wins only cold on small files (0.26x at
+1k rows: importing numpy + pyarrow costs more than parsing them) and loses from 100k rows on (6.1x warm,
+2.1x cold at 1M). No CLI that reads a CSV needs that light path: the state scripts read none
+(tests/test_state.py checks they import neither numpy nor pyarrow), gap_analysis.py imports pyarrow for its
+parquet anyway (same wall time at 300 and 30k rows as with the stdlib reader), and the report is measured
+in report/sources.py.
 """
 from __future__ import annotations
 
