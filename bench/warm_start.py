@@ -133,19 +133,20 @@ def main() -> int:
                     print(f"{r['preset']:6s} seed {r['seed']}  {r['run']:26s} KPI FAR@100%R {r['kpi_far']:7.3f}%  "
                           f"val FAR {r['val_far']:7.3f}% (epoch {r['best_epoch']:2d}; after epoch 0: "
                           f"{'-' if r['first_val_far'] is None else format(r['first_val_far'], '.3f')}%)", flush=True)
-    table = pd.DataFrame(rows)
+    summarise(pd.DataFrame(rows))
+    return 0
+
+
+def summarise(table: pd.DataFrame) -> None:
     print("\nmean over seeds (KPI FAR on the KPI set; val FAR chose the epoch):")
     summary = table.groupby(["preset", "run"], sort=False)[["kpi_far", "val_far"]].agg(statistics.fmean)
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    for preset in table["preset"].unique():
-        t = table[table["preset"] == preset]
-        for lr_name in ("lr", "lr/4"):
-            fresh = t[t["run"] == f"fine-tune {lr_name} Adam fresh"].set_index("seed")["kpi_far"]
-            kept = t[t["run"] == f"fine-tune {lr_name} Adam kept"].set_index("seed")["kpi_far"]
-            print(f"{preset} {lr_name}: kept - fresh KPI FAR per seed {', '.join(f'{v:+.3f}' for v in kept - fresh)} "
-                  f"points; kept better on {int((kept < fresh).sum())} of {len(kept)} seeds, worse on "
-                  f"{int((kept > fresh).sum())}")
-    return 0
+    for (preset, lr_name), t in table.assign(lr=table["run"].str.extract(r"(lr/4|lr) ")[0]).groupby(
+            ["preset", "lr"], sort=False):
+        by = t.set_index(["run", "seed"])["kpi_far"]
+        diff = by[f"fine-tune {lr_name} Adam kept"] - by[f"fine-tune {lr_name} Adam fresh"]
+        print(f"{preset} {lr_name}: kept - fresh KPI FAR per seed {', '.join(f'{v:+.3f}' for v in diff)} points; "
+              f"kept better on {int((diff < 0).sum())} of {len(diff)} seeds, worse on {int((diff > 0).sum())}")
 
 
 if __name__ == "__main__":
