@@ -110,11 +110,15 @@ class Backend(abc.ABC):
     def embed(self, job: EmbedJob) -> JobHandle:
         return self._finish(self.submit_embed(job))
 
-    def _finish(self, handle: JobHandle, **wait: Any) -> JobHandle:
-        """Wait for the job; one that ends other than COMPLETE is a UserError naming it, its state and why
-        (train.py and infer.py then print that one line and exit 2)."""
-        handle.state = self.wait(handle, **wait)
-        if handle.state != COMPLETE:
-            raise UserError(f"{self.name} {handle.kind} job {handle.job_id} ended {handle.state}: "
-                            f"{handle.detail or 'no detail'} (its logs are in {handle.output_dir})")
+    def _finish(self, handle: JobHandle) -> JobHandle:
+        handle.state = self.wait(handle)
         return handle
+
+
+def completed(handle: JobHandle) -> JobHandle:
+    """The handle of a job that completed; any other end is a UserError naming the job, its state and why
+    (train.py and infer.py: one error line, exit 2)."""
+    if handle.state != COMPLETE:
+        raise UserError(f"{handle.backend} {handle.kind} job {handle.job_id} ended {handle.state}: "
+                        f"{handle.detail or 'no detail'} (its logs are in {handle.output_dir})")
+    return handle

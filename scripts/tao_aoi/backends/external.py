@@ -271,7 +271,11 @@ class ExternalBackend(Backend):
             time.sleep(self.poll_sec)
 
     def _finish(self, handle: JobHandle) -> JobHandle:
-        return super()._finish(handle, poll_sec=self.poll_sec, timeout_sec=self.timeout_sec)
+        handle.state = self.wait(handle, poll_sec=self.poll_sec, timeout_sec=self.timeout_sec)
+        if handle.state != COMPLETE:
+            raise UserError(f"{self.name} {handle.kind} job {handle.job_id} ended {handle.state}: "
+                            f"{handle.detail or 'no detail'}")
+        return handle
 
     def _mark_canceled(self, handle: JobHandle) -> None:
         record = read_record(handle.output_dir)

@@ -15,7 +15,7 @@ import click
 
 from tao_aoi import cli
 from tao_aoi.backends import get_backend
-from tao_aoi.backends.base import InferJob
+from tao_aoi.backends.base import InferJob, completed
 
 
 @cli.command("infer.py", __doc__, next_step="python3 scripts/analyze_kpi.py <output-dir>/inference.csv --output-dir "
@@ -30,8 +30,9 @@ from tao_aoi.backends.base import InferJob
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
     with cli.job_failures("infer", args.output_dir):
-        handle = get_backend(args.backend).infer(InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv,
-                                                          images_root=args.images_root, output_dir=args.output_dir))
+        handle = completed(get_backend(args.backend).infer(InferJob(
+            spec=args.spec, checkpoint=args.checkpoint, csv=args.csv, images_root=args.images_root,
+            output_dir=args.output_dir)))
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,
               "inference_csv": str(Path(args.output_dir) / "inference.csv"), "detail": handle.detail}
     if args.json:

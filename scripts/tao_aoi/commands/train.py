@@ -18,7 +18,7 @@ import click
 
 from tao_aoi import cli, defaults
 from tao_aoi.backends import get_backend
-from tao_aoi.backends.base import TrainJob
+from tao_aoi.backends.base import TrainJob, completed
 from tao_aoi.errors import UserError
 
 
@@ -55,7 +55,7 @@ def command(args) -> int:
     job = TrainJob(spec=args.spec, train_csv=args.train_csv, val_csv=args.val_csv, images_root=args.images_root,
                    output_dir=args.output_dir, init_checkpoint=args.init_checkpoint, overrides=parse_sets(args.sets))
     with cli.job_failures("train", args.output_dir):
-        handle = get_backend(args.backend).train(job)  # a job that did not complete raises (backends/base.py)
+        handle = completed(get_backend(args.backend).train(job))
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,
               "checkpoint": str(Path(args.output_dir) / defaults.CHECKPOINT_NAME),
               "experiment": str(Path(args.output_dir) / "experiment.yaml"), "detail": handle.detail}
