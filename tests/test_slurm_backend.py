@@ -69,6 +69,7 @@ def test_local_train_script(tmp_path, monkeypatch):
     assert [ln for ln in lines if ln.startswith("#SBATCH")] == [
         "#SBATCH --job-name=tao-aoi-train",
         f'#SBATCH --output="{out}/slurm-%j.log"',
+        "#SBATCH --open-mode=append", "#SBATCH --requeue",  # slurm requeues after a node failure; logs kept
         f'#SBATCH --chdir="{out}"',
         "#SBATCH --cpus-per-task=4", "#SBATCH --mem=4G", "#SBATCH --time=00:10:00",
         "#SBATCH --partition=debug", "#SBATCH --account=proj", "#SBATCH --gres=gpu:1", "#SBATCH --qos=high"]
