@@ -285,11 +285,11 @@ class SlurmBackend(ExternalBackend):
                                   f"(is the controller reachable? SLURM_CONF)")
         fields = dict(tok.split("=", 1) for tok in info.stdout.split() if "=" in tok)
         restarts = fields.get("Restarts", "0")
-        over = self._requeued(handle, record, int(restarts) if restarts.isdigit() else 0)
-        if over is not None:
-            return over
         job_state = fields.get("JobState", "")
         state = map_state(job_state)
+        over = self._requeued(handle, record, int(restarts) if restarts.isdigit() else 0, finished=state == COMPLETE)
+        if over is not None:
+            return over
         if state != ERROR:
             return state, (0 if state == COMPLETE else None), "", None
         exit_code = fields.get("ExitCode", "?")
@@ -301,10 +301,11 @@ class SlurmBackend(ExternalBackend):
                              f"{', ' + fault.what if fault.infrastructure else ''}): "
                              f"{log_tail(Path(record['slurm_log']), 2) or 'no output'}; see {record['log']}"), fault
 
-    def _requeued(self, handle: JobHandle, record: dict[str, Any], restarts: int
+    def _requeued(self, handle: JobHandle, record: dict[str, Any], restarts: int, *, finished: bool = False
                   ) -> tuple[str, int | None, str, faults.Fault | None] | None:
         """Count SLURM's own requeues of the job as attempts: announce each one; past --max-retries
-        cancel the job and return its ERROR (an infrastructure fault that is not retried again)."""
+        cancel the job (unless it has already ``finished``) and return its ERROR (an infrastructure
+        fault that is not retried again)."""
         if restarts <= handle.restarts:
             return None
         handle.restarts = restarts
@@ -313,7 +314,7 @@ class SlurmBackend(ExternalBackend):
         record["restarts"] = restarts
         write_record(handle.output_dir, record)
         allowed = self.policy.max_retries + 1
-        if attempt <= allowed:
+        if attempt <= allowed or finished:
             faults.announce(f"slurm requeued {handle.kind} job {handle.job_id} ({cause}); attempt {attempt} of "
                             f"{allowed} runs under the same job id, the interrupted attempt's files set aside as "
                             f"{handle.output_dir}{ATTEMPT_SUFFIX}<N>")
