@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_script
+from hypothesis import given
+from hypothesis import strategies as st
 
 from support import tao_workspace
 from support.docker_fixture import fake_docker  # noqa: F401
@@ -105,6 +107,34 @@ def test_policy_backoff_doubles_up_to_its_cap(monkeypatch):
     monkeypatch.setenv(faults.BACKOFF_ENV, "soon")
     with pytest.raises(UserError, match="TAO_AOI_RETRY_BACKOFF_SEC='soon' is not a number"):
         faults.policy()
+
+
+@given(code=st.integers(min_value=1, max_value=255).filter(lambda c: c not in (125, faults.KILLED_CODE)),
+       words=st.lists(st.sampled_from([*faults.DOCKER_INFRASTRUCTURE, *faults.DOCKER_MISTAKES, "Traceback", "CUDA",
+                                       "out of memory", "Killed", "\n", " "]), max_size=12),
+       noise=st.text(max_size=80))
+def test_a_jobs_own_log_never_makes_its_failure_a_fault_of_the_machine(code, words, noise):
+    """Only docker speaking (exit 125, "docker:", "Error response from daemon") or a kill (137) is the
+    machine's; whatever the job printed, its own non-zero exit is never retried."""
+    text = (" ".join(words) + noise).replace("docker:", "").replace("Docker:", "")
+    text = text.lower().replace("error response from daemon", "")
+    assert faults.classify_docker(code, text).infrastructure is False
+
+
+@given(retry=st.integers(min_value=1, max_value=60), base=st.floats(min_value=0, max_value=1e4),
+       cap=st.floats(min_value=0, max_value=1e5))
+def test_backoff_never_shrinks_and_never_passes_its_cap(retry, base, cap):
+    p = faults.Policy(backoff_sec=base, backoff_max_sec=cap)
+    assert 0 <= p.delay(retry) <= p.delay(retry + 1) <= cap
+
+
+@given(st.integers(min_value=1, max_value=10_000))
+def test_the_failed_trial_allowance_is_the_stated_share_at_least_one(n):
+    from tao_aoi.automl.study import failure_allowance
+
+    a = failure_allowance(n)
+    assert 1 <= a <= max(1, n) and a == max(1, int(defaults.AUTOML_MAX_FAILED_SHARE * n + 1e-9))
+    assert failure_allowance(n + 1) >= a
 
 
 def test_announcements_go_to_the_observer_else_stderr(capsys):
