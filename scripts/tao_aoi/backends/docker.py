@@ -215,8 +215,12 @@ class DockerBackend(ExternalBackend):
         log = Path(record["log"])
         status, message = tao_final_status(Path(record["job_dir"]) / TAO_STATUS)
         why = f"TAO reported {status}: {message}" if status == "FAILURE" and message else log_tail(log)
-        hint = " (docker could not start it: image missing with --pull=never, bad mount or no GPU runtime)" \
-            if code in (125, 126, 127) and not fault.infrastructure else f" ({fault.what})" if fault.infrastructure else ""
+        if fault.infrastructure:
+            hint = f" ({fault.what})"
+        elif code in (125, 126, 127):
+            hint = " (docker could not start it: image missing with --pull=never, bad mount or no GPU runtime)"
+        else:
+            hint = ""
         return f"container {record['job_id']} exited {code}{hint}: {why or 'no output'}; see {log}"
 
     def _conclude(self, record: dict[str, Any], exit_code: int | None) -> None:

@@ -71,7 +71,8 @@ def _search(args, cfg: study.SearchConfig) -> int:
     if args.workers > 1 or args.backend == "slurm":
         run_workers(args, cfg)
     else:
-        study.work(cfg, get_backend(args.backend, max_retries=args.max_retries), on_trial=_printer(args, cfg.n_trials))
+        backend = get_backend(args.backend, max_retries=args.max_retries)
+        study.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
     rec = study.write_best(cfg)
     if args.json:
         cli.emit_json(rec)
