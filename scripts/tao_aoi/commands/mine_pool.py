@@ -41,10 +41,12 @@ from tao_aoi.deft import mining
                    f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:g} pool rows; see bench/mining.py)")
 @click.option("--any-label", is_flag=True, default=not defaults.MINE_SAME_LABEL,
               help="search every pool row, not only those with the target's label")
+@cli.option("--max-retries")
 @cli.option("--json", help="print mining_summary.json")
 def command(args) -> int:
+    backend = get_backend(args.backend, max_retries=args.max_retries)
     summary = mining.mine(args.targets, args.mining_pool, args.images_root, args.results_dir, args.train_spec,
-                          get_backend(args.backend), args.top_k_per_target, args.min_similarity, args.history,
+                          backend, args.top_k_per_target, args.min_similarity, args.history,
                           args.iteration, exclude=args.exclude, cache_dir=args.embedding_cache, method=args.method,
                           same_label=not args.any_label)
     if args.json:

@@ -5,7 +5,9 @@ the very same ``commands.<script>.main`` the CLIs wrap, so features cached by th
 survive from stage to stage. Every result goes through the single writer (commit_stage). A stage
 that exits 2 is committed as an error and stops the run with its reason; rerunning with the same
 arguments retries exactly that stage (after the cause is fixed) and continues. Killed at any
-moment, a rerun continues from disk and ends in the same state as an uninterrupted run.
+moment, a rerun continues from disk and ends in the same state as an uninterrupted run. A job the
+backend retried after an infrastructure fault (backends/faults.py) is logged as a ``retry`` event of
+the stage's iteration; the stage goes on.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tao_aoi.backends import faults
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import iteration_number
 from tao_aoi.state import deft_state, stage_plan, stages
@@ -93,6 +96,18 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
 
+def record_retries(results_dir: str, label: str, progress: Progress) -> Callable[[str], None]:
+    """A faults.observe listener: each retry (or lost poll) becomes a ``retry`` event of ``label`` in
+    the run's log (kind log: no state change) and a progress note."""
+    def record(line: str) -> None:
+        progress.note(f"retry: {line}")
+        try:
+            deft_state.log(results_dir, label=label, stage=stages.RETRY, status="error", summary=line[:4000])
+        except (OSError, UserError) as exc:  # e.g. a full disk: the job's own retry goes on regardless
+            progress.note(f"warning: the retry was not logged: {exc}")
+    return record
+
+
 def run_step(results_dir: str, st: dict, step: stages.Step, progress: Progress,
              runner: Callable[[Sequence[str]], str] = run_command) -> dict:
     """Run one stage's commands and commit the outcome; returns the new state or raises StageFailed."""
@@ -100,13 +115,17 @@ def run_step(results_dir: str, st: dict, step: stages.Step, progress: Progress,
     t0 = time.monotonic()
     summary = ""
     try:
-        for argv in plan["run"]:
-            summary = runner(argv) or summary
+        with faults.observe(record_retries(results_dir, step.iter, progress)):
+            for argv in plan["run"]:
+                summary = runner(argv) or summary
     except UserError as exc:
         reason = " ".join(str(exc).split())
         dt = time.monotonic() - t0
-        deft_state.commit(results_dir, label=step.iter, stage=step.stage, status="error",
-                     summary=f"{Path(argv[0]).name}: {reason}"[:1000], duration_sec=dt)
+        try:
+            deft_state.commit(results_dir, label=step.iter, stage=step.stage, status="error",
+                              summary=f"{Path(argv[0]).name}: {reason}"[:1000], duration_sec=dt)
+        except (OSError, UserError) as not_recorded:  # a full disk: the state stays where it was (resumable)
+            reason += f" (the error could not be committed: {' '.join(str(not_recorded).split())})"
         progress.line(done_steps(st), total_steps(st), str(step), "ERROR", dt, reason)
         raise StageFailed(f"{step} failed in {Path(argv[0]).name}: {reason} (fix the cause, then rerun the same command to retry it; "
                           f"{', '.join('--' + k.replace('_', '-') for k in stages.ADJUSTABLE_CONFIG)} may change "

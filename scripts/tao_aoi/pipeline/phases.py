@@ -18,7 +18,7 @@ from typing import Any
 from tao_aoi import defaults, fmt
 from tao_aoi.analysis import metric_contract
 from tao_aoi.automl import search_space, study
-from tao_aoi.backends import get_backend
+from tao_aoi.backends import faults, get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
 from tao_aoi.pipeline import deft_loop, handoff, run_config
@@ -181,7 +181,8 @@ def _search(opts: Options, out: Path, spec: Path, train_csv: str, val_csv: str, 
         value = "" if t["value"] is None else f"val FAR {fmt.num(t['value'])}%"
         progress.line(done, opts.trials, f"trial {t['number']}", t["state"], time.monotonic() - t0, value)
 
-    study.work(cfg, backend, on_trial=show)
+    with faults.observe(deft_loop.record_retries(str(out.parents[1]), stages.RUN, progress)):
+        study.work(cfg, backend, on_trial=show)
     return study.write_best(cfg)
 
 
@@ -263,7 +264,10 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
     except HardStop as exc:
         ps["status"] = "failed"
         ps["failure"] = str(exc)
-        pipeline_state.save(R, ps, f"hard stop: {exc}", status="error")
+        try:
+            pipeline_state.save(R, ps, f"hard stop: {exc}", status="error")
+        except (OSError, UserError):
+            pass  # a full disk: the stop is reported below; the saved state still resumes
         _render_report(R, progress)
         raise
     ps["status"] = "complete"
