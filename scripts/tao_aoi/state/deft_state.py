@@ -102,10 +102,11 @@ def _materialize(results: Results, events: list[dict[str, Any]] | None = None) -
     return state, changed
 
 
-def load(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Current state, checked against the log (read-only; no lock: both files are replaced atomically)."""
+def load(results_dir: str | os.PathLike[str], events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Current state, checked against the log (read-only; no lock: both files are replaced atomically);
+    ``events``: the log as the caller just read it (event_log.read_events), read here otherwise."""
     results = Results.at(results_dir)
-    state, _ = _materialize(results)
+    state, _ = _materialize(results, events)
     return state
 
 
