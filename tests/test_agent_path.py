@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, hide_sdg_goldens, make_stub_workspace, restore_sdg_goldens, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,12 +114,7 @@ def test_a_hard_stop_is_committed_and_the_next_call_retries_it(tiny, tmp_path):
     reason and the call; restored, the same call retries the stage and the run goes on."""
     ws = tmp_path / "ws"
     shutil.copytree(tiny, ws, ignore=shutil.ignore_patterns("results"))
-    ok_dir = ws / "augmentation/anomalygen/original_image"
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    for label in ("PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER"):
-        victim = sorted(ok_dir.glob(f"*+{label}_*"))[0]
-        shutil.move(str(victim), moved / victim.name)
+    hide_sdg_goldens(ws, tmp_path / "moved")
     results = tmp_path / "run"
     agent = agent_driver.Agent()
     agent_driver.init(agent, ws, results, 1, KPI)
@@ -130,8 +125,7 @@ def test_a_hard_stop_is_committed_and_the_next_call_retries_it(tiny, tmp_path):
     assert "stopped at iter1/sdg: hard stop" in stop.stdout and "--run" in stop.stdout.splitlines()[-1]
     assert "baseline/rca" in stop.stdout and "iter1/routing" in stop.stdout  # what it did before the stop
     assert commits(results)[-1] == ("iter1", "sdg", "error")
-    for f in moved.iterdir():
-        shutil.move(str(f), ok_dir / f.name)
+    restore_sdg_goldens(ws, tmp_path / "moved")
     out = json.loads(agent.cli("next_stage.py", "--results-dir", str(results), "--run", "--json", check=True).stdout)
     assert out["stopped"] == "complete" and out["ran"][0]["step"] == "iter1/sdg"
     assert deft_state.load(results)["status"] == "complete"
@@ -234,12 +228,7 @@ def test_one_count_for_the_whole_run_goes_up_by_one_and_ends_at_its_total(tmp_pa
     """Phase 1 trials, every DEFT commit, Phase 3 trials and commits: 1, 2, ... total with no step shown
     twice; a loop that meets the KPI early jumps to the end of its part."""
     tmp = tmp_path_factory.mktemp("count")
-    ws = tmp / "ws"
-    (ws / "images").mkdir(parents=True)
-    for rel in ("specs/baseline_spec.yaml", "train/base/training_set.csv", "train/base/validation_set.csv",
-                "kpi/testing_set.csv"):
-        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
-        (ws / rel).write_text("x\n")
+    ws = make_stub_workspace(tmp / "ws")
     results = tmp / "run"
     from tao_aoi.commands import init_deft_state
 
