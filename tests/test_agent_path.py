@@ -312,3 +312,30 @@ def test_next_stage_stays_light(tmp_path, stub_workspace, script):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"TAO_AOI_NO_REEXEC": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "Phase 1 AutoML" in proc.stdout, proc.stderr
+
+
+def test_a_run_killed_after_phase_3_registered_resumes_at_its_evaluate(tiny, tmp_path, monkeypatch):
+    """Between registering Phase 3's winner and evaluating it, DEFT's state is in progress again: a rerun
+    must go on to that evaluate, not ask for a warm start from an unfinished DEFT run."""
+    from tao_aoi.pipeline import deft_loop, phases
+
+    opts = phases.Options(str(tiny), "local", "all", 1, "FAR < 2% at Recall >= 100%", 2, "bayesian", 20, 5, None, 0)
+    R = Results.at(tmp_path / "run")
+    real, calls = deft_loop.run_deft, []
+
+    def killed_in_phase_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # Phase 3's: final_automl is registered, its evaluate not run
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deft_loop, "run_deft", killed_in_phase_3)
+    with pytest.raises(KeyboardInterrupt):
+        phases.run(opts, R, quiet=True)
+    assert commits(R.root)[-1] == ("final_automl", "train", "ok")
+    monkeypatch.setattr(deft_loop, "run_deft", real)
+    summary = phases.run(opts, R, quiet=True)
+    assert summary["deft_status"] == "complete" and [t["iteration"] for t in summary["trajectory"]][-1] == "final_automl"
+    assert commits(R.root)[-3:] == [("final_automl", "train", "ok"), ("final_automl", "evaluate", "ok"),
+                                    ("run", "finalize", "ok")]
+    assert pipeline_state.load(R)["done"] == ["automl1", "deft", "automl3"]

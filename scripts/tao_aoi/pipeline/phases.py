@@ -260,14 +260,18 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
             deft_loop.run_deft(str(R.root), progress, after_step=lambda st, step: _after(R, st, step, progress))
             mark("deft")
         if "automl3" in phases and "automl3" not in ps["done"]:
-            inputs = handoff.warm_start_inputs(R.root)
-            progress.note(f"== Phase 3: AutoML warm-started from {inputs['best_iteration']} "
-                          f"({opts.trials} trials, architecture pinned, narrowed learning rate)")
-            rec = _search(opts, R, "automl3", Path(inputs["spec"]), inputs["train_csv"], inputs["val_csv"],
-                          space=search_space.load(inputs["search_space"]), warm=inputs["checkpoint"],
-                          progress=progress)
-            reg = handoff.register_phase3(R.root, R.automl("phase3") / "best_rec.json")
-            if reg["registered"]:
+            if "final_automl" in deft_state.load(R.root)["iterations"]:
+                # registered before a kill: DEFT's state now waits for final_automl's evaluate, not a warm start
+                inputs = json.loads((R.automl("phase3") / "warm_start.json").read_text())
+                rec = json.loads((R.automl("phase3") / "best_rec.json").read_text())
+            else:
+                inputs = handoff.warm_start_inputs(R.root)
+                progress.note(f"== Phase 3: AutoML warm-started from {inputs['best_iteration']} "
+                              f"({opts.trials} trials, architecture pinned, narrowed learning rate)")
+                rec = _search(opts, R, "automl3", Path(inputs["spec"]), inputs["train_csv"], inputs["val_csv"],
+                              space=search_space.load(inputs["search_space"]), warm=inputs["checkpoint"],
+                              progress=progress)
+                reg = handoff.register_phase3(R.root, R.automl("phase3") / "best_rec.json")
                 progress.stage(deft_state.load(R.root), stages.Step("final_automl", "train"), "registered", 0.0,
                                f"Phase 3 trial {reg['trial']} is the final_automl candidate")
             deft_loop.run_deft(str(R.root), progress)  # final_automl evaluate, then finalize again
