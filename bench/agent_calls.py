@@ -35,7 +35,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
         subprocess.run([sys.executable, str(ROOT / "scripts/make_demo_workspace.py"), "--out", str(ws), "--preset",
-                        a.preset, "--seed", str(a.seed)], check=True, stdout=subprocess.DEVNULL)
+                        a.preset, "--seed", str(a.seed)], check=True, capture_output=True)
         rows = []
         for name, drive in (("stepwise", agent_driver.stepwise), ("--run", agent_driver.with_run)):
             agent = agent_driver.Agent()

@@ -73,10 +73,6 @@ def init(agent: Agent, ws: Path, results: Path, iterations: int, kpi: str) -> No
               "--max-iterations", str(iterations), "--kpi-target", kpi)
 
 
-def _argv(rendered_argv: list[str]) -> tuple[str, list[str]]:
-    return rendered_argv[0], [str(a) for a in rendered_argv[1:]]
-
-
 def stepwise(agent: Agent, results: Path) -> dict:
     """next_stage.py -> each command -> (review, check) -> commit, until the run is complete."""
     while True:
@@ -85,11 +81,11 @@ def stepwise(agent: Agent, results: Path) -> dict:
             return out
         plan = out["argv"]
         for argv in plan["run"]:
-            agent.cli(*_argv(argv), check=True)
+            agent.cli(*argv, check=True)
         if "review" in plan:
             agent.review(Path(plan["review"]["report"]))
-            agent.cli(*_argv(plan["review"]["check"]), check=True)
-        agent.cli(*_argv(plan["commit"]), "--summary", f"{out['iteration']}/{out['stage']} done", check=True)
+            agent.cli(*plan["review"]["check"], check=True)
+        agent.cli(*plan["commit"], "--summary", f"{out['iteration']}/{out['stage']} done", check=True)
 
 
 def with_run(agent: Agent, results: Path, *, max_calls: int = 20) -> list[dict]:

@@ -181,6 +181,9 @@ def test_next_stage_reports_phase_1_progress_not_a_missing_init(tmp_path, stub_w
             assert flag in resume.stdout, flag
     refused = script("next_stage.py", "--results-dir", results, "--run")
     assert refused.returncode == 2 and "Phase 1 AutoML" in refused.stderr and "run_pipeline.py" in refused.stderr
+    early = script("commit_stage.py", "--results-dir", results, "--iter", "baseline", "--stage", "train")
+    assert early.returncode == 2 and "init_deft_state.py" not in early.stderr  # no hint that goes in circles
+    assert f"next_stage.py --results-dir {results} shows where it is" in early.stderr
     proc = holder(results)
     try:
         watched = script("next_stage.py", "--results-dir", results)

@@ -369,13 +369,13 @@ def render(report: dict[str, Any]) -> str:
     out += [f"   {k}: {_value(v)}" for k, v in s["1_workspace"].items()]
     out += ["2. Credentials (names only)", "   " + ", ".join(f"{k}={v}" for k, v in s["2_credentials"].items())]
     out += ["3. Container images"] + [f"   {r['key']}: {r['image']} {r['status']}" for r in s["3_images"]]
-    out += ["4. Data (rows per label; missing files; leakage)"]
+    out += ["4. Data (samples per label, a CSV row each with every light; missing files; leakage)"]
     for t in s["4_data"]["csvs"]:
         if t.get("rows") is None:
             out.append(f"   {t['name']}: UNREADABLE ({t['path']})")
         else:
             labels = ", ".join(f"{k} {v}" for k, v in t["labels"].items())
-            out.append(f"   {t['name']}: {t['rows']} rows ({labels}); missing files {t['missing_files']}")
+            out.append(f"   {t['name']}: {t['rows']} samples ({labels}); missing files {t['missing_files']}")
     out.append(f"   leakage into validation/KPI: {s['4_data']['leakage'] or 'not checked'}")
     out.append(f"   SDG pool: {s['4_data']['sdg_pool']}")
     for key, value in s["4_data"].get("tao", {}).items():
