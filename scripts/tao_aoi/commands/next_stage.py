@@ -95,7 +95,8 @@ def _print_phase(out: dict) -> None:
         t = ph["trials"]
         states = ", ".join(f"{n} {s}" for s, n in t["by_state"].items())
         trials = f": {t['finished']} of {t['of']} trials finished" + (f" ({states})" if states else "")
-    print(f"three-phase run, {ph['title']}{trials}; step {pr['step']}/{pr['steps']} of the run ({pr['units']})")
+    kind = "three-phase run" if ph["phases"] == "all" else f"run_pipeline.py run (--phases {ph['phases']})"
+    print(f"{kind}, {ph['title']}{trials}; step {pr['step']}/{pr['steps']} of the run ({pr['units']})")
     held = out["held_by"]
     if held and held.get("kind") == "run":
         print(f"  {run_lock.describe(held)} is running it and runs every phase and stage itself: watch it (this "

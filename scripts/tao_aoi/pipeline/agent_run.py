@@ -45,15 +45,17 @@ def again(results_dir: str) -> str:
     return stage_plan.render(["next_stage.py", "--results-dir", str(results_dir), "--run"])
 
 
-def _phase_owner(R: Results, events: list[dict[str, Any]], st: dict[str, Any] | None) -> None:
-    """A three-phase run in an AutoML phase: that phase is run_pipeline.py's, not a DEFT stage."""
+def _pipeline_count(R: Results, events: list[dict[str, Any]], st: dict[str, Any] | None) -> run_progress.RunCount | None:
+    """The count of the run_pipeline.py run the folder holds, if any; refused in its AutoML phases
+    (run_pipeline.py's, not DEFT stages)."""
     ps = pipeline_state.load(R, events)
     if ps is None:
-        return
+        return None
     where = run_progress.pipeline_phase(str(R.root), ps, events, st)
     if where["name"] in run_progress.STUDY and (st is None or stages.expected_next(st) is None):
         raise UserError(f"{R.root} is in {where['title']} of a three-phase run; next_stage.py --run drives DEFT stages "
                         f"only: resume the run with {stage_plan.render(where['resume'])}")
+    return run_progress.count_for(ps, st)
 
 
 def run(results_dir: str, *, quiet: bool = False) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def run(results_dir: str, *, quiet: bool = False) -> dict[str, Any]:
             deft_state.log(R.root, label=stages.RUN, stage="note", status="ok", summary=took_over)
         events = event_log.read_events(R.log)
         st = deft_state.load(R.root, events) if any(e["kind"] == "commit" for e in events) else None
-        _phase_owner(R, events, st)
+        progress.count = _pipeline_count(R, events, st)
         if st is None:
             deft_state.load(R.root, events)  # no DEFT run here: its own message says how to create one
         deft_state.repair(R.root)

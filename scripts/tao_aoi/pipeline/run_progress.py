@@ -142,18 +142,26 @@ def resume_argv(results_dir: str, options: Mapping[str, Any]) -> list[str]:
     return argv + ["--yes"]
 
 
-def pipeline_phase(results_dir: str, ps: Mapping[str, Any], events: Iterable[Mapping[str, Any]],
-                   st: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Where a run_pipeline.py run is: the phase it is in (None when all are done), the trials of an
-    AutoML phase finished so far, and the whole run's step count."""
+def count_for(ps: Mapping[str, Any], st: Mapping[str, Any] | None) -> RunCount:
+    """The count of a run_pipeline.py run, from the options pipeline_state.json recorded (a time
+    budget's values where the user gave none) and the DEFT state's max_iterations once it exists."""
     opts, budget = ps["options"], ps.get("budget") or {}
     trials = opts.get("trials") or budget.get("trials") or defaults.AUTOML_TRIALS
     max_iterations = (st["config"]["max_iterations"] if st else None) or opts.get("max_iterations") \
         or budget.get("max_iterations") or 1
-    count = RunCount(max_iterations=max_iterations, phases=opts["phases"], trials=trials)
+    return RunCount(max_iterations=max_iterations, phases=opts["phases"], trials=trials)
+
+
+def pipeline_phase(results_dir: str, ps: Mapping[str, Any], events: Iterable[Mapping[str, Any]],
+                   st: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a run_pipeline.py run is: the phase it is in (None when all are done), the trials of an
+    AutoML phase finished so far, and the whole run's step count."""
+    opts = ps["options"]
+    count = count_for(ps, st)
+    trials = count.trials
     current = next((ph for ph in count.phases if ph not in ps["done"]), None)
     out: dict[str, Any] = {"name": current, "title": NAMES.get(current, "all phases done"), "status": ps["status"],
-                           "failure": ps.get("failure"), "trials": None}
+                           "failure": ps.get("failure"), "trials": None, "phases": opts["phases"]}
     if st is not None:
         step = count.at_state(st)
     else:
