@@ -26,7 +26,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
-    from typing import Any, Sequence
+    from typing import Sequence
 
 import click
 
