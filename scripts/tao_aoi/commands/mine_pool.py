@@ -54,10 +54,10 @@ def command(args) -> int:
     elif not summary["targets"]:
         print("no weak samples were routed to mining; wrote empty mined_rows.csv and knn_summary.csv")
     else:
-        print(f"mined {summary['mined']} new rows for {summary['targets']} targets "
-              f"({summary['above_floor']} candidates >= {fmt.num(summary['min_similarity'])}, "
-              f"{summary['mined_earlier']} mined earlier, {summary['excluded_heldout']} held-out pool rows excluded; "
-              f"search {summary['method']}, pool embeddings {summary['pool_embeddings']})")
+        print(f"mined {summary['mined']} new pool samples (CSV rows) for {summary['targets']} weak samples "
+              f"({summary['above_floor']} neighbour pairs >= {fmt.num(summary['min_similarity'])}, "
+              f"{summary['mined_earlier']} pool samples mined earlier, {summary['excluded_heldout']} held-out pool "
+              f"samples excluded; search {summary['method']}, pool embeddings {summary['pool_embeddings']})")
     return 0
 
 
