@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from tao_aoi.backends.faults import Fault
 from tao_aoi.errors import UserError
 
 # TAO's job-state vocabulary.
@@ -69,6 +70,8 @@ class JobHandle:
     output_dir: Path
     state: str = PENDING
     detail: str = ""
+    fault: Fault | None = None  # why an ERROR job failed: an infrastructure fault is retried (faults.py)
+    restarts: int = 0   # times the scheduler itself requeued the job (SLURM), each one an attempt
 
 
 class Backend(abc.ABC):
