@@ -225,6 +225,8 @@ class _Failing(get_backend("local").__class__):
             return JobHandle("fake", "train", "job-7", Path(job.output_dir), ERROR, "exit code 137 (killed)")
         if self.how == "disk":
             raise OSError(28, "No space left on device", str(Path(job.output_dir) / "best.ckpt"))
+        if self.how == "denied":
+            raise PermissionError(13, "Permission denied", str(Path(job.output_dir) / "best.ckpt"))
         if self.how == "input":
             raise PermissionError(13, "Permission denied", "/data/images/b0/C1_SolderLight.png")
         raise MemoryError
@@ -232,8 +234,9 @@ class _Failing(get_backend("local").__class__):
 
 @pytest.mark.parametrize("how, needle", [
     ("error", "fake train job job-7 ended ERROR: exit code 137 (killed) (its logs are in {out})"),
-    ("disk", "train failed: No space left on device: {out}/best.ckpt; --output-dir {out} must be a folder you "
-             "can write, with free space"),
+    ("disk", "{out}: no space left on the file system holding it; free space there (df -h {out})"),
+    ("denied", "train failed: Permission denied: {out}/best.ckpt; --output-dir {out} must be a folder you can "
+               "write, with free space"),
     ("input", "train failed: Permission denied: /data/images/b0/C1_SolderLight.png; check that it exists and is "
               "readable"),
     ("memory", "train ran out of memory; free memory or use a smaller training set or batch"),

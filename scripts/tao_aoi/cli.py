@@ -274,6 +274,11 @@ def job_failures(what: str, output_dir: Any):
     except OSError as exc:
         import os
 
+        from tao_aoi import atomic
+
+        full = atomic.disk_full(exc, output_dir)
+        if full is not None:  # the toolkit's one message for a full disk: free space, rerun the same command
+            raise full from None
         name, out = exc.filename, os.path.abspath(output_dir)
         mine = name is None or os.path.abspath(name) == out or os.path.abspath(name).startswith(out + os.sep)
         fix = (f"--output-dir {output_dir} must be a folder you can write, with free space" if mine
