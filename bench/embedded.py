@@ -222,9 +222,9 @@ def save_json(path: str | Path, data) -> None:
     Path(path).write_text(json.dumps(data), encoding="utf-8")
 
 
-def tree_full_runs(impls: list[str], seeds: list[int], work: Path) -> dict:
+def tree_full_runs(impls: list[str], names: list[str], seeds: list[int], work: Path) -> dict:
     results = {}
-    for name in ("demo", "field"):
+    for name in names:
         for k, seed in enumerate(seeds):
             ws = deft_quality.build(name, seed, work)
             walls = {}
@@ -246,7 +246,7 @@ def tree_full_runs(impls: list[str], seeds: list[int], work: Path) -> dict:
                   + "  ".join(f"{i} {walls[i] / walls[impls[0]]:.2f}" for i in impls), flush=True)
     print("  deliverable KPI FAR@100%R % (Phase 1 | iterations | Phase 3):")
     print("  " + f"{'run':10s}" + "".join(f"  {i:>30s}" for i in impls))
-    for name in ("demo", "field"):
+    for name in names:
         for seed in seeds:
             cells = []
             for impl in impls:
@@ -422,7 +422,10 @@ def load_safety(impls: list[str], work: Path, fuzz: int) -> None:
                                     env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             died = True
             for line in proc.stdout:
-                c, result = line.split()
+                parts = line.split()
+                if len(parts) != 2 or parts[1] not in counts:
+                    continue  # the library's own messages (LightGBM prints to stdout)
+                c, result = parts
                 counts[result] += 1
                 case = int(c) + 1
                 if case >= fuzz:
@@ -437,21 +440,22 @@ def load_safety(impls: list[str], work: Path, fuzz: int) -> None:
               f"cut): refused {counts['refused']}, loaded {counts['loaded']}, process died {counts['died']}", flush=True)
 
 
-def trees_section(impls: list[str], seeds: list[int], work: Path, repeats: int, fuzz: int, parts: str) -> None:
+def trees_section(impls: list[str], names: list[str], seeds: list[int], work: Path, repeats: int, fuzz: int,
+                  parts: str) -> None:
     if "a" in parts:
         print("5a. three-phase runs (KPI FAR@100% recall, %)")
-        tree_full_runs(impls, seeds, work)
-    if "b" not in parts:
-        return
-    for name in ("demo", "field"):
+        tree_full_runs(impls, names, seeds, work)
+    for name in names if "b" in parts or "c" in parts else []:
         ws = deft_quality.build(name, seeds[0], work / "cost")
-        manifest = dict(pd.read_json(ws.root / "demo_manifest.json", typ="series"))
-        print(f"5b. cost ({name} seed {seeds[0]})")
-        tree_costs(impls, name, ws, work / "cost", repeats)
-        print(f"5c. warm start ({name} seed {seeds[0]})")
-        warm_start(impls, name, ws, manifest)
-    print("5d. load safety of the trees' model format")
-    load_safety(impls, work / "cost", fuzz)
+        if "b" in parts:
+            print(f"5b. cost ({name} seed {seeds[0]})")
+            tree_costs(impls, name, ws, work / "cost", repeats)
+        if "c" in parts:
+            print(f"5c. warm start ({name} seed {seeds[0]})")
+            warm_start(impls, name, ws, dict(pd.read_json(ws.root / "demo_manifest.json", typ="series")))
+    if "d" in parts:  # reads the checkpoints 5b wrote
+        print("5d. load safety of the trees' model format")
+        load_safety(impls, work / "cost", fuzz)
 
 
 def main() -> None:
@@ -462,9 +466,11 @@ def main() -> None:
     ap.add_argument("--trees", default="", help="section 5: comma-separated tree implementations, the first is the "
                                                  "baseline of the ratios (own,lightgbm,xgboost,hgb)")
     ap.add_argument("--tree-seeds", default="0,1", help="workspace seeds of the three-phase runs")
+    ap.add_argument("--tree-workspaces", default="demo,field", help="generators of section 5 (b, c: the first seed)")
     ap.add_argument("--tree-repeats", type=int, default=3)
     ap.add_argument("--fuzz", type=int, default=60)
-    ap.add_argument("--tree-parts", default="ab", help="a: the three-phase runs, b: cost, warm start, load safety")
+    ap.add_argument("--tree-parts", default="abcd", help="a: the three-phase runs, b: cost, c: warm start, "
+                                                          "d: load safety (after b)")
     ap.add_argument("--trees-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--fuzz-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -497,7 +503,8 @@ def main() -> None:
             print("4. mining floor with the local embedder")
             floor_sweep(built)
         if args.trees:
-            trees_section([i for i in args.trees.split(",") if i], [int(x) for x in args.tree_seeds.split(",") if x],
+            trees_section([i for i in args.trees.split(",") if i], [n for n in args.tree_workspaces.split(",") if n],
+                          [int(x) for x in args.tree_seeds.split(",") if x],
                           work, args.tree_repeats, args.fuzz, args.tree_parts)
     finally:
         if not args.keep and args.work is None:

@@ -297,6 +297,11 @@ def get(name: str):
     if name == "lightgbm":
         return lightgbm_trees
     if name == "xgboost":
+        try:
+            import xgboost  # noqa: F401
+        except ImportError:
+            raise SystemExit("--trees xgboost needs XGBoost's CPU wheel: .venv/bin/pip install xgboost-cpu==3.2.0 "
+                             "(not a dependency of the toolkit)") from None
         return XGBOOST
     if name == "hgb":
         return HGB
