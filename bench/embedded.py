@@ -419,7 +419,8 @@ def load_safety(impls: list[str], work: Path, fuzz: int) -> None:
         case = 0
         while case < fuzz:
             proc = subprocess.Popen([PY, __file__, "--fuzz-child", impl_name, str(blob), str(n_features), str(case)],
-                                    env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                    env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    errors="replace")
             died = True
             for line in proc.stdout:
                 parts = line.split()
