@@ -15,8 +15,9 @@ raising, so ``ensemble.load`` hands ``load`` only a text whose sha256 matches th
 it was written: an edited or damaged model is refused with a message; only a file forged with a
 matching digest could reach the parser (the checkpoint is data a user trusts, like the spec).
 
-This module is the trees' whole interface to ``ensemble.py``: ``KIND``, ``Booster``, ``Trees``,
-``load``; ``bench/embedded.py --trees`` swaps in other implementations of the same four names.
+This module is the trees' whole interface to ``ensemble.py``: ``KIND``, ``Booster`` (whose
+``forest`` is a ``Trees``), ``load`` and ``library_version``; ``bench/embedded.py --trees`` swaps in
+other implementations of the same names (``bench/tree_candidates.py``).
 """
 from __future__ import annotations
 
