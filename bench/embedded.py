@@ -17,8 +17,8 @@ Prints, in one run:
    same-family neighbour at or above it and the share of kept neighbours of the target's family;
    the embedder's calibrated floor (defaults.MIN_SIMILARITY_BY_EMBEDDER) is the lowest floor where
    the kept share is >= 0.9 on both generators; then the per-family table at that floor.
-5. with ``--trees own,lightgbm,xgboost,hgb`` (bench/tree_candidates.py; ``own`` = the former hand-written
-   trees, read from git history), the boosted-tree member side by side, the MLP unchanged:
+5. with ``--trees own,lightgbm,xgboost,hgb`` (bench/tree_candidates.py; ``own`` = model/boosted_trees.py),
+   the boosted-tree member side by side, the MLP unchanged:
    a. KPI FAR@100% recall of the full three-phase run as ``make demo`` runs it (8 trials, 3 iterations,
       target FAR < 1% at Recall=100%) on demo and field workspaces built with ``--tree-seeds`` (each run
       in its own process, implementations in a rotating order): Phase 1, each iteration, Phase 3, the
@@ -32,7 +32,7 @@ Prints, in one run:
       far sklearn's warm-start margin (old trees on the new rows' bins) is from the model's own;
    d. the checkpoint's size and its trees' part, and load safety: the format, and ``--fuzz`` damaged
       copies of the trees' model each loaded in a child process: refused with an error, loaded, or
-      the process died (the checkpoint's sha256 keeps damaged models from the parser in the product).
+      the process died.
 Run: .venv/bin/python bench/embedded.py [--presets tiny,demo,large,field] [--work DIR] [--keep]
      .venv/bin/python bench/embedded.py --presets none --trees own,lightgbm,xgboost,hgb [--tree-seeds 0,1]
 """
@@ -62,7 +62,7 @@ from tao_aoi.backends.base import InferJob, TrainJob  # noqa: E402
 from tao_aoi.backends.local import LocalBackend  # noqa: E402
 from tao_aoi.data import changenet_csv
 from tao_aoi.layout import Workspace  # noqa: E402
-from tao_aoi.model import ensemble, features
+from tao_aoi.model import boosted_trees, ensemble, features
 from tao_aoi.tao import train_spec
 from tao_aoi.workspace import demo, diagnostics, field
 
@@ -271,7 +271,7 @@ def booster(impl, x, y, *, shrinkage: float = defaults.LOCAL_TREES["shrinkage"],
     t = defaults.LOCAL_TREES
     weight = np.where(y, defaults.LOCAL_MODEL["train.classify.cls_weight"][1], 1.0)
     return impl.Booster(x, y, weight, shrinkage=shrinkage, depth=t["depth"], min_leaf=t["min_leaf"], l2=t["l2"],
-                        bins=t["bins"], seed=defaults.SEED, threads=t["threads"], init=init)
+                        bins=boosted_trees.BINS, seed=defaults.SEED, threads=tree_candidates.THREADS, init=init)
 
 
 def tree_costs(impls: list[str], name: str, ws: Workspace, work: Path, repeats: int) -> dict:
@@ -295,7 +295,7 @@ def tree_costs(impls: list[str], name: str, ws: Workspace, work: Path, repeats: 
             backend.infer(InferJob(spec=out / "train" / "experiment.yaml", checkpoint=out / "train" / "best.ckpt",
                                    csv=ws.kpi_csv, images_root=ws.images, output_dir=out / "inference"))
             t2 = time.perf_counter()
-            b = booster(ensemble.trees, x, y)
+            b = booster(tree_candidates.get(impl), x, y)
             b.rounds(rounds)
             t3 = time.perf_counter()
             b.forest.margin(x_kpi)
@@ -305,7 +305,8 @@ def tree_costs(impls: list[str], name: str, ws: Workspace, work: Path, repeats: 
                 best[impl][key] = min(best[impl].get(key, float("inf")), v)
             ckpt = out / "train" / "best.ckpt"
             with np.load(ckpt, allow_pickle=False) as z:
-                sizes[impl] = (ckpt.stat().st_size, int(z["trees_model"].size), int(ensemble.load(ckpt).forest.n_trees))
+                tree_bytes = sum(z[k].nbytes for k in z.files if k.startswith("tree_"))
+            sizes[impl] = (ckpt.stat().st_size, tree_bytes, int(ensemble.load(ckpt).forest.n_trees))
     base = best[impls[0]]
     print(f"  {name}: fastest of {repeats}, features cached; x = ratio to {impls[0]} ({len(y)} train rows, "
           f"{len(x_kpi)} KPI rows, {rounds} rounds)")
@@ -409,10 +410,9 @@ def load_safety(impls: list[str], work: Path, fuzz: int) -> None:
                "hgb": "none of its own (pickle/joblib only); here sklearn's private node records in an npz"}
     for impl_name in impls:
         ckpt = next(work.glob(f"*_cost_{impl_name}/train/best.ckpt"))
-        with np.load(ckpt, allow_pickle=False) as z:
-            raw = z["trees_model"].tobytes()
         tree_candidates.use(impl_name)
-        n_features = int(ensemble.load(ckpt).mean.shape[0])
+        model = ensemble.load(ckpt)
+        raw, n_features = tree_candidates.model_bytes(model.forest), int(model.mean.shape[0])
         blob = work / f"trees_{impl_name}.bin"
         blob.write_bytes(raw)
         counts = {"refused": 0, "loaded": 0, "died": 0}

@@ -65,13 +65,11 @@ LOCAL_MODEL = {
     "train.seed": SEED,
 }
 DEMO_BATCH_SIZES = (64, 32, 16, 8)  # the demo spec takes the first that every set of its preset can fill
-# The local model's boosted trees (model/trees.py); not spec keys: TAO's schema has no tree settings.
+# The local model's boosted trees (local_model.py); not spec keys: TAO's schema has no tree settings.
 LOCAL_TREES = {
     "per_epoch": 5,       # boosting rounds per epoch (30 epochs: 150 trees)
     "depth": 4,
     "min_leaf": 10,
     "l2": 1.0,            # leaf-value regularisation
     "shrinkage": 0.1,     # at the default learning rate and above; scales down with train.optim.lr
-    "bins": 32,           # histogram bins per feature
-    "threads": 1,         # fixed, so a model is the same on every host (2 cores, shared with the MLP's BLAS)
 }

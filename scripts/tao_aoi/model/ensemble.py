@@ -6,7 +6,7 @@ golden-vs-test descriptors of ``features.py``; the score is the mean of their tw
 
 - the MLP (one hidden ReLU layer, Adam, scikit-learn ``partial_fit``) learns fine distinctions
   between known families and fine-tunes smoothly;
-- the boosted trees (``trees.py``, LightGBM) cannot extrapolate, so a change larger than the
+- the boosted trees (``boosted_trees.py``) cannot extrapolate, so a change larger than the
   training PASS rows show is never a confident PASS: on the field workspace the MLP alone scored
   an unseen foreign particle below most good parts (KPI FAR 88%), the mean of the two 17%.
   A mean of probabilities, not of logits, so one member's confident mistake cannot outvote the
@@ -23,12 +23,11 @@ shrinkage scales down with it but never above ``defaults.LOCAL_TREES["shrinkage"
 from-scratch lr of 0.018 made it 0.5, and fine-tuning at that step took a 12% KPI FAR to 29% on the
 field workspace; capped, 9.5%), so a fine-tuning learning rate means smaller steps for both, and
 ``trees_per_epoch`` is ``defaults.LOCAL_TREES["per_epoch"]``. A checkpoint is the feature
-standardisation, the MLP weights, the trees' own LightGBM text model (with its sha256) and JSON
-metadata (``checkpoint.py``); fine-tuning continues both members.
+standardisation, the MLP weights, the tree arrays and JSON metadata (``checkpoint.py``);
+fine-tuning continues both members.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -41,11 +40,11 @@ import numpy as np
 from tao_aoi import defaults
 from tao_aoi.analysis import kpi
 from tao_aoi.errors import UserError
-from tao_aoi.model import checkpoint, features, trees
+from tao_aoi.model import boosted_trees, checkpoint, features
 from tao_aoi.tao import train_spec
 
 FORMAT = "tao-aoi-local-ensemble"
-FORMAT_VERSION = 3  # 3: the trees are a library model (trees.KIND) stored as its own text
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -101,13 +100,13 @@ def hyperparams(spec: Mapping[str, Any], where: str | Path = "train spec") -> Hy
 
 @dataclass
 class Model:
-    """Everything inference needs: MLP arrays (float32), the boosted trees, metadata."""
+    """Everything inference needs: MLP arrays (float32), the forest, metadata."""
 
     mean: np.ndarray
     scale: np.ndarray
     coefs: list[np.ndarray]
     intercepts: list[np.ndarray]
-    forest: trees.Trees
+    forest: boosted_trees.Forest
     meta: dict[str, Any]
 
     def mlp_scores(self, x: np.ndarray) -> np.ndarray:
@@ -126,13 +125,12 @@ class Model:
         return features.FeatureConfig.from_dict(self.meta["features"], "checkpoint")
 
     def save(self, path: str | Path) -> None:
-        model = self.forest.dump()
-        arrays = {"mean": self.mean, "scale": self.scale, "trees_model": np.frombuffer(model, np.uint8)}
+        arrays = {"mean": self.mean, "scale": self.scale, **self.forest.arrays("tree_")}
         for i, (w, b) in enumerate(zip(self.coefs, self.intercepts)):
             arrays[f"coef_{i}"], arrays[f"intercept_{i}"] = w, b
         checkpoint.save(path, arrays, {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
-                                        "layers": len(self.coefs), "trees_kind": trees.KIND,
-                                        "trees_sha256": hashlib.sha256(model).hexdigest()})
+                                        "layers": len(self.coefs), "tree_base": self.forest.base,
+                                        "tree_depth": self.forest.depth})
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -146,21 +144,19 @@ def load(path: str | Path, lights: Sequence[str] | None = None) -> Model:
         layers = int(meta["layers"])
         coefs = [arrays[f"coef_{i}"].astype(np.float32) for i in range(layers)]
         intercepts = [arrays[f"intercept_{i}"].astype(np.float32) for i in range(layers)]
-        cfg = features.FeatureConfig.from_dict(meta["features"], path)
-        n_in = features.n_features(len(meta["lights"]), cfg)
-        if meta["trees_kind"] != trees.KIND:
-            raise ValueError(f"its trees are {meta['trees_kind']!r}, this toolkit reads {trees.KIND!r}")
-        raw = arrays["trees_model"]
-        if raw.dtype != np.uint8 or raw.ndim != 1 or hashlib.sha256(raw.tobytes()).hexdigest() != meta["trees_sha256"]:
-            raise ValueError("the trees' model does not match its recorded sha256 (edited or damaged)")
-        forest = trees.load(raw.tobytes(), n_in, defaults.LOCAL_TREES["threads"])
+        forest = boosted_trees.Forest.from_arrays(arrays, "tree_", float(meta["tree_base"]), int(meta["tree_depth"]))
         model = Model(arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32), coefs, intercepts,
                       forest, meta)
+        cfg = features.FeatureConfig.from_dict(meta["features"], path)
+        n_in = features.n_features(len(meta["lights"]), cfg)
         dims = [n_in] + [w.shape[1] for w in coefs]
         if model.mean.shape != (n_in,) or model.scale.shape != (n_in,) or dims[-1] != 1 or any(
                 w.shape != (a, b) or c.shape != (b,) for w, c, a, b in zip(coefs, intercepts, dims, dims[1:])):
             raise ValueError("array shapes do not fit together")
-        if not all(np.isfinite(a).all() for a in [model.mean, model.scale, *coefs, *intercepts]):
+        if forest.n_trees and int(forest.feature.max()) >= n_in:
+            raise ValueError("a tree splits on a feature the descriptors do not have")
+        if not all(np.isfinite(a).all() for a in [model.mean, model.scale, *coefs, *intercepts]) \
+                or not np.isfinite(forest.base):
             raise ValueError("non-finite weights")
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise UserError(f"checkpoint {path} is corrupt ({exc}); retrain to get a new best.ckpt") from None
@@ -198,7 +194,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    tree_cfg = defaults.LOCAL_TREES
+    trees = defaults.LOCAL_TREES
     if init is not None:
         mean, scale = init.mean, init.scale
         width = init.coefs[0].shape[1]
@@ -224,11 +220,10 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         clf.intercepts_ = [b.astype(np.float32).copy() for b in init.intercepts]
         del clf._optimizer
         clf.t_, clf.n_iter_, clf.loss_curve_ = 0, 0, []
-    shrinkage = float(np.clip(tree_cfg["shrinkage"] * hp.lr / defaults.LOCAL_MODEL["train.optim.lr"], 1e-3,
-                              tree_cfg["shrinkage"]))
-    booster = trees.Booster(x, y, weight, shrinkage=shrinkage, depth=tree_cfg["depth"], min_leaf=tree_cfg["min_leaf"],
-                            l2=tree_cfg["l2"], bins=tree_cfg["bins"], seed=hp.seed, threads=tree_cfg["threads"],
-                            init=init.forest if init is not None else None)
+    shrinkage = float(np.clip(trees["shrinkage"] * hp.lr / defaults.LOCAL_MODEL["train.optim.lr"], 1e-3, trees["shrinkage"]))
+    booster = boosted_trees.Booster(x, y, weight, shrinkage=shrinkage, depth=trees["depth"],
+                                    min_leaf=trees["min_leaf"], l2=trees["l2"],
+                                    init=init.forest if init is not None else None)
 
     def snapshot() -> Model:  # the forest is attached at the end: trees are only ever appended
         return Model(mean, scale, [w.astype(np.float32).copy() for w in clf.coefs_],
@@ -246,7 +241,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
             t0 = time.perf_counter()
             clf.partial_fit(xs, y, sample_weight=weight, classes=classes)
             done = booster.forest.n_trees
-            forest = booster.rounds(tree_cfg["per_epoch"])
+            forest = booster.rounds(trees["per_epoch"])
             z_val += forest.margin(x_val, start=done)
             current = snapshot()
             p_val = 0.5 * (current.mlp_scores(x_val) + _sigmoid(z_val))
@@ -267,6 +262,5 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         "lights": list(lights), "features": cfg.as_dict(), "hyperparameters": hp.as_dict(),
         "val_far_pct": best[0], "val_loss": best[1], "epochs_run": hp.epochs, "train_rows": int(len(x)),
         "fine_tuned": init is not None, "trees": best_model.forest.n_trees, "tree_shrinkage": shrinkage,
-        "trees_library": trees.library_version(),
     })
     return best_model, history
