@@ -304,9 +304,8 @@ def tree_costs(impls: list[str], name: str, ws: Workspace, work: Path, repeats: 
                            ("tree score", t4 - t3)):
                 best[impl][key] = min(best[impl].get(key, float("inf")), v)
             ckpt = out / "train" / "best.ckpt"
-            with np.load(ckpt, allow_pickle=False) as z:
-                tree_bytes = sum(z[k].nbytes for k in z.files if k.startswith("tree_"))
-            sizes[impl] = (ckpt.stat().st_size, tree_bytes, int(ensemble.load(ckpt).forest.n_trees))
+            forest = ensemble.load(ckpt).forest  # the trees part: the model's own bytes (ours: its arrays in an npz)
+            sizes[impl] = (ckpt.stat().st_size, len(tree_candidates.model_bytes(forest)), int(forest.n_trees))
     base = best[impls[0]]
     print(f"  {name}: fastest of {repeats}, features cached; x = ratio to {impls[0]} ({len(y)} train rows, "
           f"{len(x_kpi)} KPI rows, {rounds} rounds)")
