@@ -71,10 +71,10 @@ def build(name: str, seed: int, work: Path) -> Workspace:
     return Workspace.at(out)
 
 
-def run_three_phases(ws: Workspace, trials: int) -> tuple[dict, Results]:
+def run_three_phases(ws: Workspace, trials: int, run: str = "bench_run") -> tuple[dict, Results]:
     opts = phases.Options(str(ws.root), "local", "all", 3, TARGET, trials, defaults.AUTOML_ALGORITHM,
                           defaults.NUM_SDG, defaults.TOP_K_PER_TARGET, None, defaults.SEED)
-    R = Results.at(ws.results / "bench_run")
+    R = Results.at(ws.results / run)
     return phases.run(opts, R, quiet=True), R
 
 
