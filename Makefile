@@ -28,8 +28,8 @@ test: venv-test
 test-fast: venv-test
 	$(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
-bench:  # bench/mining.py times faiss: the ann extra
-	@$(PYTHON) scripts/setup_env.py --extra ann --quiet
+bench:  # bench/mining.py times faiss (the ann extra), bench/embedded.py --trees the tree libraries (bench)
+	@$(PYTHON) scripts/setup_env.py --extra ann --extra bench --quiet
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit $$?; done
 
 clean:

@@ -2,8 +2,9 @@
 """Create the toolkit's Python environment: <plugin>/.venv with the pinned dependencies.
 
 Standard library only (it runs before anything is installed, so argparse rather than click). Reads the pins from
-pyproject.toml; reruns are no-ops while the pins are unchanged. --extra ann adds an optional extra (faiss for
-mine_pool.py --method ann); --test adds the test tools and every extra, so the tests cover every path.
+pyproject.toml; reruns are no-ops while the pins are unchanged. --extra NAME adds an optional extra (ann: faiss
+for mine_pool.py --method ann; bench: the tree libraries of bench/embedded.py --trees); --test adds the test
+tools and the extras the tests exercise ([tool.tao-aoi] test-extras).
 What the pins pull in is held to [tool.tao-aoi] constraints (pip -c): the same versions on every machine.
 NVIDIA's TAO config wheels ([tool.tao-aoi] no-deps) go in with --no-deps: the schema checks of the
 docker and slurm backends import only their config modules.
@@ -35,12 +36,17 @@ def extras() -> list[str]:
     return sorted(k for k in _pyproject()["project"].get("optional-dependencies", {}) if k != "test")
 
 
+def test_extras() -> list[str]:
+    """The extras the test suite exercises ([tool.tao-aoi] test-extras), installed with --test."""
+    return list(_tool().get("test-extras", []))
+
+
 def requirements(with_test: bool, extra: tuple[str, ...] = ()) -> list[str]:
-    """Runtime pins, plus the named extras; ``with_test`` adds the test tools and every extra."""
+    """Runtime pins, plus the named extras; ``with_test`` adds the test tools and the extras tests exercise."""
     project = _pyproject()["project"]
     optional = project.get("optional-dependencies", {})
     reqs = list(project["dependencies"])
-    for name in sorted(set(extras() if with_test else extra)):
+    for name in sorted(set(extra) | set(test_extras() if with_test else ())):
         reqs += optional[name]
     if with_test:
         reqs += optional["test"]
@@ -67,7 +73,7 @@ def _digest(reqs: list[str], no_deps: list[str]) -> str:
 
 def _stamp(with_test: bool, extra: tuple[str, ...]) -> Path:
     """The marker of an installed set: ``.deps-<test|run[+extra...]>-<digest of its pins>``."""
-    name = "test" if with_test else "+".join(["run", *sorted(set(extra))])
+    name = "+".join(["test" if with_test else "run", *sorted(set(extra) - set(test_extras() if with_test else ()))])
     return VENV / f".deps-{name}-{_digest(requirements(with_test, extra), no_deps_requirements())}"
 
 
@@ -82,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="setup_env.py", description=__doc__.splitlines()[0], allow_abbrev=False,
                                 epilog="Next: python3 scripts/preflight.py --workspace W ... (or make demo)")
     p.add_argument("--extra", action="append", default=[], choices=extras(),
-                   help="also install an optional extra (ann: faiss for mine_pool.py --method ann); repeatable")
+                   help="also install an optional extra (ann: faiss for mine_pool.py --method ann; bench: the "
+                        "tree libraries bench/embedded.py --trees compares); repeatable")
     p.add_argument("--test", action="store_true", help="also install the test tools (pytest, hypothesis, ...) "
-                                                       "and every extra")
+                                                       "and the extras the tests exercise (ann)")
     p.add_argument("--check", action="store_true", help="only report whether the environment is ready (exit 1 if not)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
     stamp.write_text("\n".join([*reqs, "--no-deps", *no_deps, "-c", *constraints()]) + "\n", encoding="utf-8")
     # what was installed also satisfies every smaller set: the runtime alone, and each subset of its extras
-    have = extras() if args.test else list(extra)
+    have = sorted(set(extra) | set(test_extras() if args.test else ()))
     for k in range(len(have) + 1):
         for subset in itertools.combinations(have, k):
             _stamp(False, subset).write_text("")

@@ -126,9 +126,13 @@ def test_every_runtime_import_is_declared():
 
 def test_every_runtime_pin_is_imported_or_kept_with_a_reason():
     imported = set().union(*(distributions(m) for m in imports("scripts", "hooks")))
-    for name in RUNTIME | set().union(*OPTIONAL.values()):
+    for name in RUNTIME:
         assert name in imported or KEPT.get(name), \
             f"{name} is pinned but nothing in scripts/ or hooks/ imports it; drop it or say why in [tool.tao-aoi.kept]"
+    with_bench = imported | set().union(*(distributions(m) for m in imports("bench")))
+    for extra, names in OPTIONAL.items():
+        for name in names:
+            assert name in with_bench, f"extra {extra}: {name} is imported by no module of scripts/, hooks/ or bench/"
     assert "scipy" not in RUNTIME and "scipy" in CONSTRAINED  # scikit-learn's, pinned through the constraints
     assert "faiss-cpu" in OPTIONAL["ann"] and "faiss-cpu" not in RUNTIME
 
@@ -202,14 +206,17 @@ def test_preflight_and_the_session_hook_probe_runtime_packages_only():
         assert distributions(module) & RUNTIME, f"{module} is checked as part of the runtime but is not a runtime pin"
 
 
-@pytest.mark.parametrize("with_test, extras", [(False, ()), (False, ("ann",)), (True, ())])
+@pytest.mark.parametrize("with_test, extras", [(False, ()), (False, ("ann",)), (False, ("ann", "bench")),
+                                               (True, ()), (True, ("bench",))])
 def test_setup_env_installs_the_declared_sets(with_test, extras):
-    """setup_env.py reads the same lists: the runtime pins, the extras asked for, and --test = everything."""
+    """setup_env.py reads the same lists: the runtime pins, the extras asked for, and --test adds the test
+    tools and the extras the tests exercise (ann: the --method ann tests)."""
     sys.path.insert(0, str(SCRIPTS))
     try:
         import setup_env
     finally:
         sys.path.remove(str(SCRIPTS))
-    want = RUNTIME | set().union(*(OPTIONAL[e] for e in (tuple(EXTRAS) if with_test else extras)))
+    assert TOOL["test-extras"] == ["ann"] and set(TOOL["test-extras"]) <= set(EXTRAS)
+    want = RUNTIME | set().union(*(OPTIONAL[e] for e in {*extras, *(TOOL["test-extras"] if with_test else ())}))
     assert pin_names(setup_env.requirements(with_test, extras)) == want | (TEST if with_test else set())
     assert pin_names(setup_env.constraints()) == CONSTRAINED and pin_names(setup_env.no_deps_requirements()) == NO_DEPS
