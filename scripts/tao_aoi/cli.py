@@ -122,6 +122,8 @@ SHARED: dict[str, dict[str, Any]] = {
     "--epoch-sec": dict(type=click.FloatRange(min=0, min_open=True),
                         help="a known seconds per training epoch on the base set (docker/slurm) instead of a "
                              "measured one"),
+    "--holdout-csv": dict(default=None, help="sealed holdout set (ChangeNet CSV): rows no decision of the run sees, "
+                          "scored once by the deliverable at the shipped threshold (best_model.json holdout)"),
     "--quiet": dict(is_flag=True, help="no progress output"),
     "--json": dict(is_flag=True, help="print the result as JSON (full precision)"),
 }

@@ -42,6 +42,7 @@ from tao_aoi.state import run_lock
 @cli.option("--algorithm")
 @cli.deft_knobs
 @cli.option("--seed")
+@cli.option("--holdout-csv")
 @click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
 @cli.option("--quiet")
 @cli.option("--json", help="print the final summary as JSON")
