@@ -91,13 +91,18 @@ def check_holdout(cfg: dict) -> None:
 
     path = cfg["holdout_csv"]
     if not Path(path).is_file():
-        raise UserError(f"--holdout-csv {path} does not exist")
+        raise UserError(f"holdout CSV {path} does not exist; pass an existing ChangeNet CSV")
     df = changenet_csv.read(path, what="holdout CSV")
     positive = df["label"] != "PASS"
     if positive.all() or not positive.any():
         raise UserError(f"holdout CSV {path} has no {'PASS' if positive.all() else 'defect'} rows; FAR and recall need "
                         f"both")
-    leakage.require_resolved(df, cfg["images_root"], path, "holdout CSV")
+    missing = leakage.unresolved(df, cfg["images_root"], path)
+    if missing:
+        line = int((df["input_path"] == missing[0]).to_numpy().argmax()) + 2
+        raise UserError(f"holdout CSV {path} line {line}: input_path {missing[0]!r} is no folder under the run's image "
+                        f"root {cfg['images_root']}, its parent or the CSV's folder ({len(missing)} such folder(s)); "
+                        f"unresolved samples cannot be checked for leakage: fix the holdout's paths")
     against = [(cfg[k], changenet_csv.read(cfg[k], what=k.replace("_", " "))) for k in
                ("training_csv", "validation_csv", "kpi_csv")]
     leaks = leakage.find_leaks(df, path, against, cfg["images_root"])
