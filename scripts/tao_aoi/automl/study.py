@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 from tao_aoi import atomic, defaults
 from tao_aoi.analysis import kpi
-from tao_aoi.automl import search_space
+from tao_aoi.automl import search_space, ties
 from tao_aoi.backends.base import InferJob, TrainJob
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.file_lock import exclusive_lock
@@ -396,7 +396,7 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
                        f"check the training data")
     ranked = sorted(ok, key=lambda t: (t.value, t.number))
     best = ranked[0]
-    ties = tie_record(ranked, cfg.val_csv)
+    tied = tie_record(ranked, cfg.val_csv)
     runner = ranked[1] if len(ranked) > 1 else None  # how far the winner is from the next: the noise check
     spec = train_spec.load(cfg.spec)
     budget = {k.split(".")[-1]: train_spec.get(spec, k) for k in search_space.BUDGET_KEYS
@@ -430,14 +430,10 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
         "runner_up": None if runner is None else {
             "trial": runner.number, "score": runner.user_attrs.get("val_far_pct"), "objective": runner.value,
             "params": dict(runner.params)},
-        "ties": ties,
+        "ties": tied,
         "counts": {s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
         "trials": rows,
     }
-
-
-TIE_RULE = ("the objective: validation FAR averaged over the hardest 10% of defects (recall 90-100%), then the class "
-            "margin (lowest defect score minus highest PASS score), then the earlier trial")
 
 
 def tie_record(ranked: list, val_csv: Path) -> dict[str, Any]:
@@ -465,33 +461,12 @@ def tie_record(ranked: list, val_csv: Path) -> dict[str, Any]:
     except UserError:
         n_pass = 0
     return {"metric": METRIC_NAME, "value": far, "trials": [t.number for t in tied], "n_tied": len(tied),
-            "n_feasible": len(ranked), "rule": TIE_RULE, "decided_by": decided,
+            "n_feasible": len(ranked), "rule": ties.RULE, "decided_by": decided,
             "val_pass_rows": n_pass, "far_resolution_pct": binomial.resolution_pct(n_pass) if n_pass else None,
             "winner": {"trial": best.number, "val_high_recall_far_pct": hard[0], "val_margin":
                        best.user_attrs.get("val_margin")},
             "next": None if len(tied) < 2 else {"trial": tied[1].number, "val_high_recall_far_pct": hard[1],
                                                 "val_margin": tied[1].user_attrs.get("val_margin")}}
-
-
-def _g(x: Any) -> str:
-    return f"{x:.4g}" if isinstance(x, (int, float)) else "n/a"
-
-
-def tie_text(ties: dict[str, Any] | None) -> str | None:
-    """One line for the summary and the report: how many trials tied and what decided (None: no tie)."""
-    if not ties or (ties.get("n_tied") or 0) < 2:
-        return None
-    res = ties.get("far_resolution_pct")
-    step = f" (one false alarm there is {res:.3g}%)" if res else ""
-    w, nxt = ties["winner"], ties.get("next") or {}
-    detail = ""
-    if ties["decided_by"] == "FAR averaged over recall 90-100%":
-        detail = (f": trial {w['trial']} {_g(w.get('val_high_recall_far_pct'))}% vs trial {nxt.get('trial')} "
-                  f"{_g(nxt.get('val_high_recall_far_pct'))}%")
-    elif ties["decided_by"] == "class margin":
-        detail = f": trial {w['trial']} margin {_g(w.get('val_margin'))} vs trial {nxt.get('trial')} {_g(nxt.get('val_margin'))}"
-    return (f"{ties['n_tied']} of {ties['n_feasible']} trials tie at validation FAR {ties['value']:.4g}%{step}; "
-            f"the tie was broken by {ties['decided_by']}{detail} (rule: {ties['rule']})")
 
 
 def write_best(cfg: SearchConfig) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tao_aoi import defaults, fmt
 from tao_aoi.analysis import metric_contract
-from tao_aoi.automl import search_space, study
+from tao_aoi.automl import search_space, study, ties
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
@@ -251,7 +251,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
                           space=search_space.default_for_backend("local" if opts.backend == "slurm" else opts.backend),
                           warm=None, progress=progress)
             mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
-                                    "runner_up": rec.get("runner_up"), "ties": rec.get("ties")})
+                                    "runner_up": rec.get("runner_up"), "tie": ties.tie_text(rec.get("ties"))})
         if "deft" in phases and "deft" not in ps["done"]:
             progress.note(f"== Phase 2: DEFT loop (max {opts.max_iterations} iterations, {opts.kpi_target})")
             if "automl1" in phases:
@@ -271,7 +271,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
             handoff.register_phase3(R.root, R.automl("phase3") / "best_rec.json")
             deft_loop.run_deft(str(R.root), progress)  # final_automl evaluate, then finalize again
             mark("automl3", phase3={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
-                                    "warm_start_from": inputs["best_iteration"], "ties": rec.get("ties")})
+                                    "warm_start_from": inputs["best_iteration"], "tie": ties.tie_text(rec.get("ties"))})
     except HardStop as exc:
         ps["status"] = "failed"
         ps["failure"] = str(exc)
@@ -390,9 +390,8 @@ def render_summary(s: dict[str, Any]) -> str:
         runner = f"; runner-up trial {r['trial']} {fmt.num(r['score'])}%" if r else ""
         lines.append(f"  Phase 1 best           val FAR@100%R {fmt.num(p1['val_far_pct'])}%  (trial "
                      f"{p1['best_trial']}{runner})")
-        tie = study.tie_text(p1.get("ties"))
-        if tie:
-            lines.append(f"    {tie}")
+        if p1.get("tie"):
+            lines.append(f"    {p1['tie']}")
     for t in s["trajectory"]:
         name = {"baseline": "DEFT baseline", "final_automl": "Phase 3 best"}.get(t["iteration"], f"DEFT {t['iteration']}")
         mark = "met" if t["passed"] else "not met"
