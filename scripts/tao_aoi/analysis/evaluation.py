@@ -76,9 +76,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         m = dep["margin"]
         out.append(f"ship threshold {fmt.exact(dep['threshold'])} ({dep['placed']}; margin to the nearest defect "
                    f"{fmt.num(m['to_defect'])}, to the nearest PASS {fmt.num(m['to_pass'])})")
-        from tao_aoi.analysis import deployment as deployment_mod
-
-        warning = deployment_mod.margin_warning(dep)
+        warning = deployment.margin_warning(dep)
         if warning:
             out.append(f"warning: {warning}")
     return out

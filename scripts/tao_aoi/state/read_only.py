@@ -33,14 +33,6 @@ def results_folder_of(path: Path) -> Results | None:
     return None
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
 def committed_folders(R: Results, state: Mapping[str, Any]) -> dict[Path, str]:
     """{folder: what committed it}: each stage committed ok, and the folder of each file a commit recorded."""
     out: dict[Path, str] = {}
@@ -50,11 +42,11 @@ def committed_folders(R: Results, state: Mapping[str, Any]) -> dict[Path, str]:
                 out.setdefault(R.stage_dir(label, stage), f"{label}/{stage}")
         for key, path in (rec.get("artifacts") or {}).items():
             p = Path(path)
-            if _inside(p, R.root):
+            if p.is_relative_to(R.root):
                 out.setdefault(p.parent, f"{label}/{rec.get('stage_completed') or 'stage'} ({key})")
     for key, path in (state.get("final_artifacts") or {}).items():
         p = Path(path)
-        if _inside(p, R.root):
+        if p.is_relative_to(R.root):
             out.setdefault(p.parent, f"run/finalize ({key})")
     return out
 
@@ -78,6 +70,6 @@ def refuse_committed(target: str | Path | None, flag: str, script: str) -> None:
         return
     state = deft_state.load(R.root)
     for folder, what in committed_folders(R, state).items():
-        if d == folder or (folder != R.root and _inside(d, folder)):
+        if d == folder or (folder != R.root and d.is_relative_to(folder)):
             raise UserError(f"{flag} {d} holds committed results of {what} in the run {R.root}; committed results "
                             f"are read-only: write to a fresh folder instead, e.g. {flag} {fresh_folder(R, script)}")
