@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tao_aoi import defaults
+from tao_aoi.analysis import binomial
 
 RULE = ("midpoint of the gap the contract's operating point sits in (between the lowest defect it needs "
         "and the next lower score), in logit space for probabilities, else in score space; the next lower gap "
@@ -94,7 +95,8 @@ def ship(scores: np.ndarray, positive: np.ndarray, contract_threshold: float,
         "clearance": clearance,
         "kpi": {"far_pct": 100.0 * fp / n_pass if n_pass else None,
                 "recall_pct": 100.0 * tp / n_def if n_def else None,
-                "counts": {"tp": tp, "fp": fp, "tn": n_pass - fp, "fn": n_def - tp}},
+                "counts": {"tp": tp, "fp": fp, "tn": n_pass - fp, "fn": n_def - tp},
+                **(binomial.far_figures(fp, n_pass) if n_pass else {})},
     }
 
 

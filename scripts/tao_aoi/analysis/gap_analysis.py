@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tao_aoi import atomic, defaults, labels
-from tao_aoi.analysis import deployment, kpi, label_noise, limiting, metric_contract, rca_report
+from tao_aoi.analysis import binomial, deployment, kpi, label_noise, limiting, metric_contract, rca_report
 from tao_aoi.data import changenet_csv
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.tao import train_spec
@@ -114,9 +114,11 @@ def contract_point(scores: np.ndarray, positive: np.ndarray, name: str, target: 
 
 
 def _point_figures(p: kpi.Point) -> dict[str, Any]:
-    """precision, recall, f1, far (ratios, as NVIDIA's metrics.json) and the confusion matrix of a point."""
+    """precision, recall, f1, far (ratios, as NVIDIA's metrics.json), the confusion matrix of a point, and the
+    FAR's resolution and 95% interval (percent, as every FAR carries them)."""
     return {"precision": p.precision_pct / 100, "recall": p.recall_pct / 100, "f1": p.f1, "far": p.fp / p.n_pass,
-            "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn}}
+            "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
+            **binomial.far_figures(p.fp, p.n_pass)}
 
 
 def weakness(scores: np.ndarray, positive: np.ndarray, threshold: float) -> np.ndarray:
