@@ -52,10 +52,8 @@ def script():
     return run_script
 
 
-@pytest.fixture
-def stub_workspace(tmp_path: Path) -> Path:
+def make_stub_workspace(ws: Path) -> Path:
     """Just the files init_deft_state.py checks for (state tests need no images)."""
-    ws = tmp_path / "ws"
     (ws / "images").mkdir(parents=True)
     for rel in ("specs/baseline_spec.yaml", "train/base/training_set.csv", "train/base/validation_set.csv",
                 "kpi/testing_set.csv"):
@@ -63,3 +61,26 @@ def stub_workspace(tmp_path: Path) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("x\n")
     return ws
+
+
+@pytest.fixture
+def stub_workspace(tmp_path: Path) -> Path:
+    return make_stub_workspace(tmp_path / "ws")
+
+
+def hide_sdg_goldens(ws: Path, keep: Path) -> None:
+    """Move one OK golden per SDG label of ws's AnomalyGen pool into ``keep``: ingest_sdg.py stops on
+    the silent drop; moving them back (restore_sdg_goldens) is the fix."""
+    import shutil
+
+    keep.mkdir()
+    for label in ("PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER"):
+        victim = sorted((ws / "augmentation/anomalygen/original_image").glob(f"*+{label}_*"))[0]
+        shutil.move(str(victim), keep / victim.name)
+
+
+def restore_sdg_goldens(ws: Path, keep: Path) -> None:
+    import shutil
+
+    for f in keep.iterdir():
+        shutil.move(str(f), ws / "augmentation/anomalygen/original_image" / f.name)

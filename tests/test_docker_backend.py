@@ -299,10 +299,11 @@ def test_a_finished_job_is_complete_when_judged_from_another_process(fake_docker
     h = backend().submit_train(train_job(ws, out))
     while (fake_docker / f"{h.job_id}.state").exists() or not (out / "status.json").exists():
         time.sleep(0.05)
-    time.sleep(0.3)
     other = backend()  # has no Popen for it; docker inspect says the container is gone
     h2 = type(h)(h.backend, h.kind, h.job_id, h.output_dir)
-    assert other.status(h2) == COMPLETE and (out / "best.ckpt").is_file()
+    # PENDING while its `docker run` client still runs (the record names it: pulling, or removing the
+    # container), then judged by TAO's last status line
+    assert other.wait(h2, poll_sec=0.05, timeout_sec=60) == COMPLETE and (out / "best.ckpt").is_file()
     record = read_record(out)
     record.pop("state")
     lines = (out / "status.json").read_text().splitlines()

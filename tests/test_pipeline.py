@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, hide_sdg_goldens, restore_sdg_goldens, run_script
 
 from tao_aoi.state import deft_state
 
@@ -175,12 +175,7 @@ def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
 
     ws = tmp_path / "ws"
     shutil.copytree(tiny, ws, ignore=shutil.ignore_patterns("results"))
-    ok_dir = ws / "augmentation/anomalygen/original_image"
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    for label in ("PASS", "MISSING", "BRIDGE", "EXCESS_SOLDER"):
-        victim = sorted(ok_dir.glob(f"*+{label}_*"))[0]
-        shutil.move(str(victim), moved / victim.name)
+    hide_sdg_goldens(ws, tmp_path / "moved")
     results = tmp_path / "run"
     argv = pipeline_argv(ws, results, "deft", iterations=1)
     first = run(argv)
@@ -190,8 +185,7 @@ def test_hard_stop_then_fix_then_rerun_continues(tiny, tmp_path):
     assert st["status"] == "failed" and (st["failure"]["iter"], st["failure"]["stage"]) == ("iter1", "sdg")
     ps = json.loads((results / "pipeline_state.json").read_text())
     assert ps["status"] == "failed" and "silent drop" in ps["failure"]
-    for f in moved.iterdir():
-        shutil.move(str(f), ok_dir / f.name)
+    restore_sdg_goldens(ws, tmp_path / "moved")
     second = run(argv)
     assert second.returncode == 0, second.stderr[-2000:]
     st = deft_state.load(results)

@@ -102,10 +102,35 @@ def test_docker_radio_with_three_lights_and_linear_concat_exits_2_naming_the_key
     data["dataset"]["classify"]["concat_type"] = "linear"
     spec.write_text(yaml.safe_dump(data))
     code, report = docker_preflight(script, ws)
-    assert code == 2 and report["sections"]["4_data"]["tao"]["specs"] == "REFUSED"
+    assert code == 2 and report["sections"]["4_data"]["tao"]["specs"].startswith("REFUSED")
     blocker = next(b for b in report["hard_blockers"] if "concat_type" in b)
     assert "dataset.classify.concat_type: c_radio_v2_vit_base_patch16_224 is a ViT and needs a square input" in blocker
-    assert "<job>" in blocker and "grid" in blocker
+    assert blocker.startswith(f"{spec} (in the train job and the inference job's spec): ") and "grid" in blocker
+
+
+def test_docker_preflight_names_every_problem_of_the_spec_at_once(fake_docker, tmp_path, script):
+    """Two keys the schema refuses and one run-time rule, in one spec: one blocker each, in one pre-flight
+    (it stopped at the first before: one round trip per fix)."""
+    ws = tao_workspace.make(tmp_path / "ws")
+    spec = ws / "specs" / "baseline_spec.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["model"]["hidden_width"] = 64                    # no such key in NVIDIA's schema
+    data["train"]["num_epochs"] = 2.5                      # wrong type
+    data["train"]["checkpointer"] = {"enable_topk": True, "monitor": "val_loss", "mode": "max"}  # TAO asserts at run time
+    spec.write_text(yaml.safe_dump(data))
+    code, report = docker_preflight(script, ws)
+    assert code == 2 and report["sections"]["4_data"]["tao"]["specs"].startswith("REFUSED (3 problem(s)")
+    spec_blockers = [b for b in report["hard_blockers"] if b.startswith(str(spec))]
+    for key, fix in (("model.hidden_width", "remove it"), ("train.num_epochs", "type"),
+                     ("train.checkpointer.mode", "set mode: min")):
+        hit = [b for b in spec_blockers if f": {key}: " in b]
+        assert len(hit) == 1 and fix in hit[0], (key, spec_blockers)
+    assert len(spec_blockers) == 3  # the train-only rule is named once, the shared ones once for both jobs
+    text = script("preflight.py", "--workspace", ws, "--backend", "docker", "--max-iterations", "1",
+                  "--kpi-target", KPI)
+    assert text.returncode == 2
+    listed = [ln for ln in text.stdout.splitlines() if ln.strip().startswith(f"- {spec}")]
+    assert len(listed) == 3, text.stdout
 
 
 def test_docker_validation_set_smaller_than_the_batch_exits_2_naming_the_key(fake_docker, ws, script):

@@ -419,3 +419,21 @@ def test_real_tiny_pipeline_report(tmp_path, script):
     for label, rec in st["iterations"].items():
         if rec.get("metric_result"):
             assert float(rows[label]["values"][2]) == rec["metric_result"]["value"]
+
+
+def test_retried_faults_are_listed_in_the_summary(tmp_path, finished):
+    """Every ``retry`` event of the log (a job an infrastructure fault ended, run again) is listed
+    under the summary, escaped; a run without one shows no such list."""
+    assert 'id="faults"' not in (finished.results / "DEFT_Loop_Report.html").read_text()
+    b = RunBuilder(tmp_path / "r")
+    b.init()
+    b.until("iter1", "train")
+    for label, text in (("run", "automl phase1 trial 1: docker train job a, attempt 1 of 3: container killed "
+                                "(exit 137: out of memory, or killed from outside); retried <b>x</b>"),
+                        ("iter1", "slurm requeued train job 42 (node failure); attempt 2 of 3 runs under the same "
+                                  "job id")):
+        deft_state.log(b.results, label=label, stage=stages.RETRY, status="error", summary=text)
+    html = render_text(b.results)
+    section = html.split('id="faults"')[1].split("</details>")[0]
+    assert "2 infrastructure faults retried" in section and "&lt;b&gt;x&lt;/b&gt;" in section
+    assert "container killed (exit 137" in section and "slurm requeued train job 42 (node failure)" in section

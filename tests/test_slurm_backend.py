@@ -1,5 +1,6 @@
 """The slurm backend: batch scripts and state handling (fake sbatch/squeue/scontrol), then a real
-single-node cluster running commands and a local-backend train + infer on the tiny demo workspace."""
+single-node cluster running commands and a local-backend train + infer on the tiny demo workspace,
+and its faults: a job requeued by slurm (as after a node failure) and a job killed on its node."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import yaml
 from support import tao_workspace
 from support.slurm_fixture import slurm_cluster  # noqa: F401  (session fixture)
 from tao_aoi import interpreter
-from tao_aoi.backends import get_backend, tao
+from tao_aoi.backends import faults, get_backend, tao
 from tao_aoi.backends.base import CANCELED, COMPLETE, ERROR, PENDING, RUNNING, InferJob, JobHandle, TrainJob
 from tao_aoi.backends.external import read_record
 from tao_aoi.backends.slurm import map_state, pyxis_image
@@ -69,6 +71,7 @@ def test_local_train_script(tmp_path, monkeypatch):
     assert [ln for ln in lines if ln.startswith("#SBATCH")] == [
         "#SBATCH --job-name=tao-aoi-train",
         f'#SBATCH --output="{out}/slurm-%j.log"',
+        "#SBATCH --open-mode=append", "#SBATCH --requeue",  # slurm requeues after a node failure; logs kept
         f'#SBATCH --chdir="{out}"',
         "#SBATCH --cpus-per-task=4", "#SBATCH --mem=4G", "#SBATCH --time=00:10:00",
         "#SBATCH --partition=debug", "#SBATCH --account=proj", "#SBATCH --gres=gpu:1", "#SBATCH --qos=high"]
@@ -307,3 +310,129 @@ def test_embed_script_runs_the_local_embedder(tmp_path, monkeypatch):
     req = yaml.safe_load((job_dir / "embed_job.json").read_text())
     assert req["output"] == str(out) and req["settings"] == {"size": 32}
     assert read_record(job_dir)["expect"] == [str(out), f"{out}.settings.json"]
+
+
+# -- faults on a real cluster ------------------------------------------------------------------------
+
+def squeue(job_id: str) -> list[str]:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-O", "State,RestartCnt"], capture_output=True,
+                          text=True).stdout.split()
+
+
+def requeue_when(out: Path, ready, problems: list[str], timeout: float = 240) -> threading.Thread:
+    """Once the job in ``out`` runs and ``ready()``, requeue it as slurm does after a node failure
+    (``scontrol requeue``), then lift slurm's 120 s hold on a requeued job (``starttime=now``) so the
+    test need not wait it out; anything that goes wrong lands in ``problems``."""
+    def inject() -> None:
+        deadline = time.monotonic() + timeout
+        job = None
+        while time.monotonic() < deadline:
+            try:
+                job = read_record(out).get("job_id")
+            except UserError:
+                job = None
+            if job and squeue(job)[:1] == ["RUNNING"] and ready():
+                break
+            time.sleep(0.1)
+        else:
+            problems.append(f"job in {out} never ran")
+            return
+        subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
+        while time.monotonic() < deadline:
+            state = squeue(job)
+            if state[:1] == ["PENDING"] and state[1:2] >= ["1"]:
+                subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True,
+                               capture_output=True)
+                return
+            time.sleep(0.1)
+        problems.append(f"job {job} was not requeued")
+
+    thread = threading.Thread(target=inject, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.integration
+def test_a_job_slurm_requeues_runs_again_with_the_interrupted_attempt_set_aside(slurm_cluster, tmp_path):
+    b = get_backend("slurm", poll_sec=0.1, cpus=1)
+    out = tmp_path / "cmd"
+    cmd = ["/bin/sh", "-c", 'echo "restart ${SLURM_RESTART_COUNT:-0}" > partial.txt; echo "started '
+                            '${SLURM_RESTART_COUNT:-0}"; sleep 3; echo ok > result.txt']
+    problems: list[str] = []
+    heard: list[str] = []
+    injector = requeue_when(out, lambda: (out / "partial.txt").exists(), problems)
+    with faults.observe(heard.append):
+        h = b.run_command(cmd, output_dir=out, expect=[out / "result.txt"])
+    injector.join(5)
+    assert not problems
+    assert h.state == COMPLETE and h.restarts == 1 and read_record(out)["restarts"] == 1
+    assert (out / "result.txt").read_text() == "ok\n" and (out / "partial.txt").read_text() == "restart 1\n"
+    kept = tmp_path / "cmd.attempt1"  # what the interrupted attempt wrote, moved aside by the script
+    assert sorted(p.name for p in kept.iterdir()) == ["partial.txt"] and \
+        (kept / "partial.txt").read_text() == "restart 0\n"
+    log = (out / f"slurm-{h.job_id}.log").read_text()  # --open-mode=append: both attempts' output
+    assert "started 0" in log and "started 1" in log and "DUE TO JOB REQUEUE" in log
+    assert len(heard) == 1 and heard[0].startswith(f"slurm requeued command job {h.job_id} (job requeue); "
+                                                   f"attempt 2 of 3")
+
+
+@pytest.mark.integration
+def test_a_job_killed_on_its_node_is_resubmitted_in_a_fresh_folder(slurm_cluster, tmp_path, monkeypatch):
+    """The job's process is SIGKILLed (as by the node's OOM killer): exit 137, an infrastructure fault;
+    the blocking call submits it again as a new job in a fresh folder."""
+    monkeypatch.setenv(faults.BACKOFF_ENV, "0")
+    b = get_backend("slurm", poll_sec=0.1, cpus=1)
+    out = tmp_path / "cmd"
+    once = tmp_path / "killed-once"
+    cmd = ["/bin/sh", "-c", f'echo started; if [ ! -e {once} ]; then touch {once}; kill -9 $$; fi; echo ok > result.txt']
+    heard: list[str] = []
+    with faults.observe(heard.append):
+        h = b.run_command(cmd, output_dir=out, expect=[out / "result.txt"])
+    assert h.state == COMPLETE and (out / "result.txt").read_text() == "ok\n"
+    kept = tmp_path / "cmd.attempt1"
+    first = read_record(kept)
+    assert first["state"] == "ERROR" and first["job_id"] != h.job_id
+    assert first["fault"] == {"infrastructure": True, "what": "job killed (exit 137: out of memory, or killed from "
+                                                              "outside)"}
+    assert (kept / f"slurm-{first['job_id']}.log").read_text().startswith("started")
+    assert read_record(out)["earlier_attempts"][0]["kept"] == str(kept)
+    assert len(heard) == 1 and f"slurm command job {first['job_id']}, attempt 1 of 3: job killed (exit 137" in heard[0]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_training_requeued_mid_way_ends_with_the_same_model(slurm_cluster, tmp_path):
+    """Nothing lost: a local-backend training requeued after its first epochs (a node failure) ends
+    with the weights of the same training run without a fault."""
+    import numpy as np
+
+    ws = tmp_path / "ws"
+    subprocess.run([sys.executable, str(SCRIPTS / "make_demo_workspace.py"), "--out", str(ws), "--preset", "tiny"],
+                   check=True, capture_output=True, text=True, env=dict(os.environ, TAO_AOI_NO_REEXEC="1"))
+    b = get_backend("slurm", poll_sec=0.2, cpus=2, mem="2G", time="00:10:00")
+
+    def job(out: Path) -> TrainJob:
+        return TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
+                        val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out,
+                        overrides={"train.num_epochs": 12})
+
+    clean = b.train(job(tmp_path / "clean"))
+    out = tmp_path / "requeued"
+    problems: list[str] = []
+
+    def epochs_done() -> bool:
+        status = out / "status.json"
+        return status.exists() and '"epoch"' in status.read_text()
+
+    injector = requeue_when(out, epochs_done, problems)
+    with faults.observe(lambda line: None):
+        h = b.train(job(out))
+    injector.join(5)
+    assert not problems and h.state == COMPLETE and h.restarts == 1
+    assert '"epoch"' in (tmp_path / "requeued.attempt1" / "status.json").read_text()  # it was interrupted mid-way
+    with np.load(clean.output_dir / "best.ckpt", allow_pickle=False) as a, \
+            np.load(out / "best.ckpt", allow_pickle=False) as c:
+        names = sorted(k for k in a.files if k != "__meta__")
+        assert names == sorted(k for k in c.files if k != "__meta__")
+        for k in names:
+            assert np.array_equal(a[k], c[k]), k

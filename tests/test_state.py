@@ -390,7 +390,8 @@ def test_state_scripts_import_no_pandas_or_numpy():
     code = ("import sys; sys.path.insert(0, %r)\n"
             "import tao_aoi.commands.log_stage, tao_aoi.commands.commit_stage, tao_aoi.commands.next_stage\n"
             "import tao_aoi.commands.init_deft_state, tao_aoi.commands.repair_state, tao_aoi.state.deft_state, tao_aoi.state.stage_plan\n"
-            "import tao_aoi.state.run_lock, tao_aoi.state.pipeline_state\n"
+            "import tao_aoi.state.run_lock, tao_aoi.state.pipeline_state, tao_aoi.pipeline.run_progress\n"
+            "import tao_aoi.analysis.spot_check\n"
             "print(sorted(m for m in ('pandas', 'numpy', 'jsonschema', 'yaml') if m in sys.modules))") % str(SCRIPTS)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported by the state scripts: {out}"

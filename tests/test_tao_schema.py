@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support import tao_workspace
 from support.docker_fixture import require_tao_wheels
@@ -285,3 +287,36 @@ def test_merged_agrees_with_nvidias_own_hydra_runner(tmp_path, edit):
         ours = False
     assert ours == nvidia_accepts, proc.stderr[-1500:]
     assert nvidia_accepts == (not edit or "train.optim.lr" in edit)
+
+
+# Independent problems, each named by the key to change: refused by the schema (merge) or by TAO at run time.
+PROBLEMS = {
+    "model.hidden_width": ({"model.hidden_width": 64}, "remove it"),
+    "train.num_epochs": ({"train.num_epochs": 2.5}, "type the schema declares"),
+    "train.classify.cls_weight": ({"train.classify.cls_weight": 3.0}, "give a list"),
+    "dataset.classify.augmentation": ({"dataset.classify.augmentation.random_rotate.rotate_probability": 0.3},
+                                      "augmentation_config"),
+    "train.checkpointer.mode": ({"train.checkpointer.mode": "max"}, "set mode: min"),
+    "train.optim.optim": ({"train.optim.optim": "rmsprop"}, "use adamw, adam or sgd"),
+    "results_dir": ({"results_dir": ""}, "set results_dir"),
+}
+
+
+@settings(max_examples=15, deadline=None)
+@given(chosen=st.sets(st.sampled_from(sorted(PROBLEMS)), min_size=1))
+def test_every_problem_of_a_spec_is_named_at_once(tmp_path_factory, chosen):
+    """Not the first one and a count: each key, with its fix, on its own line; nothing else."""
+    tmp = tmp_path_factory.mktemp("spec")
+    spec = job_spec(tmp, presets.spec_dict("tiny"))
+    data = yaml.safe_load(spec.read_text())
+    for key in chosen:
+        for dotted, value in PROBLEMS[key][0].items():
+            train_spec.set_dotted(data, dotted, value)
+    spec.write_text(train_spec.dump(data))
+    with pytest.raises(tao_schema.SpecProblems) as err:
+        tao_schema.check(spec, "train")
+    assert sorted(err.value.keys) == sorted(chosen), err.value.problems
+    for key in chosen:
+        line = next(p for p in err.value.problems if p.startswith(f"{spec}: {key}: "))
+        assert PROBLEMS[key][1] in line, line
+    assert str(err.value).count(" | ") == len(chosen) - 1

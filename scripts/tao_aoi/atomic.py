@@ -1,21 +1,48 @@
 """Crash-safe outputs: write to a temp file in the same directory, fsync, rename.
 
 A reader (or a rerun after SIGKILL) therefore sees either the old file or the new one, never a
-torn one, and a failed command leaves no half-written output behind.
+torn one, and a failed command leaves no half-written output behind. A full file system (ENOSPC,
+or a quota: EDQUOT) is reported as ``errors.DiskFull``: one line naming the folder and what to do.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import itertools
 from pathlib import Path
+
+from tao_aoi.errors import DiskFull
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Iterator
 
 
 _counter = itertools.count()
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException, folder: str | os.PathLike[str]) -> DiskFull | None:
+    """``exc`` as a DiskFull naming ``folder`` when it says the file system is full, else None."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno not in _FULL and "no space left on device" not in str(exc).lower():
+        return None
+    return DiskFull(f"{folder}: no space left on the file system holding it; free space there (df -h {folder}) or "
+                    f"move the results folder to a larger disk, then rerun the same command (nothing was "
+                    f"half-written; the run resumes where it stopped)")
+
+
+@contextlib.contextmanager
+def _reporting_disk_full(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        full = disk_full(exc, folder)
+        if full is None:
+            raise
+        raise full from None
 
 
 def _new_temp(target: Path) -> Path:
@@ -49,19 +76,20 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
     For writers that want a filename (pandas, pyarrow, Pillow, numpy).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp(target)
-    try:
-        yield tmp
-        if fsync:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        if fsync:
-            _fsync_dir(target.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with _reporting_disk_full(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_temp(target)
+        try:
+            yield tmp
+            if fsync:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            if fsync:
+                _fsync_dir(target.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -71,28 +99,29 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     import tempfile
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        _fsync_dir(tmp)  # its entries are durable before the rename publishes them
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with _reporting_disk_full(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            yield tmp
+            _fsync_dir(tmp)  # its entries are durable before the rename publishes them
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_member(path: str | os.PathLike[str], data: bytes) -> None:
     """A new file inside a folder that ``atomic_dir`` is building: written and fsynced in place, since
     the folder's rename is what publishes it (a temp file + rename per member would only add fsyncs)."""
-    with open(path, "xb") as fh:
+    with _reporting_disk_full(Path(path).parent), open(path, "xb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

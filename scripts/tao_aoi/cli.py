@@ -124,6 +124,12 @@ SHARED: dict[str, dict[str, Any]] = {
                              "measured one"),
     "--holdout-csv": dict(default=None, help="sealed holdout set (ChangeNet CSV): rows no decision of the run sees, "
                           "scored once by the deliverable at the shipped threshold (best_model.json holdout)"),
+    "--max-retries": dict(type=click.IntRange(min=0), default=None, show_default=False,
+                          help="docker/slurm: retries of a job ended by an infrastructure fault (container killed "
+                               "or out of memory, docker daemon or image pull failure, SLURM node failure, "
+                               "preemption or OUT_OF_MEMORY), each in a fresh job folder after a doubling backoff; "
+                               "the job's own errors (schema, TAO assert, bad input) are never retried "
+                               f"(default {defaults.MAX_RETRIES})"),
     "--quiet": dict(is_flag=True, help="no progress output"),
     "--json": dict(is_flag=True, help="print the result as JSON (full precision)"),
 }

@@ -33,6 +33,13 @@ TAO_EMBED_MODEL_PATH = "google/siglip-base-patch16-224"
 TAO_EMBED_BATCH_SIZE = 64
 SLURM_CPUS = 2                 # cpus-per-task of each sbatch job
 
+# Infrastructure faults (backends/faults.py): a job ended by the machine, not by its inputs, is retried.
+MAX_RETRIES = 2                # retries of one job after an infrastructure fault (3 attempts in all)
+RETRY_BACKOFF_SEC = 30.0       # wait before retry k: RETRY_BACKOFF_SEC * 2**(k-1), at most RETRY_BACKOFF_MAX_SEC
+RETRY_BACKOFF_MAX_SEC = 600.0
+LOST_POLL_GRACE_SEC = 600.0    # the scheduler may stay unreachable this long before the job counts as lost
+AUTOML_MAX_FAILED_SHARE = 0.25  # a study stops once more trials failed than this share of its budget (at least 1)
+
 # One run per results folder (run_lock.py).
 RUN_LOCK_STEP_WAIT_SEC = 60.0  # a step script waits this long for another step (a commit, a copy) to finish
 RUN_LOCK_SETTLE_SEC = 2.0      # a lock held with no owner named yet (being taken) is retried this long

@@ -22,3 +22,8 @@ class SchemaViolation(ValueError):
         self.message = message
         self.name = name
         self.rule = rule
+
+
+class DiskFull(HardStop):
+    """An output could not be written: the file system holding it is full (ENOSPC) or over quota.
+    Nothing was half-written (tao_aoi.atomic); freeing space and rerunning the same command resumes."""

@@ -126,6 +126,11 @@ class Results:
     def mining_history(self) -> Path:
         return self.root / "mining_history.json"
 
+    @property
+    def spot_check_verdicts(self) -> Path:
+        """The agent's spot-check verdicts per sample (analysis/spot_check.py)."""
+        return self.root / "spot_check_verdicts.json"
+
     def automl(self, phase: str) -> Path:
         return self.root / "automl" / phase
 

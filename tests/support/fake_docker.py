@@ -25,6 +25,12 @@ images and DEFT on docker can improve; the default ``hash`` scores each row by a
 
 ``FAKE_TAO_MODE``: ok | exit3 | failure_status | no_ckpt | no_score | hang (until ``docker kill``).
 ``FAKE_TAO_EPOCH_SEC``: seconds per epoch in hash mode (to watch a run progress).
+
+Fault injection (infrastructure faults; ``docker run`` calls are counted from 1 in ``runs.count``):
+``FAKE_TAO_KILL_RUNS=3,7`` kills those runs' containers mid-run as the OOM killer would: TAO has
+started (experiment.yaml, its first status lines, a partial epoch checkpoint for a train) and the
+client exits 137 with nothing more; ``FAKE_DOCKER_DAEMON_DOWN_RUNS=2`` makes those ``docker run``
+calls fail as with a stopped daemon (exit 125, "Cannot connect to the Docker daemon").
 """
 from __future__ import annotations
 
@@ -425,7 +431,48 @@ def read_by(action: str, key: str) -> bool:
     return key.startswith(own[action])
 
 
+def run_number() -> int:
+    """This ``docker run`` call's number (1, 2, ...), counted under a lock (workers run in parallel)."""
+    import fcntl
+
+    with open(STATE / "runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        counter = STATE / "runs.count"
+        n = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+        counter.write_text(str(n))
+    return n
+
+
+def injected(env: str, number: int) -> bool:
+    return str(number) in {x.strip() for x in os.environ.get(env, "").split(",")}
+
+
+def killed_mid_run(cmd: list[str], spec_file: str) -> int:
+    """What a container killed mid-run leaves: TAO's start, a partial epoch checkpoint; exit 137."""
+    if cmd[:1] == ["visual_changenet"]:
+        cfg = load_merged(spec_file, "changenet")
+        c = plain(cfg)
+        action = cmd[1]
+        try:
+            out = results_dir(c, action)
+        except TaoFailure:
+            return 137
+        out.mkdir(parents=True, exist_ok=True)
+        from omegaconf import OmegaConf
+
+        OmegaConf.save(cfg, out / "experiment.yaml")
+        status = Status(out / "status.json")
+        status.write(f"Starting Visual ChangeNet {action}.", status="STARTED")
+        if action == "train":
+            status.write("Starting Training Loop.", status="STARTED")
+            (out / "model_epoch_000_step_00001.pth").write_bytes(b"partial")  # torn by the kill
+    return 137
+
+
 def run(args: list[str]) -> int:
+    number = run_number()
+    if injected("FAKE_DOCKER_DAEMON_DOWN_RUNS", number):
+        die(125, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
     o = parse_run(args)
     check_gpus(o["gpus"])
     name = o["name"] or "anon"
@@ -457,6 +504,8 @@ def run(args: list[str]) -> int:
             return 1
     (STATE / f"{name}.state").write_text(json.dumps({"Status": "running", "ExitCode": 0, "Running": True}))
     try:
+        if injected("FAKE_TAO_KILL_RUNS", number):
+            return killed_mid_run(cmd, spec_file)
         if MODE == "hang":
             while not (STATE / f"{name}.kill").exists():
                 time.sleep(0.05)

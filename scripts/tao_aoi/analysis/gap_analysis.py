@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tao_aoi import atomic, defaults, labels
-from tao_aoi.analysis import binomial, deployment, kpi, label_noise, limiting, metric_contract, rca_report
+from tao_aoi.analysis import binomial, deployment, kpi, label_noise, limiting, metric_contract, rca_report, spot_check
 from tao_aoi.data import changenet_csv
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.tao import train_spec
@@ -294,14 +294,16 @@ def _remove(paths: Sequence[Path]) -> None:
 def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str | Path, results_dir: str | Path,
         *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
         pass_label: str = labels.PASS, report_mode: str = "headless",
-        limiting_limit: int = defaults.LIMITING_SAMPLES, kpi_target: str | None = None) -> dict[str, Any]:
+        limiting_limit: int = defaults.LIMITING_SAMPLES, verdicts: str | Path | None = None,
+        kpi_target: str | None = None) -> dict[str, Any]:
     """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable.
 
     ``kpi_target``: the run's contract; its operating point gives metrics.json ``threshold`` (without
     one, recall ``min_recall``). NVIDIA's search (``min_recall``) gives ``nvidia_threshold`` and the weak set.
 
     ``report_mode``: ``headless`` writes a complete RCA_Report.md, ``agent`` adds the TODO(agent)
-    placeholders an agent fills after the visual spot check (rca_report.py).
+    placeholders an agent fills after the visual spot check (rca_report.py); ``verdicts``: the run's
+    ledger of earlier spot-check verdicts, reused for the sheets it holds (agent mode; spot_check.py).
     """
     if top_k < 1:
         raise UserError(f"gap_analysis.py --top-k-per-label {top_k} must be a positive integer")
@@ -387,6 +389,8 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
                               "object_name": row["object_name"], "input_path": row["input_path"],
                               "siamese_score": float(scores[r]), "weakness": float(weak[r]),
                               "missing_files": missing})
+    if verdicts is not None and report_mode == "agent":
+        spot_check.reuse(spot_meta, verdicts)
     metrics["rca_images"] = spot_meta
     breakdown = rca_report.breakdown_text(kept["label"], kept["misclassified"], t, top_k, len(lights))
     flagged = np.flatnonzero(kept["label_issue"])

@@ -10,6 +10,7 @@ the format (report/sources.py reads 1, 5 and 8). No pandas import: --check-repor
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 TYPE_CHECKING = False
@@ -225,6 +226,31 @@ def _limiting_section(m: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- the whole report
 
 
+REUSED = " (reused from {})"  # the why cell of a verdict an earlier review gave (spot_check.reuse)
+
+
+def review_cells(s: dict[str, Any]) -> list[str]:
+    """The verdict and why cells of one sheet: reused from an earlier review, or for the agent to fill."""
+    if s.get("reused_from"):
+        return [s["verdict"], s["why"] + REUSED.format(s["reused_from"])]
+    return [TODO, TODO]
+
+
+def reuse_lines(spots: Sequence[dict[str, Any]]) -> list[str]:
+    """Which verdicts came from earlier reviews and which sheets are left to look at."""
+    reused = [(i + 1, s["reused_from"]) for i, s in enumerate(spots) if s.get("reused_from")]
+    if not reused:
+        return []
+    by: dict[str, list[str]] = {}
+    for n, src in reused:
+        by.setdefault(src, []).append(f"#{n}")
+    left = [f"#{i + 1}" for i, s in enumerate(spots) if not s.get("reused_from")]
+    return ["", f"{len(reused)} of {len(spots)} verdicts reused from earlier reviews of the same sample and label ("
+            + "; ".join(f"{', '.join(ns)} from {src}" for src, ns in by.items()) + "): change one only if the sheet "
+            "says otherwise. " + (f"Look at the other {len(left)}: {', '.join(left)}." if left else
+                                  "No sheet is new: fill the judgement and the actions.")]
+
+
 def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[dict[str, Any]], breakdown: str,
                 issues: Sequence[dict[str, Any]], *, mode: str = "headless", rows_per_label: int = 10) -> str:
     """RCA_Report.md; ``kept``: the kept samples grouped by label, weakest first; ``issues``: those flagged as
@@ -280,8 +306,10 @@ def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[d
     cols = ["#", "label", "object_name", "siamese_score", "weakness", "image"] + (["verdict", "why"] if agent else [])
     L += table(cols, [[i + 1, s["label"], s["object_name"], fmt(s["siamese_score"]), fmt(s["weakness"]),
                        f"![{s['object_name']}](rca_images/{Path(s['file']).name})"
-                       + (" (image missing)" if s["missing_files"] else "")] + ([TODO, TODO] if agent else [])
+                       + (" (image missing)" if s["missing_files"] else "")] + (review_cells(s) if agent else [])
                       for i, s in enumerate(spots)])
+    if agent:
+        L += reuse_lines(spots)
     L += ["", "## 6. Kept samples per label", "", "```", breakdown.rstrip("\n"), "```", "",
           "## 7. Possible label errors (for the user, never auto-relabelled)", "",
           f"{m['label_issues']['flagged']} scored samples look mislabelled by {m['label_issues']['method']}; "
@@ -297,13 +325,22 @@ def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[d
     return "\n".join(L)
 
 
+def spot_rows(text: str) -> dict[int, tuple[str, str]]:
+    """Sheet number -> (verdict cell, why cell) of the spot-check table (agent mode), as written."""
+    section = text.split(SPOT_SECTION, 1)[-1].split("\n## ", 1)[0] if "## 5." in text else ""
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        if len(cells) >= 8 and cells[0].isdigit():
+            out[int(cells[0])] = (cells[6], " | ".join(cells[7:]))  # a why with an unescaped | keeps its text
+    return out
+
+
 def report_problems(text: str) -> list[str]:
     """What is still unfilled in an RCA_Report.md: TODO markers and spot-check verdicts not in VERDICTS."""
     problems = [f"line {i}: {line.strip()[:80]}" for i, line in enumerate(text.splitlines(), 1)
                 if TODO in line and not line.startswith(">")]
-    section = text.split(SPOT_SECTION, 1)[-1].split("\n## ", 1)[0] if "## 5." in text else ""
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 8 and cells[0].isdigit() and cells[6].lower().strip("`* ") not in VERDICTS:
-            problems.append(f"spot check #{cells[0]}: verdict {cells[6]!r} is not one of {', '.join(VERDICTS)}")
+    for n, (verdict, _) in spot_rows(text).items():
+        if verdict.lower().strip("`* ") not in VERDICTS:
+            problems.append(f"spot check #{n}: verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     return problems

@@ -11,6 +11,10 @@
 - Samplers: ``bayesian`` = TPE, ``random``, ``cmaes``; ``hyperband`` / ``asha`` = TPE plus the
   Hyperband / successive-halving pruner on the per-epoch validation FAR.
 - Trial 0 evaluates the starting spec itself, so the search never ends worse than where it began.
+- A trial whose job fails (after the backend's retries of infrastructure faults) is a FAIL trial and
+  the study goes on: a failed trial does not use the budget, the next one is asked in its place. The
+  study stops (HardStop) only once more trials failed than ``defaults.AUTOML_MAX_FAILED_SHARE`` of
+  the budget (at least 1); rerunning the same command resumes it with that allowance afresh.
 - Deterministic and resumable: each trial's sampler is seeded by (seed, trial number) and reads the
   history from storage, so a killed search resumed later asks exactly what an uninterrupted one
   would; a trial left RUNNING by a dead worker is adopted (same number, same parameters) instead of
@@ -30,8 +34,9 @@ from typing import Any, Callable, Mapping
 from tao_aoi import atomic, defaults
 from tao_aoi.analysis import kpi
 from tao_aoi.automl import search_space, ties
+from tao_aoi.backends import faults
 from tao_aoi.backends.base import InferJob, TrainJob
-from tao_aoi.errors import HardStop, UserError
+from tao_aoi.errors import DiskFull, HardStop, UserError
 from tao_aoi.file_lock import exclusive_lock
 from tao_aoi.tao import train_spec
 
@@ -265,19 +270,30 @@ def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, 
             raise optuna.TrialPruned(f"pruned at epoch {epoch} ({name} {value:.4g})")
 
     t0 = time.monotonic()
+    scope = f"automl {cfg.out_dir.name} trial {trial.number}"
     try:
-        handle = backend.train(TrainJob(spec=cfg.spec, train_csv=cfg.train_csv, val_csv=cfg.val_csv,
-                                        images_root=cfg.images_root, output_dir=out / "train",
-                                        init_checkpoint=cfg.warm_start, overrides=params, on_epoch=on_epoch))
+        with faults.scope(scope):
+            handle = backend.train(TrainJob(spec=cfg.spec, train_csv=cfg.train_csv, val_csv=cfg.val_csv,
+                                            images_root=cfg.images_root, output_dir=out / "train",
+                                            init_checkpoint=cfg.warm_start, overrides=params, on_epoch=on_epoch))
     except optuna.TrialPruned:
         trial.set_user_attr("duration_sec", round(time.monotonic() - t0, 3))
         return "PRUNED", None, None
+    except DiskFull:
+        raise  # every later trial would fail the same way: stop now
+    except UserError as exc:
+        return _failed(trial, str(exc), t0)
     if handle.state != "COMPLETE":
-        trial.set_user_attr("error", handle.detail or handle.state)
-        return "FAIL", None, None
+        return _failed(trial, handle.detail or handle.state, t0)
     ckpt = out / "train" / defaults.CHECKPOINT_NAME
-    ev = evaluate_checkpoint(backend, out / "train" / "experiment.yaml", ckpt, cfg.val_csv, cfg.images_root,
-                             out / "val_inference")
+    try:
+        with faults.scope(scope):
+            ev = evaluate_checkpoint(backend, out / "train" / "experiment.yaml", ckpt, cfg.val_csv, cfg.images_root,
+                                     out / "val_inference")
+    except DiskFull:
+        raise
+    except UserError as exc:
+        return _failed(trial, f"validation inference: {exc}", t0)
     trial.set_user_attr("checkpoint", str(ckpt))
     trial.set_user_attr("spec", str(out / "train" / "experiment.yaml"))
     trial.set_user_attr("pred_counts", ev["pred_counts"])
@@ -289,7 +305,35 @@ def run_trial(trial, cfg: SearchConfig, backend, max_epochs: int) -> tuple[str, 
     return "COMPLETE", ev["objective"], ev["far_pct"]
 
 
+def _failed(trial, why: str, t0: float) -> tuple[str, None, None]:
+    trial.set_user_attr("error", " ".join(why.split())[:1000])
+    trial.set_user_attr("duration_sec", round(time.monotonic() - t0, 3))
+    return "FAIL", None, None
+
+
 # ------------------------------------------------------------------ the worker loop
+
+
+def failure_allowance(n_trials: int) -> int:
+    """Failed trials a study absorbs before it stops: the stated share of its budget, at least 1."""
+    return max(1, int(math.floor(defaults.AUTOML_MAX_FAILED_SHARE * n_trials + 1e-9)))
+
+
+def check_failures(study, cfg: SearchConfig) -> None:
+    """Stop the study (HardStop) once more trials failed than the allowance; the stop is recorded,
+    so rerunning the same command (after fixing the cause) resumes with the allowance afresh."""
+    from optuna.trial import TrialState
+
+    failed = sorted(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)), key=lambda t: t.number)
+    accepted = int(study.user_attrs.get("failures_accepted", 0))
+    allowed = failure_allowance(cfg.n_trials)
+    if len(failed) - accepted <= allowed:
+        return
+    study.set_user_attr("failures_accepted", len(failed))
+    reasons = "; ".join(f"trial {t.number}: {str(t.user_attrs.get('error', 'no detail'))[:240]}" for t in failed[-3:])
+    raise HardStop(f"{len(failed) - accepted} AutoML trials failed, more than the {allowed} a {cfg.n_trials}-trial "
+                   f"study allows ({defaults.AUTOML_MAX_FAILED_SHARE:.0%} of its trials, at least 1): {reasons}; fix "
+                   f"the cause, then rerun the same command: the study resumes where it stopped")
 
 
 def _resuggest(trial, name: str, dist) -> Any:
@@ -319,7 +363,7 @@ def _claim(study, cfg: SearchConfig, distributions: dict[str, Any]):
                 trial.set_user_attr("owner", _owner())
                 trial.set_user_attr("adopted", True)
                 return trial
-        if len(trials) >= cfg.n_trials:
+        if sum(t.state != TrialState.FAIL for t in trials) >= cfg.n_trials:  # a failed trial uses no budget
             return None
         if not trials and cfg.start_params:
             study.enqueue_trial(cfg.start_params, user_attrs={"start_point": True})
@@ -349,7 +393,10 @@ def work(cfg: SearchConfig, backend, on_trial: Callable[[dict], None] | None = N
             study.tell(trial, state=getattr(TrialState, state))
         ran += 1
         if on_trial is not None:
-            on_trial({"number": trial.number, "state": state, "value": far, "params": dict(trial.params)})
+            on_trial({"number": trial.number, "state": state, "value": far, "params": dict(trial.params),
+                      "error": trial.user_attrs.get("error") if state == "FAIL" else None})
+        if state == "FAIL":
+            check_failures(study, cfg)
 
 
 # ------------------------------------------------------------------ results
@@ -384,6 +431,7 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
             "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
             "duration_sec": t.user_attrs.get("duration_sec"), "checkpoint": t.user_attrs.get("checkpoint"),
             "start_point": bool(t.user_attrs.get("start_point")), "adopted": bool(t.user_attrs.get("adopted")),
+            "error": t.user_attrs.get("error"),
             "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
         })
     ok = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from tao_aoi.backends.faults import Fault
+
 # TAO's job-state vocabulary.
 PENDING, RUNNING, COMPLETE, ERROR, CANCELED = "PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED"
 TERMINAL = (COMPLETE, ERROR, CANCELED)
@@ -67,6 +69,8 @@ class JobHandle:
     output_dir: Path
     state: str = PENDING
     detail: str = ""
+    fault: Fault | None = None  # why an ERROR job failed: an infrastructure fault is retried (faults.py)
+    restarts: int = 0   # times the scheduler itself requeued the job (SLURM), each one an attempt
 
 
 class Backend(abc.ABC):

@@ -39,9 +39,9 @@ def command(args) -> int:
         cli.emit_json(report)
     else:
         src = report["new_by_source"]
-        print(f"iter{args.iter}: {report['previous_rows']} previous + {report['new_rows']} new "
+        print(f"iter{args.iter}: {report['previous_rows']} previous + {report['new_rows']} new samples "
               f"(sdg {src['sdg']}, mined {src['mined']}, {report['duplicates_dropped']} duplicates dropped) = "
-              f"{report['combined_rows']} rows; 0 missing files, 0 leaks")
+              f"{report['combined_rows']} samples (training CSV rows, every light each); 0 missing files, 0 leaks")
     return 0
 
 

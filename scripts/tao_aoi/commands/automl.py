@@ -6,6 +6,10 @@ Trial 0 is the starting spec itself. Storage: SQLite in --results-dir by default
 any Optuna URL (sqlite:///..., postgresql://..., or journal:<file> for a journal file on shared disk).
 --workers K runs K workers on one study: local processes, or SLURM jobs with --backend slurm.
 Rerunning the same command resumes the study (a trial killed mid-way is re-run, not lost).
+A docker/slurm job ended by an infrastructure fault (container killed or out of memory, daemon or
+pull failure, node failure) is retried --max-retries times in a fresh folder; a trial that still
+fails is a failed trial, another is asked in its place and the study goes on. It stops (exit 2) only
+once more trials failed than 25% of --trials (defaults.AUTOML_MAX_FAILED_SHARE, at least 1).
 Writes <results-dir>/best_rec.json (best trial: params as nested specs, score, direction,
 checkpoint; the runner-up; and every trial) and trials/trial_NNNN/.
 """
@@ -47,13 +51,14 @@ SCRIPT = SCRIPTS_DIR / "automl.py"
 @cli.option("--search-space")
 @cli.option("--images-root", help="default <workspace>/images")
 @cli.option("--seed")
+@cli.option("--max-retries")
 @click.option("--worker", is_flag=True, hidden=True)  # internal: one extra worker
 @cli.option("--quiet")
 @cli.option("--json", help="print best_rec.json")
 def command(args) -> int:
     cfg = config_from_args(args)
     if args.worker:  # started by the main process below, which holds the run lock
-        study.work(cfg, get_backend(args.backend))  # docker workers read their GPU from TAO_AOI_DOCKER_GPUS
+        study.work(cfg, get_backend(args.backend, max_retries=args.max_retries))  # docker: GPU from TAO_AOI_DOCKER_GPUS
         return 0
     with run_lock.hold_study(cfg.out_dir):  # a study inside a run folder (<R>/automl/<phase>) is part of that run
         return _search(args, cfg)
@@ -66,7 +71,8 @@ def _search(args, cfg: study.SearchConfig) -> int:
     if args.workers > 1 or args.backend == "slurm":
         run_workers(args, cfg)
     else:
-        study.work(cfg, get_backend(args.backend), on_trial=_printer(args, cfg.n_trials))
+        backend = get_backend(args.backend, max_retries=args.max_retries)
+        study.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
     rec = study.write_best(cfg)
     if args.json:
         cli.emit_json(rec)
@@ -119,7 +125,8 @@ def _printer(args, n: int):
         params = ", ".join(f"{k.split('.')[-1]}={fmt.num(v) if isinstance(v, float) else v}"
                            for k, v in t["params"].items())
         # Optuna's number, as in trials/trial_NNNN, best_rec.json and the final "best: trial N" line.
-        print(f"  trial {t['number']:>3} of {n} {t['state']:<8}{value}  ({params})", flush=True)
+        failed = f"  failed: {t['error'][:300]}" if t.get("error") else ""
+        print(f"  trial {t['number']:>3} of {n} {t['state']:<8}{value}  ({params}){failed}", flush=True)
     return show
 
 
@@ -150,7 +157,7 @@ def run_workers(args, cfg: study.SearchConfig) -> None:
 
         gpus = worker_gpus(args.workers)
         procs = [subprocess.Popen(worker_argv(args, "docker"), env={**env, GPUS_ENV: g}) for g in gpus[1:]]
-        backend = get_backend("docker", gpus=gpus[0])
+        backend = get_backend("docker", gpus=gpus[0], max_retries=args.max_retries)
     else:
         procs = [subprocess.Popen(argv, env=env) for _ in range(args.workers - 1)]
         backend = get_backend("local")

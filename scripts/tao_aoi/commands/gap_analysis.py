@@ -5,8 +5,11 @@ threshold.txt, metrics.json (with the limiting samples: the defects that pin the
 the FAR fixing them would give), weak_samples_breakdown.txt, rca_images/ (10 spot-check sheets:
 every light, test beside golden, 128x128) and RCA_Report.md with a computed verdict. With
 --agent-review the report also carries TODO(agent) placeholders (spot-check verdicts, judgement)
-for an agent to fill; --check-report REPORT exits 2 while any is open. If no threshold keeps
-recall >= --min-recall, writes only unreachable_kpi.txt and exits 2 (stop the iteration).
+for an agent to fill; --check-report REPORT exits 2 while any is open. --verdicts LEDGER (the
+run's spot-check verdicts) fills in the verdict of each sheet whose sample an earlier review judged,
+so only new samples are asked about; --check-report records a complete report's verdicts in it.
+If no threshold keeps recall >= --min-recall, writes only unreachable_kpi.txt and exits 2 (stop
+the iteration).
 """
 from __future__ import annotations
 
@@ -21,14 +24,21 @@ from tao_aoi.errors import UserError
 from tao_aoi.state import read_only
 
 
-def check_report(path: str) -> int:
+def check_report(path: str, verdicts: str | None) -> int:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"--check-report {p} does not exist; run gap_analysis.py first")
     problems = rca_report.report_problems(p.read_text(encoding="utf-8"))
     if problems:
         raise UserError(f"{p} is not finished ({len(problems)} open item(s)); first: {problems[0]}")
-    print(f"{p}: complete")
+    if verdicts:
+        from tao_aoi.analysis import spot_check
+
+        r = spot_check.record(p, verdicts)
+        print(f"{p}: complete; {r['sheets']} spot-check verdicts recorded in {verdicts} ({r['new']} samples new, "
+              f"{r['total']} samples reviewed in all)")
+    else:
+        print(f"{p}: complete")
     return 0
 
 
@@ -50,10 +60,14 @@ def check_report(path: str) -> int:
 @click.option("--limiting-samples", type=click.IntRange(min=0), default=defaults.LIMITING_SAMPLES,
               help="defects that pin the threshold to list in metrics.json and the report")
 @click.option("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
+@click.option("--verdicts", metavar="LEDGER",
+              help="the run's spot-check verdicts (<R>/spot_check_verdicts.json): with --agent-review, sheets of "
+                   "samples reviewed before keep their verdict; with --check-report, the report's verdicts are "
+                   "recorded in it")
 @cli.option("--json", help="print metrics.json on stdout")
 def command(args) -> int:
     if args.check_report:
-        return check_report(args.check_report)
+        return check_report(args.check_report, args.verdicts)
     missing = [f for f in ("inference_csv", "train_spec", "images_root", "results_dir") if not getattr(args, f)]
     if missing:
         raise UserError(f"--{missing[0].replace('_', '-')} is required (see --help)")
@@ -64,7 +78,7 @@ def command(args) -> int:
                          min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,
                          fixed_threshold=args.threshold, pass_label=args.pass_label,
                          report_mode="agent" if args.agent_review else "headless",
-                         limiting_limit=args.limiting_samples, kpi_target=args.kpi_target)
+                         limiting_limit=args.limiting_samples, verdicts=args.verdicts, kpi_target=args.kpi_target)
     if args.json:
         cli.emit_json(m)
         return 0
@@ -73,9 +87,9 @@ def command(args) -> int:
           f"{fmt.ratio_pct(m['precision'])} recall {fmt.ratio_pct(m['recall'])} F1 {fmt.num(m['f1'])} "
           f"(tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']}); NVIDIA's vcn_aoi threshold "
           f"{fmt.exact(m['nvidia_threshold'])} (threshold.txt, the weak set); ship {fmt.exact(m['deployment']['threshold'])}")
-    print(f"kept {m['n_kept_samples']} weak samples -> {m['n_gap_rows']} rows in "
-          f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} flagged as possible "
-          f"label errors")
+    print(f"kept {m['n_kept_samples']} weak samples x {len(m['lights'])} lights = {m['n_gap_rows']} rows in "
+          f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} samples flagged as "
+          f"possible label errors")
     if m["limiting_samples"]:
         first = m["limiting_samples"][0]
         print(f"pinned by {first['label']} {first['input_path']}/{first['object_name']}: FAR "
@@ -83,8 +97,10 @@ def command(args) -> int:
               f"({len(m['limiting_samples'])} limiting samples listed)")
     missing_imgs = sum(bool(s["missing_files"]) for s in m["rca_images"])
     report = Path(args.results_dir) / "RCA_Report.md"
+    reused = sum(bool(s.get("reused_from")) for s in m["rca_images"])
     print(f"spot check: {len(m['rca_images'])} sheets in {Path(args.results_dir) / gap_analysis.IMAGES_DIR}"
           + (f" ({missing_imgs} with missing images)" if missing_imgs else "")
+          + (f", {reused} verdicts reused from earlier reviews" if reused else "")
           + (f"; fill the TODO(agent) items of {report}" if args.agent_review else f"; verdict in {report}"))
     return 0
 

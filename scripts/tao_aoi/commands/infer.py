@@ -28,11 +28,13 @@ from tao_aoi.state import read_only
 @click.option("--csv", required=True, type=click.Path(path_type=Path), help="ChangeNet CSV to score")
 @cli.option("--images-root", required=True, type=click.Path(path_type=Path))
 @cli.option("--output-dir", type=click.Path(path_type=Path))
+@cli.option("--max-retries")
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
     read_only.refuse_committed(args.output_dir, "--output-dir", "infer.py")
-    handle = get_backend(args.backend).infer(InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv,
-                                                      images_root=args.images_root, output_dir=args.output_dir))
+    job = InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv, images_root=args.images_root,
+                   output_dir=args.output_dir)
+    handle = get_backend(args.backend, max_retries=args.max_retries).infer(job)
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,
               "inference_csv": str(Path(args.output_dir) / "inference.csv"), "detail": handle.detail}
     if args.json:

@@ -37,7 +37,8 @@ def command(args) -> int:
         cli.emit_json(alloc)
     else:
         parts = ", ".join(f"{k}={v}" for k, v in alloc["ingested"].items()) or "no label routed to SDG"
-        print(f"ingested {alloc['total_ingested']} synthetic rows ({parts}) -> {args.results_dir}")
+        print(f"ingested {alloc['total_ingested']} synthetic samples (training CSV rows, every light each: {parts}) "
+              f"-> {args.results_dir}")
     return 0
 
 

@@ -42,11 +42,13 @@ from tao_aoi.state import read_only
                    f"mining.ANN_MIN_POOL = {mining.ANN_MIN_POOL:g} pool rows; see bench/mining.py)")
 @click.option("--any-label", is_flag=True, default=not defaults.MINE_SAME_LABEL,
               help="search every pool row, not only those with the target's label")
+@cli.option("--max-retries")
 @cli.option("--json", help="print mining_summary.json")
 def command(args) -> int:
     read_only.refuse_committed(args.results_dir, "--results-dir", "mine_pool.py")
+    backend = get_backend(args.backend, max_retries=args.max_retries)
     summary = mining.mine(args.targets, args.mining_pool, args.images_root, args.results_dir, args.train_spec,
-                          get_backend(args.backend), args.top_k_per_target, args.min_similarity, args.history,
+                          backend, args.top_k_per_target, args.min_similarity, args.history,
                           args.iteration, exclude=args.exclude, cache_dir=args.embedding_cache, method=args.method,
                           same_label=not args.any_label)
     if args.json:
@@ -54,10 +56,10 @@ def command(args) -> int:
     elif not summary["targets"]:
         print("no weak samples were routed to mining; wrote empty mined_rows.csv and knn_summary.csv")
     else:
-        print(f"mined {summary['mined']} new rows for {summary['targets']} targets "
-              f"({summary['above_floor']} candidates >= {fmt.num(summary['min_similarity'])}, "
-              f"{summary['mined_earlier']} mined earlier, {summary['excluded_heldout']} held-out pool rows excluded; "
-              f"search {summary['method']}, pool embeddings {summary['pool_embeddings']})")
+        print(f"mined {summary['mined']} new pool samples (CSV rows) for {summary['targets']} weak samples "
+              f"({summary['above_floor']} neighbour pairs >= {fmt.num(summary['min_similarity'])}, "
+              f"{summary['mined_earlier']} pool samples mined earlier, {summary['excluded_heldout']} held-out pool "
+              f"samples excluded; search {summary['method']}, pool embeddings {summary['pool_embeddings']})")
     return 0
 
 

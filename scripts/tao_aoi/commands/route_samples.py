@@ -41,8 +41,12 @@ def command(args) -> int:
     for lbl, v in s["per_label"].items():
         extra = f" - {v['reason']}" if v["reason"] else ""
         print(f"{lbl:<20} {v['samples']:>5} samples -> {v['route']}{extra}")
-    o = s["outputs"]
-    print(f"mining {o['mining_gaps.parquet']} rows, sdg {o['sdg_gaps.parquet']} rows, dropped {o['dropped.csv']} rows, "
+    o, n, lights = s["outputs"], s["output_samples"], s["lights"]
+
+    def count(name: str) -> str:
+        return f"{n[name]} samples x {lights} lights = {o[name]} rows"
+
+    print(f"mining {count('mining_gaps.parquet')}, sdg {count('sdg_gaps.parquet')}, dropped {count('dropped.csv')}, "
           f"{o['relabel_review.csv']} samples to review for relabelling; summary in "
           f"{Path(args.results_dir) / 'routing_summary.json'}")
     return 0

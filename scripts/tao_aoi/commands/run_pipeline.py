@@ -11,6 +11,13 @@ the reason; fix the cause and rerun the same command to retry that stage (--num-
 from the iterations not started yet). --time-limit 8h instead of --max-iterations: a dry run on
 this host turns it into max_iterations and trials (the values you give are kept), shown to confirm;
 with --yes used and recorded, and a resumed run keeps it.
+On docker/slurm a job ended by an infrastructure fault (container killed or out of memory, docker
+daemon or pull failure, SLURM node failure, preemption or OUT_OF_MEMORY, a lost poll) is retried
+--max-retries times in a fresh job folder after a doubling backoff, logged as a retry event and
+shown in the report; past that, or for any error of the job itself, the run stops (exit 2) naming
+the fault, and rerunning the same command resumes at that job. An AutoML trial that still fails is a
+failed trial and the study goes on; it stops only once more trials failed than 25% of --trials
+(defaults.AUTOML_MAX_FAILED_SHARE, at least 1).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from typing import Sequence
 import click
 
 from tao_aoi import cli, defaults
+from tao_aoi.backends import faults
 from tao_aoi.errors import UserError
 from tao_aoi.pipeline import compute_budget, phases
 from tao_aoi.state import run_lock
@@ -43,6 +51,7 @@ from tao_aoi.state import run_lock
 @cli.deft_knobs
 @cli.option("--seed")
 @cli.option("--holdout-csv")
+@cli.option("--max-retries")
 @click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
 @cli.option("--quiet")
 @cli.option("--json", help="print the final summary as JSON")
@@ -72,7 +81,8 @@ def command(args) -> int:
         for w in checks["warnings"] if args.yes else ():
             print(f"warning: {w}", flush=True)
     t0 = time.monotonic()
-    summary = phases.run(given, results, quiet=args.quiet, budget=budget)
+    with faults.configured(args.max_retries):  # the backends its stage commands create in-process
+        summary = phases.run(given, results, quiet=args.quiet, budget=budget)
     summary["wall_sec"] = round(time.monotonic() - t0, 1)
     if args.json:
         cli.emit_json(summary)

@@ -50,12 +50,13 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 @cli.option("--output-dir", type=click.Path(path_type=Path))
 @click.option("--init-checkpoint", type=click.Path(path_type=Path), help="fine-tune from this checkpoint")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a dotted spec key (repeatable)")
+@cli.option("--max-retries")
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
     read_only.refuse_committed(args.output_dir, "--output-dir", "train.py")
     job = TrainJob(spec=args.spec, train_csv=args.train_csv, val_csv=args.val_csv, images_root=args.images_root,
                    output_dir=args.output_dir, init_checkpoint=args.init_checkpoint, overrides=parse_sets(args.sets))
-    handle = get_backend(args.backend).train(job)
+    handle = get_backend(args.backend, max_retries=args.max_retries).train(job)
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,
               "checkpoint": str(Path(args.output_dir) / defaults.CHECKPOINT_NAME),
               "experiment": str(Path(args.output_dir) / "experiment.yaml"), "detail": handle.detail}

@@ -162,6 +162,11 @@ def run(gaps_path: str | Path, sdg_pool_path: str | Path, mining_pool_path: str 
         "dropped_labels": sorted(k for k, v in info["per_label"].items() if v["route"] == "dropped"),
         "outputs": {"mining_gaps.parquet": int(to_mining.sum()), "sdg_gaps.parquet": int(to_sdg.sum()),
                     "dropped.csv": int(dropped.sum()), "relabel_review.csv": len(review)},
+        # the parquets hold one row per sample and light: the same outputs counted in samples
+        "output_samples": {"mining_gaps.parquet": int(ids[to_mining].nunique()),
+                           "sdg_gaps.parquet": int(ids[to_sdg].nunique()), "dropped.csv": int(ids[dropped].nunique()),
+                           "relabel_review.csv": len(review)},
+        "lights": int(df["light"].nunique()) if "light" in df.columns else 1,
         "relabel": {"method": info["relabel_method"], "samples": len(review), "excluded_from_routes": exclude_relabel},
         "priority": {"share": defaults.LIMITING_SHARE, "pinned_false_alarms": info["pinned"],
                      "sdg_labels": sorted(k for k in info["pinned"] if info["per_label"][k]["route"] in ("sdg", "both")),

@@ -18,15 +18,15 @@ from typing import Any
 from tao_aoi import defaults, fmt
 from tao_aoi.analysis import metric_contract
 from tao_aoi.automl import search_space, study, ties
-from tao_aoi.backends import get_backend
+from tao_aoi.backends import faults, get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
-from tao_aoi.pipeline import deft_loop, handoff, run_config
+from tao_aoi.pipeline import deft_loop, handoff, run_config, run_progress
 from tao_aoi.state import deft_state, pipeline_state, run_lock, stages
 
 PHASE_SETS = defaults.PHASE_SETS
 ALGORITHMS = study.ALGORITHMS
-PHASES = {"all": ("automl1", "deft", "automl3"), "automl": ("automl1",), "deft": ("deft",)}
+PHASES = run_progress.PHASES
 ADJUSTABLE = tuple(stages.ADJUSTABLE_CONFIG)  # options a resumed run may change (state.reconfigure)
 
 
@@ -179,21 +179,30 @@ def _init_config(opts: Options) -> dict[str, Any]:
                                   min_similarity=opts.min_similarity, holdout_csv=opts.holdout_csv)
 
 
-def _search(opts: Options, out: Path, spec: Path, train_csv: str, val_csv: str, *, space: dict,
+def _search(opts: Options, R: Results, phase: str, spec: Path, train_csv: str, val_csv: str, *, space: dict,
             warm: str | None, progress: deft_loop.Progress) -> dict[str, Any]:
     ws = Workspace.at(opts.workspace)
+    study_name = run_progress.STUDY[phase]
+    out = R.automl(study_name)
     cfg = study.SearchConfig(spec=spec, train_csv=Path(train_csv), val_csv=Path(val_csv), images_root=ws.images,
                               out_dir=out, space=space, algorithm=opts.algorithm, n_trials=opts.trials,
                               seed=opts.seed, warm_start=Path(warm) if warm else None, start_params=study.start_point(space, spec))
     backend = get_backend("local" if opts.backend == "slurm" else opts.backend)
     t0 = time.monotonic()
+    failed = 0  # a failed trial is replaced (it does not use the budget), so it is no step of the count
 
     def show(t: dict) -> None:
-        done = t["number"] + 1
+        nonlocal failed
+        failed += t["state"] == "FAIL"
         value = "" if t["value"] is None else f"val FAR {fmt.num(t['value'])}%"
-        progress.line(done, opts.trials, f"trial {t['number']}", t["state"], time.monotonic() - t0, value)
+        # one note per finished trial: next_stage.py reports the phase's progress from the log
+        deft_state.log(R.root, label=stages.RUN, stage="automl", status="error" if t["state"] == "FAIL" else "ok",
+                       summary=run_progress.trial_note(study_name, t["number"], t["state"], value))
+        progress.line(progress.count.at_trial(phase, t["number"] + 1 - failed), progress.count.total,
+                      f"{study_name} trial {t['number']}", t["state"], time.monotonic() - t0, value)
 
-    study.work(cfg, backend, on_trial=show)
+    with faults.observe(deft_loop.record_retries(str(R.root), stages.RUN, progress)):
+        study.work(cfg, backend, on_trial=show)
     return study.write_best(cfg)
 
 
@@ -231,6 +240,8 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
     elif ps["options"] != asdict(given):
         resume_changes(R, ps, given, progress)
     opts = effective(given, ps.get("budget"))
+    progress.count = run_progress.RunCount(max_iterations=opts.max_iterations, phases=opts.phases, trials=opts.trials)
+    progress.note(f"progress counts {progress.count.units()}")
     if ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
@@ -247,7 +258,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
     try:
         if "automl1" in phases and "automl1" not in ps["done"]:
             progress.note(f"== Phase 1: AutoML ({opts.algorithm}, {opts.trials} trials)")
-            rec = _search(opts, R.automl("phase1"), ws.baseline_spec, str(ws.training_csv), str(ws.validation_csv),
+            rec = _search(opts, R, "automl1", ws.baseline_spec, str(ws.training_csv), str(ws.validation_csv),
                           space=search_space.default_for_backend("local" if opts.backend == "slurm" else opts.backend),
                           warm=None, progress=progress)
             mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
@@ -255,27 +266,40 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
         if "deft" in phases and "deft" not in ps["done"]:
             progress.note(f"== Phase 2: DEFT loop (max {opts.max_iterations} iterations, {opts.kpi_target})")
             if "automl1" in phases:
-                handoff.seed_baseline(R.automl("phase1") / "best_rec.json", R.root, ws.root,
-                                      None if R.state.exists() else _init_config(opts), opts.kpi_target)
+                seed = handoff.seed_baseline(R.automl("phase1") / "best_rec.json", R.root, ws.root,
+                                             None if R.state.exists() else _init_config(opts), opts.kpi_target)
+                if seed["seeded"]:
+                    progress.stage(deft_state.load(R.root), stages.Step("baseline", "train"), "seeded", 0.0,
+                                   f"Phase 1 trial {seed['trial']} is the baseline (no retraining)")
             else:
                 deft_state.init(R.root, kpi_target=opts.kpi_target, config=_init_config(opts))
             deft_loop.run_deft(str(R.root), progress, after_step=lambda st, step: _after(R, st, step, progress))
             mark("deft")
         if "automl3" in phases and "automl3" not in ps["done"]:
-            inputs = handoff.warm_start_inputs(R.root)
-            progress.note(f"== Phase 3: AutoML warm-started from {inputs['best_iteration']} "
-                          f"({opts.trials} trials, architecture pinned, narrowed learning rate)")
-            rec = _search(opts, R.automl("phase3"), Path(inputs["spec"]), inputs["train_csv"], inputs["val_csv"],
-                          space=search_space.load(inputs["search_space"]), warm=inputs["checkpoint"],
-                          progress=progress)
-            handoff.register_phase3(R.root, R.automl("phase3") / "best_rec.json")
+            if "final_automl" in deft_state.load(R.root)["iterations"]:
+                # registered before a kill: DEFT's state now waits for final_automl's evaluate, not a warm start
+                inputs = json.loads((R.automl("phase3") / "warm_start.json").read_text())
+                rec = json.loads((R.automl("phase3") / "best_rec.json").read_text())
+            else:
+                inputs = handoff.warm_start_inputs(R.root)
+                progress.note(f"== Phase 3: AutoML warm-started from {inputs['best_iteration']} "
+                              f"({opts.trials} trials, architecture pinned, narrowed learning rate)")
+                rec = _search(opts, R, "automl3", Path(inputs["spec"]), inputs["train_csv"], inputs["val_csv"],
+                              space=search_space.load(inputs["search_space"]), warm=inputs["checkpoint"],
+                              progress=progress)
+                reg = handoff.register_phase3(R.root, R.automl("phase3") / "best_rec.json")
+                progress.stage(deft_state.load(R.root), stages.Step("final_automl", "train"), "registered", 0.0,
+                               f"Phase 3 trial {reg['trial']} is the final_automl candidate")
             deft_loop.run_deft(str(R.root), progress)  # final_automl evaluate, then finalize again
             mark("automl3", phase3={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
                                     "warm_start_from": inputs["best_iteration"], "tie": ties.tie_text(rec.get("ties"))})
     except HardStop as exc:
         ps["status"] = "failed"
         ps["failure"] = str(exc)
-        pipeline_state.save(R, ps, f"hard stop: {exc}", status="error")
+        try:
+            pipeline_state.save(R, ps, f"hard stop: {exc}", status="error")
+        except (OSError, UserError):
+            pass  # a full disk: the stop is reported below; the saved state still resumes
         _render_report(R, progress)
         raise
     ps["status"] = "complete"

@@ -317,27 +317,40 @@ def tao_checks(ws: Workspace, backend: str, hard: list, fixable: list) -> dict[s
 
 
 def _tao_spec_check(ws: Workspace, hard: list) -> str:
+    """The train and inference job specs the backend would write, every problem of both at once: one
+    hard blocker per problem, naming the workspace spec, the key and the fix (a problem both jobs
+    share is named once)."""
     import tempfile
 
     from tao_aoi.backends import tao
     from tao_aoi.backends.base import InferJob, TrainJob
+    from tao_aoi.tao import schema
 
     if not all(p.is_file() for p in (ws.baseline_spec, ws.training_csv, ws.validation_csv, ws.kpi_csv)):
         return "not checked (inputs missing)"
+    found: dict[tuple[bool, str], list[str]] = {}  # (a spec problem?, the problem) -> the jobs that have it
     with tempfile.TemporaryDirectory(prefix="tao-aoi-preflight-") as tmp:
         job = Path(tmp)
         ckpt = job / "best.ckpt"
         ckpt.write_bytes(b"")
-        try:
-            tao.prepare("train", TrainJob(ws.baseline_spec, ws.training_csv, ws.validation_csv, ws.images,
-                                          job / "train"), job / "train", offline=True)
-            tao.prepare("infer", InferJob(ws.baseline_spec, ckpt, ws.kpi_csv, ws.images, job / "infer"),
-                        job / "infer", offline=True)
-        except UserError as exc:
-            hard.append(str(exc).replace(tmp, "<job>"))
-            return "REFUSED"
-    from tao_aoi.tao import schema
-
+        for kind, what, spec in (
+                ("train", "train job", TrainJob(ws.baseline_spec, ws.training_csv, ws.validation_csv, ws.images,
+                                                job / "train")),
+                ("infer", "inference job", InferJob(ws.baseline_spec, ckpt, ws.kpi_csv, ws.images, job / "infer"))):
+            try:
+                tao.prepare(kind, spec, job / kind, offline=True)
+            except schema.SpecProblems as exc:
+                job_spec = f"{job / kind / tao.SPEC_NAME}: "
+                for line in exc.problems:
+                    spec_line = line.startswith(job_spec)
+                    found.setdefault((spec_line, line[len(job_spec):] if spec_line else line), []).append(what)
+            except UserError as exc:
+                found.setdefault((False, str(exc).replace(tmp, "<job>")), []).append(what)
+    for (spec_line, problem), jobs in found.items():
+        hard.append(f"{ws.baseline_spec} (in the {' and the '.join(jobs)}'s spec): {problem}" if spec_line
+                    else f"{' and '.join(jobs)}: {problem}")
+    if found:
+        return f"REFUSED ({len(found)} problem(s), each listed under the hard blockers)"
     return f"train and inference specs accepted by NVIDIA's TAO {schema.tao_version()} schema and run-time rules"
 
 
@@ -414,13 +427,13 @@ def render(report: dict[str, Any]) -> str:
     out += [f"   {k}: {_value(v)}" for k, v in s["1_workspace"].items()]
     out += ["2. Credentials (names only)", "   " + ", ".join(f"{k}={v}" for k, v in s["2_credentials"].items())]
     out += ["3. Container images"] + [f"   {r['key']}: {r['image']} {r['status']}" for r in s["3_images"]]
-    out += ["4. Data (rows per label; missing files; leakage)"]
+    out += ["4. Data (samples per label, a CSV row each with every light; missing files; leakage)"]
     for t in s["4_data"]["csvs"]:
         if t.get("rows") is None:
             out.append(f"   {t['name']}: UNREADABLE ({t['path']})")
         else:
             labels = ", ".join(f"{k} {v}" for k, v in t["labels"].items())
-            out.append(f"   {t['name']}: {t['rows']} rows ({labels}); missing files {t['missing_files']}")
+            out.append(f"   {t['name']}: {t['rows']} samples ({labels}); missing files {t['missing_files']}")
     out.append(f"   leakage into validation/KPI: {s['4_data']['leakage'] or 'not checked'}")
     h = s["4_data"].get("holdout") or {}
     if "status" in h:

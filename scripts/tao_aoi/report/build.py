@@ -693,6 +693,15 @@ class Report:
              "duration": fmt.duration(e.get("duration_sec")) if e.get("duration_sec") else "",
              "summary": cell(e.get("summary"))} for e in reversed(ev)]}
 
+    def faults(self) -> dict[str, Any]:
+        """The run's ``retry`` events (backends/faults.py): jobs an infrastructure fault ended, run again."""
+        rows = [{"seq": e.get("seq"), "ts": cell(e.get("ts")), "iter": cell(e.get("iter")),
+                 "summary": cell(e.get("summary"))} for e in self.run.events if e.get("stage") == "retry"]
+        n = len(rows)
+        headline = (f"{n} infrastructure fault{'' if n == 1 else 's'} retried: the jobs ran again in fresh folders "
+                    f"(each failed attempt is kept beside its job's folder as <folder>.attemptN)") if n else ""
+        return {"headline": headline, "rows": rows}
+
     def pipeline(self) -> dict[str, Any]:
         doc = sources.pipeline_state(self.R)
         if not doc.ok:
@@ -703,5 +712,6 @@ class Report:
     def context(self) -> dict[str, Any]:
         return {"run": self.header(), "banner": self.banner(), "figures": self.figures(), "trajectory": self.trajectory(),
                 "growth": self.growth(), "kpi": self.kpi_detail(), "automl": self.automl(), "rca": self.rca(), "stages": self.stage_tables(),
-                "deliverable": self.deliverable(), "events": self.events(), "pipeline": self.pipeline(),
+                "deliverable": self.deliverable(), "events": self.events(), "faults": self.faults(),
+                "pipeline": self.pipeline(),
                 "best": self.best, "warn_share": fmt.num(100 * SYNTHETIC_WARN_SHARE) + "%"}

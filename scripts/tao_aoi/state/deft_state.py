@@ -96,16 +96,20 @@ def _materialize(results: Results, events: list[dict[str, Any]] | None = None) -
         raise UserError(f"{results.root} holds no DEFT run; create one with init_deft_state.py")
     state, changed = _replay(results, events, on_disk)
     if state is None:
+        if any(e["kind"] == pipeline_state.KIND for e in events):  # run_pipeline.py seeds DEFT after Phase 1
+            raise UserError(f"{results.root} holds a three-phase run whose DEFT loop has not started yet (run_pipeline.py "
+                            f"starts it after Phase 1); next_stage.py --results-dir {results.root} shows where it is")
         raise UserError(f"{results.log} has no init event; create the run with init_deft_state.py")
     if changed:
         schema_check.validate("deft_state", state, where=f"{results.state} (rolled forward from the log)")
     return state, changed
 
 
-def load(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Current state, checked against the log (read-only; no lock: both files are replaced atomically)."""
+def load(results_dir: str | os.PathLike[str], events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Current state, checked against the log (read-only; no lock: both files are replaced atomically);
+    ``events``: the log as the caller just read it (event_log.read_events), read here otherwise."""
     results = Results.at(results_dir)
-    state, _ = _materialize(results)
+    state, _ = _materialize(results, events)
     return state
 
 

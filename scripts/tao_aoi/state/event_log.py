@@ -13,6 +13,8 @@ mistakes, not a security boundary: a tool that recomputes the chain could forge 
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -22,6 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; importing typing costs start-up time
     from typing import Any, Callable, Iterator, Mapping
 
+from tao_aoi import atomic
 from tao_aoi.errors import UserError
 from tao_aoi.state import schema_check
 
@@ -203,12 +206,21 @@ def append(path: Path, event: dict[str, Any]) -> None:
     event["chain"] = chain_hash(GENESIS if last is None else last["chain"], event)
     schema_check.validate("loop_event", event, where=f"{path} new event seq={event.get('seq')}")
     data = (_canonical(event) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        written = os.write(fd, data)
-        if written != len(data):  # pragma: no cover - regular files do not short-write
-            raise OSError(f"short write to {path}")
-        os.fsync(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise atomic.disk_full(exc, path.parent) or exc
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):  # a full file system takes part of the line
+                raise OSError(errno.ENOSPC, f"short write to {path}")
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # never leave part of a line: the log stays as it was
+            raise atomic.disk_full(exc, path.parent) or exc
     finally:
         os.close(fd)
 

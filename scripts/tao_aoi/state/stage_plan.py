@@ -3,7 +3,9 @@
 next_stage.py prints them for the agent; run_pipeline.py executes the very same argv lists, so
 what the skill tells the agent to run and what the headless runner runs cannot drift apart. One
 deliberate difference: for an agent the rca command carries ``--agent-review`` (RCA_Report.md
-then has TODO(agent) placeholders for its visual spot check); headless, the report is complete.
+then has TODO(agent) placeholders for its visual spot check) and ``--verdicts`` (sheets of samples
+reviewed before keep their verdict), and the plan has a ``review``: the report to fill, then the
+check that records its verdicts, before the commit; headless, the report is complete.
 Pure Python (read by next_stage.py on every agent step).
 """
 from __future__ import annotations
@@ -57,13 +59,15 @@ def _holdout_scoring(state: Mapping[str, Any], R: Results, cfg: Mapping[str, Any
 
 def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent: bool = False) -> dict[str, Any]:
     """{'run': [argv, ...], 'commit': argv} where argv[0] is a script name in scripts/; ``agent``: an agent
-    drives the stage (next_stage.py), not the headless runner."""
+    drives the stage (next_stage.py), not the headless runner; its rca plan adds
+    'review': {'report', 'images', 'check': argv} (fill the report, run the check, then commit)."""
     R = Results.at(results_dir)
     cfg = state["config"]
     label, stage = step.iter, step.stage
     contract = state["metric_contract"]
     backend = cfg["backend"]
     run: list[list[str]] = []
+    review: dict[str, Any] | None = None
     commit = ["commit_stage.py", "--results-dir", str(R.root), "--iter", label, "--stage", stage]
     d = R.stage_dir(label, stage)
 
@@ -104,9 +108,14 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
                     "--images-root", cfg["images_root"], "--results-dir", str(d),
                     "--min-recall", cli.percent_arg(100 * cfg.get("min_recall", defaults.MIN_RECALL)),
                     "--top-k-per-label", str(cfg.get("top_k_per_label", defaults.TOP_K_PER_LABEL)),
-                    "--kpi-target", contract["text"], *(["--agent-review"] if agent else [])])
+                    "--kpi-target", contract["text"],
+                    *(["--agent-review", "--verdicts", str(R.spot_check_verdicts)] if agent else [])])
         commit += ["--gaps", str(d / "kpi_gaps.parquet"), "--rca-report", str(d / "RCA_Report.md"),
                    "--threshold-file", str(d / "threshold.txt")]
+        if agent:
+            review = {"report": str(d / "RCA_Report.md"), "images": str(d / "rca_images"), "inference_csv": str(inf),
+                      "check": ["gap_analysis.py", "--check-report", str(d / "RCA_Report.md"),
+                                "--verdicts", str(R.spot_check_verdicts)]}
     elif stage == "routing":
         prev = iteration_label(iteration_number(label) - 1)
         run.append(["route_samples.py", "--gaps", str(R.stage_dir(prev, "rca") / "kpi_gaps.parquet"),
@@ -142,7 +151,7 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
         commit += ["--best-model", str(R.best_model), "--inference-spec", str(R.inference_spec), *holdout["commit"]]
     else:
         raise ValueError(f"no plan for stage {stage!r}")
-    return {"run": run, "commit": commit}
+    return {"run": run, "commit": commit, **({"review": review} if review else {})}
 
 
 def render(argv: list[str]) -> str:

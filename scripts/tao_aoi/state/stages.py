@@ -19,8 +19,10 @@ RUN = "run"  # iteration label of run-level events (init, reconfigure, finalize)
 RECONFIGURE = "reconfigure"  # run-level commit: options of iterations not yet started changed on resume
 ITER_STAGES = ("routing", "sdg", "mining", "assemble", "train", "evaluate", "rca")
 COMMIT_STAGES = ("init", "train", "evaluate", "rca", "routing", "sdg", "mining", "assemble", "finalize")
-# Events that only go to the log (progress notes from the runner, AutoML phases, ...).
-LOG_ONLY_STAGES = ("preflight", "automl", "seed", "warm_start", "report", "note")
+# Events that only go to the log (progress notes from the runner, AutoML phases, ...). ``retry``: a job
+# attempt ended by an infrastructure fault and was tried again (backends/faults.py), or a lost poll.
+RETRY = "retry"
+LOG_ONLY_STAGES = ("preflight", "automl", "seed", "warm_start", "report", "note", RETRY)
 ALL_STAGES = COMMIT_STAGES + (RECONFIGURE,) + LOG_ONLY_STAGES
 # Config keys that only shape iterations not yet started, so a resumed run may change them
 # (state.reconfigure): the stage that reads each one; None = the loop's end.

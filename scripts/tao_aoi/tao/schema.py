@@ -84,14 +84,45 @@ def _structured(which: tuple[str, str, str]):
     return OmegaConf.structured(schema_class(which))
 
 
-def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
-    """The spec file merged into NVIDIA's schema exactly as TAO's runner does; UserError naming the
-    file, the key and the fix on a refused key or type."""
+class SpecProblems(UserError):
+    """Every problem TAO would refuse in one spec file, all at once (a fix per round trip costs a
+    container start each on a cluster). ``problems``: one line each, naming the file, the key and the
+    fix; ``keys``: the keys named."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[str, str]]) -> None:
+        self.keys = [k for k, _ in problems]
+        self.problems = [f"{path}: {key}: {text}" for key, text in problems]
+        if len(problems) == 1:
+            message = self.problems[0]
+        else:
+            message = (f"{path}: {len(problems)} problems, each a key to change: "
+                       + " | ".join(f"{key}: {text}" for key, text in problems))
+        super().__init__(message)
+
+
+def _drop(data: Any, key: str) -> bool:
+    """Remove the node at a full key (``a.b``, ``a.b[0].c``: the list itself) from a plain spec; False
+    if there is nothing to remove (the merge cannot go on past it)."""
+    parts = [p for p in re.split(r"\.|\[\d+\].*", key) if p]
+    node = data
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    if isinstance(node, dict) and parts and parts[-1] in node:
+        del node[parts[-1]]
+        return True
+    return False
+
+
+def _merge_all(spec_path: str | Path, which: tuple[str, str, str]) -> tuple[Any, list[tuple[str, str]]]:
+    """The spec merged into NVIDIA's schema exactly as TAO's runner does, and every key or type the schema
+    refuses: on a refusal the key is set aside and the merge goes on, so all of them are named at once.
+    The merged config leaves out the refused keys (None if one cannot be set aside)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     base = _structured(which)
-    cls_name = which[2]
     path = Path(spec_path)
     try:
         spec = OmegaConf.load(path)  # TAO's loader (a yaml.SafeLoader that also reads 1e-4 as a float)
@@ -99,15 +130,31 @@ def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
         raise UserError(f"spec {path} does not exist") from None
     except Exception as exc:  # yaml errors and OmegaConf's own
         raise UserError(f"{path} is not a YAML mapping TAO can load: {' '.join(str(exc).split())[:300]}") from None
-    try:
-        if OmegaConf.is_dict(spec) and "hydra" in spec:  # hydra removes its own node before validating
-            spec.pop("hydra")
-        return OmegaConf.merge(base, spec)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", "") or "?"
-        msg = str(getattr(exc, "msg", exc)).splitlines()[0]
-        raise UserError(f"{path}: {key}: {msg} (NVIDIA's TAO {tao_version()} {cls_name} refuses it before "
-                        f"the job starts); {_fix(exc, base)}") from None
+    if OmegaConf.is_dict(spec) and "hydra" in spec:  # hydra removes its own node before validating
+        spec.pop("hydra")
+    problems: list[tuple[str, str]] = []
+    data = None
+    while True:
+        try:
+            return OmegaConf.merge(base, spec if data is None else OmegaConf.create(data)), problems
+        except OmegaConfBaseException as exc:
+            key = str(getattr(exc, "full_key", "") or "?")
+            msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+            problems.append((key, f"{msg} (NVIDIA's TAO {tao_version()} {which[2]} refuses it before the job "
+                                  f"starts); {_fix(exc, base)}"))
+            if data is None:
+                data = OmegaConf.to_container(spec, resolve=False) if OmegaConf.is_dict(spec) else None
+            if not isinstance(data, dict) or not _drop(data, key):
+                return None, problems
+
+
+def merged(spec_path: str | Path, which: tuple[str, str, str] = CHANGENET):
+    """The spec file merged into NVIDIA's schema exactly as TAO's runner does; SpecProblems naming the
+    file, and every key refused with its fix."""
+    cfg, problems = _merge_all(spec_path, which)
+    if problems:
+        raise SpecProblems(spec_path, problems)
+    return cfg
 
 
 def _sel(cfg: Any, key: str, default: Any = None) -> Any:
@@ -252,15 +299,16 @@ def batch_problems(cfg: Any, rows: Mapping[str, int], kind: str) -> list[tuple[s
 
 
 def check(spec_path: str | Path, kind: str, rows: Mapping[str, int] | None = None):
-    """Merge + run-time rules for one job's spec file; the first problem is a UserError naming the
-    file and the key. Returns the merged config."""
+    """Merge + run-time rules for one job's spec file; every problem at once in a SpecProblems naming
+    the file, each key and its fix. Returns the merged config."""
     if kind == "embed":
         return merged(spec_path, EMBEDDING)
-    cfg = merged(spec_path, CHANGENET)
-    problems = runtime_problems(cfg, kind) + batch_problems(cfg, rows or {}, kind)
+    cfg, problems = _merge_all(spec_path, CHANGENET)
+    if cfg is not None:
+        refused = [k for k, _ in problems]
+        late = f"TAO {tao_version()} would fail on it after the container starts"
+        problems += [(key, f"{why}; {late}") for key, why in runtime_problems(cfg, kind) + batch_problems(cfg, rows or {}, kind)
+                     if not any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in refused)]
     if problems:
-        key, why = problems[0]
-        more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""
-        raise UserError(f"{spec_path}: {key}: {why}; TAO {tao_version()} would fail on it after the container "
-                        f"starts{more}")
+        raise SpecProblems(spec_path, problems)
     return cfg
