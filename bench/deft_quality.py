@@ -79,11 +79,12 @@ def build(name: str, seed: int, work: Path) -> Workspace:
     return Workspace.at(out)
 
 
-def run_three_phases(ws: Workspace, trials: int, holdout: Path | None = None) -> tuple[dict, Results]:
+def run_three_phases(ws: Workspace, trials: int, run: str = "bench_run",
+                     holdout: Path | None = None) -> tuple[dict, Results]:
     opts = phases.Options(str(ws.root), "local", "all", 3, TARGET, trials, defaults.AUTOML_ALGORITHM,
                           defaults.NUM_SDG, defaults.TOP_K_PER_TARGET, None, defaults.SEED,
                           holdout_csv=str(holdout) if holdout else None)
-    R = Results.at(ws.results / "bench_run")
+    R = Results.at(ws.results / run)
     return phases.run(opts, R, quiet=True), R
 
 
@@ -209,7 +210,7 @@ def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: in
            work: Path, holdout_half: bool = False) -> dict:
     t0 = time.perf_counter()
     holdout = split_holdout(ws, seed) if holdout_half else None
-    summary, R = run_three_phases(ws, trials, holdout)
+    summary, R = run_three_phases(ws, trials, holdout=holdout)
     traj = {t["iteration"]: t["kpi_value"] for t in summary["trajectory"]}
     phase1 = traj.get("baseline")
     deliverable = summary["deliverable"]

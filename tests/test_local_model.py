@@ -161,3 +161,22 @@ def test_objective_ranks_by_mean_far_then_margin():
     assert obj[1] - obj[0] < step / 2
     # the four hard defects each sit above ~1/4 of PASS rows: the mean FAR sees all of them
     assert study.high_recall_far_pct(overlap, y) == pytest.approx(100 * np.mean([(separated[:200] >= 0.1).mean()] * 4))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_own_trees_learn_as_well_as_scikit_learns_histogram_boosting(seed):
+    """The same settings (depth 4 = 16 leaves, 32 bins, L2 1, >= 10 rows a leaf, shrinkage 0.1, 150
+    rounds) in scikit-learn's HistGradientBoosting: our trees reach about its fit and its held-out
+    ranking (README, Benchmarks, "Boosted trees", has the comparison on the real descriptors)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    x, y = data(seed, n=3000, f=8)
+    tr, te = slice(0, 2000), slice(2000, None)
+    ours = boosted_trees.Booster(x[tr], y[tr], np.ones(2000), shrinkage=0.1, depth=4, min_leaf=10, l2=1.0).rounds(150)
+    ref = HistGradientBoostingClassifier(learning_rate=0.1, max_depth=4, max_leaf_nodes=16, min_samples_leaf=10,
+                                         l2_regularization=1.0, max_bins=32, max_iter=150, early_stopping=False,
+                                         random_state=0).fit(x[tr], y[tr])
+    ours_loss, ref_loss = log_loss(ours.margin(x[tr]), y[tr]), log_loss(ref.decision_function(x[tr]), y[tr])
+    assert ours_loss < 1.15 * ref_loss, (ours_loss, ref_loss)
+    assert roc_auc_score(y[te], ours.margin(x[te])) > roc_auc_score(y[te], ref.decision_function(x[te])) - 0.01

@@ -8,6 +8,11 @@ exact splitter took ~60 ms per tree on the demo, most of an AutoML trial). Trees
 (feature, threshold, children, value per node, heap order, padded to one width), and scoring is a
 vectorised walk down every tree at once, so a checkpoint is data, never a pickled estimator.
 
+Why our own and not a library: README (Benchmarks, "Boosted trees") holds the comparison
+``bench/embedded.py --trees`` made with LightGBM, XGBoost and scikit-learn's HistGradientBoosting:
+both LightGBM and XGBoost train faster, but neither delivered a KPI at least as good on every one of
+the four three-phase runs, and HistGradientBoosting has no pickle-free format.
+
 Why trees beside the MLP: a tree ensemble does not extrapolate. A change larger than anything in
 training lands in the same leaves as the largest training changes (defects), where an MLP can
 carry a linear trend far past the data and call a particle it never saw a certain PASS.
@@ -120,10 +125,12 @@ def _cuts(x: np.ndarray) -> np.ndarray:
 
 
 class Booster:
-    """Adds boosting rounds to a forest on one training set; ``rounds(k)`` runs k more."""
+    """Adds boosting rounds to a forest on one training set; ``rounds(k)`` runs k more. Nothing is
+    sampled (every row, every feature, every cut), so there is no seed: the trees depend only on the
+    data, and ``train.seed`` varies the MLP."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, *, shrinkage: float, depth: int,
-                 min_leaf: int, l2: float, seed: int = 0, init: Forest | None = None) -> None:
+                 min_leaf: int, l2: float, init: Forest | None = None) -> None:
         self.x = np.asarray(x, np.float32)
         self.y = y.astype(np.float64)
         self.w = weight.astype(np.float64)

@@ -222,7 +222,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         clf.t_, clf.n_iter_, clf.loss_curve_ = 0, 0, []
     shrinkage = float(np.clip(trees["shrinkage"] * hp.lr / defaults.LOCAL_MODEL["train.optim.lr"], 1e-3, trees["shrinkage"]))
     booster = boosted_trees.Booster(x, y, weight, shrinkage=shrinkage, depth=trees["depth"],
-                                    min_leaf=trees["min_leaf"], l2=trees["l2"], seed=hp.seed,
+                                    min_leaf=trees["min_leaf"], l2=trees["l2"],
                                     init=init.forest if init is not None else None)
 
     def snapshot() -> Model:  # the forest is attached at the end: trees are only ever appended
