@@ -19,8 +19,16 @@ in-process with the local backend), it prints:
    trials' validation scores (1-AUC, the hardest 5% of defects, each family's worst defect, the worst
    family's 1-AUC), the evidence for the objective chosen.
 
+4. with ``--holdout-half``: the optimism gap, measured. The KPI set is split in half (stratified by
+   label, seeded): one half stays the KPI set the run decides on, the other is sealed as
+   ``--holdout-csv``. Printed per run: the contract FAR and recall (KPI set, which also chose the
+   deliverable), the calibrated FAR and recall (threshold chosen on the validation set, applied to the
+   KPI set) and the holdout FAR and recall at the shipped threshold, with the holdout minus contract
+   gap; a summary table closes the run.
+
 Speed figures are not the point here (see bench/embedded.py); total wall time is printed.
 Run: .venv/bin/python bench/deft_quality.py [--workspaces demo,field] [--seeds 0] [--objective-seeds 0]
+     [--holdout-half]   (the issue-17 table: --seeds 0,1 --holdout-half)
 """
 from __future__ import annotations
 
@@ -71,9 +79,11 @@ def build(name: str, seed: int, work: Path) -> Workspace:
     return Workspace.at(out)
 
 
-def run_three_phases(ws: Workspace, trials: int, run: str = "bench_run") -> tuple[dict, Results]:
+def run_three_phases(ws: Workspace, trials: int, run: str = "bench_run",
+                     holdout: Path | None = None) -> tuple[dict, Results]:
     opts = phases.Options(str(ws.root), "local", "all", 3, TARGET, trials, defaults.AUTOML_ALGORITHM,
-                          defaults.NUM_SDG, defaults.TOP_K_PER_TARGET, None, defaults.SEED)
+                          defaults.NUM_SDG, defaults.TOP_K_PER_TARGET, None, defaults.SEED,
+                          holdout_csv=str(holdout) if holdout else None)
     R = Results.at(ws.results / run)
     return phases.run(opts, R, quiet=True), R
 
@@ -153,10 +163,54 @@ def extra_searches(ws: Workspace, seeds: int, trials: int, work: Path) -> list[p
     return tables
 
 
+def split_holdout(ws: Workspace, seed: int) -> Path:
+    """Half of the KPI set (stratified by label) sealed as the holdout; the other half stays the KPI set."""
+    kpi_rows = changenet_csv.read(ws.kpi_csv)
+    rng = np.random.default_rng(1000 + seed)
+    sealed = np.zeros(len(kpi_rows), dtype=bool)
+    for _, idx in kpi_rows.groupby("label").indices.items():
+        sealed[rng.permutation(idx)[: len(idx) // 2]] = True
+    holdout = ws.root / "holdout" / "holdout_set.csv"
+    changenet_csv.write(kpi_rows[sealed], holdout)
+    changenet_csv.write(kpi_rows[~sealed], ws.kpi_csv)
+    return holdout
+
+
+def optimism(R: Results) -> dict:
+    """The deliverable's three figures from best_model.json: contract, calibrated, holdout (at the shipped threshold)."""
+    bm = json.loads(R.best_model.read_text(encoding="utf-8"))
+    mr, cal, ho = bm["metric_result"], (bm.get("calibrated") or {}).get("kpi") or {}, bm.get("holdout") or {}
+    at_cal = {}
+    if ho.get("inference_csv") and (bm.get("calibrated") or {}).get("threshold") is not None:
+        _, hs, hp = kpi.read_inference(ho["inference_csv"])
+        p = kpi.at_threshold(hs, hp, bm["calibrated"]["threshold"])
+        at_cal = {"holdout_far_at_calibrated": p.far_pct, "holdout_recall_at_calibrated": p.recall_pct}
+    return {**at_cal, "contract_far": mr.get("far_pct"), "contract_recall": mr.get("recall_pct"),
+            "calibrated_far": cal.get("far_pct"), "calibrated_recall": cal.get("recall_pct"),
+            "holdout_far": ho.get("far_pct"), "holdout_recall": ho.get("recall_pct"),
+            "holdout_far_ci": ho.get("far_ci95_pct"), "holdout_rows": ho.get("rows"),
+            "kpi_pass": mr.get("n_pass"), "margin": (bm.get("deployment") or {}).get("margin"),
+            "unseen_families": (bm.get("calibrated") or {}).get("families_not_in_validation") or []}
+
+
+def print_optimism(o: dict) -> None:
+    lo, hi = o["holdout_far_ci"] or (float("nan"), float("nan"))
+    print(f"  figures: contract FAR {o['contract_far']:.3f}% recall {o['contract_recall']:.2f}% | calibrated FAR "
+          f"{o['calibrated_far']:.3f}% recall {o['calibrated_recall']:.2f}% | holdout ({o['holdout_rows']} rows) FAR "
+          f"{o['holdout_far']:.3f}% [{lo:.2f}..{hi:.2f}] recall {o['holdout_recall']:.2f}% at the shipped threshold; "
+          f"optimism gap (holdout - contract) FAR {o['holdout_far'] - o['contract_far']:+.3f} pp, recall "
+          f"{o['holdout_recall'] - o['contract_recall']:+.2f} pp"
+          + (f"; validation lacks {', '.join(o['unseen_families'])}" if o["unseen_families"] else ""))
+    if "holdout_far_at_calibrated" in o:
+        print(f"  had the calibrated threshold shipped: holdout FAR {o['holdout_far_at_calibrated']:.3f}% recall "
+              f"{o['holdout_recall_at_calibrated']:.2f}%")
+
+
 def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: int, objective_trials: int,
-           work: Path) -> dict:
+           work: Path, holdout_half: bool = False) -> dict:
     t0 = time.perf_counter()
-    summary, R = run_three_phases(ws, trials)
+    holdout = split_holdout(ws, seed) if holdout_half else None
+    summary, R = run_three_phases(ws, trials, holdout=holdout)
     traj = {t["iteration"]: t["kpi_value"] for t in summary["trajectory"]}
     phase1 = traj.get("baseline")
     deliverable = summary["deliverable"]
@@ -177,6 +231,9 @@ def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: in
           f"{table['kpi_far'].min():.2f}..{table['kpi_far'].max():.2f}%")
     result = {"phase1": phase1, "deliverable": deliverable["kpi_value"], "ratio": ratio, "rho": rho_obj,
               "met": deliverable["passed"], "iterations": sum(1 for k in traj if k.startswith("iter"))}
+    if holdout is not None:
+        result["optimism"] = optimism(R)
+        print_optimism(result["optimism"])
     if objective_seeds:
         tables = [table] + extra_searches(ws, objective_seeds, objective_trials, work / f"{name}_s{seed}_searches")
         per = [spearman(t["objective"], t["kpi_far"]) for t in tables]
@@ -194,6 +251,23 @@ def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: in
     return result
 
 
+def print_optimism_table(results: dict) -> None:
+    print("\nthree figures of the deliverable (%; KPI set = one half, holdout = the other half, sealed)")
+    print(f"  {'workspace':<10s} {'seed':>4s} {'KPI PASS':>8s} {'contract FAR':>12s} {'cal. FAR':>9s} {'cal. recall':>11s} "
+          f"{'holdout FAR':>11s} {'holdout recall':>14s} {'gap FAR pp':>10s} {'gap recall pp':>13s}")
+    gaps, rgaps = [], []
+    for (name, seed), r in results.items():
+        o = r["optimism"]
+        gap, rgap = o["holdout_far"] - o["contract_far"], o["holdout_recall"] - o["contract_recall"]
+        gaps.append(gap)
+        rgaps.append(rgap)
+        print(f"  {name:<10s} {seed:>4d} {o['kpi_pass']:>8d} {o['contract_far']:12.3f} {o['calibrated_far']:9.3f} "
+              f"{o['calibrated_recall']:11.2f} {o['holdout_far']:11.3f} {o['holdout_recall']:14.2f} {gap:+10.3f} "
+              f"{rgap:+13.2f}")
+    print(f"  mean optimism gap (holdout - contract): FAR {statistics.mean(gaps):+.3f} pp, recall "
+          f"{statistics.mean(rgaps):+.2f} pp over {len(gaps)} runs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspaces", default="demo,field")
@@ -203,6 +277,8 @@ def main() -> None:
     ap.add_argument("--objective-trials", type=int, default=12)
     ap.add_argument("--work", type=Path)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--holdout-half", action="store_true",
+                    help="seal half of each KPI set as --holdout-csv and print the three figures (optimism gap)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_deft_quality_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -214,13 +290,15 @@ def main() -> None:
             for seed in [int(s) for s in args.seeds.split(",") if s]:
                 ws = build(name, seed, work)
                 results[(name, seed)] = report(name, seed, ws, args.trials, args.objective_seeds,
-                                               args.objective_trials, work)
+                                               args.objective_trials, work, args.holdout_half)
         print("\nsummary (KPI FAR@100% recall, %)")
         print(f"  {'workspace':<10s} {'seed':>4s} {'Phase 1':>8s} {'deliv.':>8s} {'ratio':>6s} {'met':>4s} "
               f"{'iters':>5s} {'rho':>6s}")
         for (name, seed), r in results.items():
             print(f"  {name:<10s} {seed:>4d} {r['phase1']:8.3f} {r['deliverable']:8.3f} {r['ratio']:6.3f} "
                   f"{'yes' if r['met'] else 'no':>4s} {r['iterations']:5d} {r['rho']:+6.3f}")
+        if args.holdout_half:
+            print_optimism_table(results)
         print(f"total {time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.2f}")
     finally:
         if not args.keep and args.work is None:

@@ -34,6 +34,24 @@ def default_far(n: int) -> float:
     return 10.0 / (n + 1)
 
 
+N_PASS, N_DEFECT = 1200, 20
+
+
+def scored_csv(path: Path, far: float, seed: int) -> None:
+    """An inference.csv whose FAR at 100% recall is ``far`` (rounded to a whole alarm of N_PASS rows)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    alarms = int(round(far * N_PASS / 100))
+    defects = rng.uniform(0.6, 0.99, N_DEFECT)
+    defects[0] = 0.6
+    passes = np.concatenate([rng.uniform(0.61, 0.95, alarms), rng.uniform(0.01, 0.55, N_PASS - alarms)])
+    rows = ["input_path,golden_path,object_name,label,siamese_score"]
+    rows += [f"kpi/b{i % 7}/test,kpi/b{i % 7}/golden,C{i},{'PASS' if i < N_PASS else 'MISSING'},{s:.6f}"
+             for i, s in enumerate(np.concatenate([passes, defects]))]
+    atomic.write_text(path, "\n".join(rows) + "\n")
+
+
 def fake_outputs(st: dict, step: stages.Step, argv: list[str], far_of=default_far) -> None:
     flags = _flags(argv)
     n = {"final_automl": 4, "run": 0}.get(step.iter) if step.iter in ("final_automl", "run") else iteration_number(step.iter)
@@ -47,6 +65,8 @@ def fake_outputs(st: dict, step: stages.Step, argv: list[str], far_of=default_fa
             far = far_of(n)
             atomic.write_json(p, {"far_pct": far, "recall_pct": 100.0, "threshold": 0.5,
                                   "name": "far_pct", "value": far, "constraints": {"recall_pct": 100.0}})
+        elif key in ("inference-csv", "validation-inference", "holdout-inference"):
+            scored_csv(p, far_of(n) if key == "inference-csv" else 5.0, seed=n)
         elif key == "validation-report":
             atomic.write_json(p, {"missing_file_count": 0, "leakage_count": 0, "bad_label_count": 0,
                                   "new_rows": 10 * n, "combined_rows": 100 + 10 * n})

@@ -139,7 +139,17 @@ def test_end_to_end_outputs(rca_inputs, tmp_path, capsys):
     labels_ = df["label"].str.upper()
     m = json.loads((out / "metrics.json").read_text())
     t = float((out / "threshold.txt").read_text())
-    assert t == m["threshold"]
+    assert t == m["nvidia_threshold"]  # threshold.txt and the weak set: NVIDIA's rule (parity tests)
+    # metrics.json threshold: the contract's operating point exactly as the evaluate stage computes it
+    from tao_aoi.analysis import evaluation
+
+    ev = evaluation.analyze(str(csv), point_name="recall_pct", point_target=100.0, contract=None)
+    assert m["threshold"] == ev["threshold"] and m["deployment"]["threshold"] == ev["deployment"]["threshold"]
+    verdict = (out / "RCA_Report.md").read_text().split("## 2.")[0]
+    assert f"Operating threshold **{m['threshold']!r}**" in verdict and "(recall 100%)" in verdict
+    assert f"NVIDIA's vcn_aoi threshold **{t!r}**" in verdict and "it flags the same rows" in verdict
+    assert f"ships **{m['deployment']['threshold']!r}**" in verdict and "min_recall 1" not in verdict
+    assert f"operating threshold {m['threshold']!r}" in stdout and "recall 100%" in stdout
     y = (labels_ != "PASS").to_numpy()
     s = df["siamese_score"].to_numpy()
     assert m["confusion_matrix"]["fn"] == 0 and m["recall"] == 1.0

@@ -93,6 +93,19 @@ def test_warm_start_uses_the_best_iteration_not_the_last(ws, tmp_path, script):
     assert space["params"]["model.classify.embed_dec"] == {"type": "categorical", "choices": [32]}  # pinned
 
 
+def test_warm_start_after_phase3_registered_resumes_with_the_recorded_inputs(ws, tmp_path, script):
+    """A run killed during final_automl's evaluate (DEFT no longer 'complete') resumes Phase 3 where it was."""
+    R = tmp_path / "run"
+    _init(script, R, ws)
+    deft_driver.drive(str(R), far_of=lambda n: {0: 9.0, 1: 4.0, 2: 1.0, 3: 6.0}[n])
+    first = json.loads(script("warm_start.py", "--results-dir", R, check=True).stdout)
+    st = deft_driver.drive(str(R), phase3=True, until=stages.Step("final_automl", "evaluate"))
+    assert st["status"] == "in_progress" and "final_automl" in st["iterations"]
+    again = script("warm_start.py", "--results-dir", R)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == first
+
+
 def test_warm_start_refuses_after_a_deft_hard_stop(ws, tmp_path, script):
     R = tmp_path / "run"
     _init(script, R, ws)

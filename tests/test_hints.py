@@ -34,6 +34,9 @@ ALLOWED = {
     ("tao_aoi.state.deft_state.commit", "--duration-sec"): "commit_stage.py's argument; the runner passes a measured time",
     ("tao_aoi.state.deft_state.commit", "--stage"): "commit_stage.py's argument; the runner passes stages from the table",
     ("tao_aoi.state.deft_state.log", "--duration-sec"): "log_stage.py's argument; the runner logs its lock-takeover note with 0",
+    ("tao_aoi.state.deft_state._materialize", "--results-dir"):
+        "the run-folder recovery advice, reached from read_only's guard: a command told to write inside a run reads "
+        "that run's state (the advice is for the run's own commands)",
     ("tao_aoi.pipeline.run_config.deft_config", "--images-root"):
         "run_pipeline.py and seed_baseline.py pass the workspace's images/, which pre-flight checks first",
 }

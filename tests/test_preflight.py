@@ -197,3 +197,28 @@ def test_automl_only_preflight_needs_no_kpi_set_or_iterations(ws, script):
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, report["hard_blockers"]
     assert report["sections"]["6_phase2"] == {"note": "not part of this run (--phases automl)"}
+
+
+def test_sets_too_small_for_the_target_are_warned_about(ws, script):
+    """The mini workspace has 4 validation and 5 KPI PASS rows: FAR < 2% there means zero false alarms."""
+    report = json.loads(preflight(script, ws, "--max-iterations", "2", "--kpi-target", KPI, "--json").stdout)
+    text = " | ".join(report["warnings"])
+    assert "the validation set has 4 PASS rows, so one false alarm is 25%" in text and "tie at FAR 0%" in text
+    assert "the KPI set has 5 PASS rows" in text and "means zero false alarms" in text
+    roomy = json.loads(preflight(script, ws, "--max-iterations", "2", "--kpi-target", "FAR < 30% at Recall=100%",
+                                 "--json").stdout)
+    assert not [w for w in roomy["warnings"] if "PASS rows" in w]
+
+
+def test_holdout_shown_checked_and_a_conflicting_training_label_blocks(ws, script):
+    holdout = ws / "holdout.csv"
+    kpi = pd.read_csv(ws / "kpi/testing_set.csv")
+    kpi.iloc[:3].to_csv(holdout, index=False)  # shares 3 samples with the KPI set
+    proc = preflight(script, ws, "--max-iterations", "2", "--kpi-target", KPI, "--holdout-csv", holdout)
+    assert proc.returncode == 2 and "holdout set shares 3 sample(s)" in proc.stdout
+    none = preflight(script, ws, "--max-iterations", "2", "--kpi-target", KPI)
+    assert "holdout: none: the KPI figure will be measured on the set that chose the deliverable" in none.stdout
+    train = pd.read_csv(ws / "train/base/training_set.csv")
+    pd.concat([train, train.iloc[[0]].assign(label="BRIDGE")]).to_csv(ws / "train/base/training_set.csv", index=False)
+    proc = preflight(script, ws, "--max-iterations", "2", "--kpi-target", KPI)
+    assert proc.returncode == 2 and "lines 2 and 10" in proc.stdout and "labelled PASS and BRIDGE" in proc.stdout

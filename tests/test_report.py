@@ -188,7 +188,12 @@ def test_finished_run_shows_the_trajectory_and_the_deliverable_the_state_chose(f
         row = re.search(rf'data-iteration="{label}">(.*?)</tr>', html, re.S).group(1)
         cells = re.findall(r'<td class="num">([^<]*)</td>', row)
         assert [rep["combined_rows"], rep["new_by_source"]["sdg"], rep["new_by_source"]["mined"]] ==\
-            [int(c) for c in cells[1:4]]
+            [int(c) for c in cells[2:5]]  # after the delta and the FAR interval
+        mr = st["iterations"][label]["metric_result"]
+        lo, hi = mr["far_ci95_pct"]
+        assert cells[1] == f"{fmt.num(lo)}-{fmt.num(hi)}%" and lo <= mr["far_pct"] <= hi
+        cal = mr["calibrated"]["kpi"]
+        assert f'<td class="num calibrated">{fmt.num(cal["far_pct"])}% / {fmt.num(cal["recall_pct"])}%</td>' in row
     assert html.count('src="data:image/jpeg;base64,') == 20  # 10 spot-check sheets per RCA, 2 RCAs
     assert "mislabeled" in html and "label says PASS, solder bridge visible" in html  # agent verdicts
     m = json.loads(sorted(finished.results.glob("*/rca/metrics.json"))[-1].read_text())
@@ -197,6 +202,17 @@ def test_finished_run_shows_the_trajectory_and_the_deliverable_the_state_chose(f
     for s in m["limiting_samples"]:
         assert f"<td>{s['object_name']}</td>" in rca_html
     assert "KPI set per label at iter2" in html and "recall 99.5%: FAR" in html
+    # the headline's three figures: contract (said to be the set that chose the model), calibrated, no holdout
+    figures = html.split('id="figures"')[1].split("</div>")[0]
+    assert 'data-final="yes"' in html and "The deliverable (iter2)" in figures
+    assert "which also chose this model" in figures and "chosen on the validation set" in figures
+    assert "No holdout: the KPI figure was measured on the set that chose the deliverable" in figures
+    assert "the set that also chose this model (no holdout: expect worse on the line)" in html.split('id="figures-headline">')[1]
+    dep = best_model["deployment"]
+    assert f"Ships threshold {fmt.exact(dep['threshold'])} (eval_margin)" in figures
+    deliverable_html = html.split('id="deliverable"')[1]
+    assert f"<td>{fmt.exact(dep['threshold'])}</td>" in deliverable_html
+    assert "min_recall</th><td>100%" in html  # recall in percent, never the ratio
 
 
 def test_best_is_the_state_rule_even_when_a_failed_iteration_looks_better(finished, tmp_path):

@@ -123,6 +123,8 @@ SHARED: dict[str, dict[str, Any]] = {
     "--epoch-sec": dict(type=click.FloatRange(min=0, min_open=True),
                         help="a known seconds per training epoch on the base set (docker/slurm) instead of a "
                              "measured one"),
+    "--holdout-csv": dict(default=None, help="sealed holdout set (ChangeNet CSV): rows no decision of the run sees, "
+                          "scored once by the deliverable at the shipped threshold (best_model.json holdout)"),
     "--max-retries": dict(type=click.IntRange(min=0), default=None, show_default=False,
                           help="docker/slurm: retries of a job ended by an infrastructure fault (container killed "
                                "or out of memory, docker daemon or image pull failure, SLURM node failure, "

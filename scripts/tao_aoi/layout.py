@@ -134,6 +134,10 @@ class Results:
     def automl(self, phase: str) -> Path:
         return self.root / "automl" / phase
 
+    def holdout(self, label: str) -> Path:
+        """Where the deliverable ``label`` scores the sealed holdout set (finalize; nothing else reads it)."""
+        return self.root / "holdout" / label
+
     def iteration(self, label: str) -> Path:
         return self.root / label
 

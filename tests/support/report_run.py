@@ -174,13 +174,23 @@ class RunBuilder:
         scores[pass_idx[:k]] = rng.uniform(0.5, 0.6, k)
         return kpi.assign(siamese_score=np.round(scores, 6))
 
+    def validation_frame(self, label: str) -> pd.DataFrame:
+        """The same model on the validation set (the calibrated KPI chooses its threshold there)."""
+        val = changenet_csv.read(self.ws / "train" / "base" / "validation_set.csv")
+        rng = np.random.default_rng([self.seed, zlib.crc32(label.encode()), 7])
+        pos = (val["label"] != "PASS").to_numpy()
+        scores = np.where(pos, rng.uniform(0.45, 0.99, pos.size), rng.uniform(0.01, 0.55, pos.size))
+        return val.assign(siamese_score=np.round(scores, 6))
+
     def _out_evaluate(self, st: dict, step: stages.Step) -> None:
         d = self._dir(step)
         df = self.inference_frame(step.iter)
         changenet_csv.write(df, d / "inference.csv")
+        changenet_csv.write(self.validation_frame(step.iter), d / "validation" / "inference.csv")
         point = st["metric_contract"]["operating_point"]
         result = evaluation.analyze(str(d / "inference.csv"), point_name=point["name"], point_target=point["target"],
-                                     contract=st["metric_contract"])
+                                    contract=st["metric_contract"],
+                                    calibration_csv=str(d / "validation" / "inference.csv"))
         atomic.write_json(d / evaluation.RESULT_NAME, result)
         self._spot_images(df)
 

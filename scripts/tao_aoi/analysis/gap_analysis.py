@@ -1,6 +1,11 @@
 """Root-cause gap analysis of a scored KPI set (DESIGN.md section 5), natively and exactly.
 
-Threshold: among the candidates (each unique score and one just below the lowest) whose defect
+Two thresholds, each under its own name. ``threshold`` in metrics.json (with precision, recall,
+F1, FAR and the confusion matrix at it) is the contract's operating point computed by the rule every
+evaluate uses (``kpi.operating_point``; the ``--kpi-target``'s ``at`` clause, else recall
+``min_recall``), so one model has one threshold in analyze_kpi.py, here, the report and
+best_model.json. ``nvidia_threshold`` (threshold.txt, and the weak set) is NVIDIA's vcn_aoi rule:
+among the candidates (each unique score and one just below the lowest) whose defect
 recall >= min_recall, the best F1, ties by precision, then the higher threshold - all candidates
 scored at once from ``kpi.Curve`` (one sort), not one pass per candidate. Signed weakness per row:
 PASS ``score - t``, defect ``t - score``; > 0 means misclassified except that a defect scoring
@@ -30,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tao_aoi import atomic, defaults, labels
-from tao_aoi.analysis import kpi, label_noise, limiting, rca_report, spot_check
+from tao_aoi.analysis import binomial, deployment, kpi, label_noise, limiting, metric_contract, rca_report, spot_check
 from tao_aoi.data import changenet_csv
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.tao import train_spec
@@ -56,8 +61,8 @@ class Unreachable(HardStop):
     def __init__(self, min_recall: float, best_recall: float, fixed: float | None):
         self.min_recall, self.best_recall, self.fixed = min_recall, best_recall, fixed
         where = f"at the fixed threshold {fixed!r}" if fixed is not None else "at any threshold"
-        super().__init__(f"recall target {min_recall:g} is unreachable: the best recall {where} is "
-                         f"{best_recall:.6g}; see unreachable_kpi.txt")
+        super().__init__(f"recall target {100 * min_recall:g}% is unreachable: the best recall {where} is "
+                         f"{100 * best_recall:.6g}%; see unreachable_kpi.txt")
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -99,6 +104,21 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, min_recall: float
     i = int(feasible[np.lexsort((thr[feasible], precision[feasible], f1[feasible]))[-1]])
     point = kpi.Point(float(thr[i]), int(tp[i]), int(fp[i]), curve.n_pass - int(fp[i]), int(fn[i]))
     return Selection(point, int(thr.size), int(feasible.size), best_recall, fixed_threshold is not None)
+
+
+def contract_point(scores: np.ndarray, positive: np.ndarray, name: str, target: float) -> kpi.Point:
+    """The contract's operating point as evaluate computes it (analyze_kpi.py); recall >= 0 flags nothing."""
+    if name == "recall_pct" and target == 0:
+        return kpi.Point(float(scores.max()), 0, 0, int((~positive).sum()), int(positive.sum()))
+    return kpi.operating_point(scores, positive, name, target)
+
+
+def _point_figures(p: kpi.Point) -> dict[str, Any]:
+    """precision, recall, f1, far (ratios, as NVIDIA's metrics.json), the confusion matrix of a point, and the
+    FAR's resolution and 95% interval (percent, as every FAR carries them)."""
+    return {"precision": p.precision_pct / 100, "recall": p.recall_pct / 100, "f1": p.f1, "far": p.fp / p.n_pass,
+            "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
+            **binomial.far_figures(p.fp, p.n_pass)}
 
 
 def weakness(scores: np.ndarray, positive: np.ndarray, threshold: float) -> np.ndarray:
@@ -272,8 +292,12 @@ def _remove(paths: Sequence[Path]) -> None:
 def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str | Path, results_dir: str | Path,
         *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
         pass_label: str = labels.PASS, report_mode: str = "headless",
-        limiting_limit: int = defaults.LIMITING_SAMPLES, verdicts: str | Path | None = None) -> dict[str, Any]:
+        limiting_limit: int = defaults.LIMITING_SAMPLES, verdicts: str | Path | None = None,
+        kpi_target: str | None = None) -> dict[str, Any]:
     """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable.
+
+    ``kpi_target``: the run's contract; its operating point gives metrics.json ``threshold`` (without
+    one, recall ``min_recall``). NVIDIA's search (``min_recall``) gives ``nvidia_threshold`` and the weak set.
 
     ``report_mode``: ``headless`` writes a complete RCA_Report.md, ``agent`` adds the TODO(agent)
     placeholders an agent fills after the visual spot check (rca_report.py); ``verdicts``: the run's
@@ -284,6 +308,9 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     if report_mode not in rca_report.MODES:
         raise UserError(f"report mode {report_mode!r} is not one of {', '.join(rca_report.MODES)}")
     out = Path(results_dir)
+    contract = metric_contract.parse_kpi_target(kpi_target) if kpi_target else None
+    op_name, op_target = ((contract["operating_point"]["name"], float(contract["operating_point"]["target"]))
+                          if contract else ("recall_pct", 100.0 * min_recall))
     spec = train_spec.load(train_spec_path)
     lights, ext = train_spec.lights(spec, train_spec_path), train_spec.image_ext(spec, train_spec_path)
     cols, scores, positive = kpi.read_inference_columns(inference_csv, pass_label)
@@ -294,7 +321,8 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         atomic.write_text(out / UNREACHABLE, rca_report.unreachable_text(exc.min_recall, exc.best_recall, exc.fixed,
                                                                          str(inference_csv)))
         raise
-    t = sel.point.threshold
+    t = sel.point.threshold  # NVIDIA's: the weak set and threshold.txt, identical to vcn_aoi
+    op = contract_point(scores, positive, op_name, op_target)
     weak = weakness(scores, positive, t)
     wrong = positive != (scores > t)
     codes, names = label_codes(cols["label"])
@@ -325,11 +353,18 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
 
     n_pass = int((~positive).sum())
     n_kept = int(keep.size)
-    p = sel.point
     metrics: dict[str, Any] = {
-        "threshold": t, "min_recall": min_recall, "fixed_threshold": sel.fixed,
-        "precision": p.precision_pct / 100, "recall": p.recall_pct / 100, "f1": p.f1, "far": p.fp / n_pass,
-        "confusion_matrix": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
+        "threshold": op.threshold,
+        "operating_point": {"name": op_name, "target": op_target, "kpi_target": contract["text"] if contract else None,
+                            "rule": "the contract's operating point, as analyze_kpi.py computes it"},
+        **_point_figures(op),
+        "nvidia_threshold": t,
+        "nvidia": {**_point_figures(sel.point), "rule": "vcn_aoi: best F1 with recall >= min_recall, then precision, "
+                   "then the higher threshold", "fixed_threshold": sel.fixed,
+                   "n_candidates": sel.n_candidates, "n_feasible": sel.n_feasible},
+        "weakness_threshold": "nvidia_threshold",
+        "deployment": deployment.ship(scores, positive, op.threshold),
+        "min_recall": min_recall, "min_recall_pct": 100.0 * min_recall, "fixed_threshold": sel.fixed,
         "n_rows": int(scores.size), "n_pass": n_pass, "n_defect": int(positive.sum()),
         "n_candidates": sel.n_candidates, "n_feasible": sel.n_feasible,
         "per_label": per_label_stats(codes, names, weak, wrong),

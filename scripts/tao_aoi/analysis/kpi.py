@@ -145,6 +145,16 @@ def at_recall(scores: np.ndarray, positive: np.ndarray, recall_pct: float) -> Po
     return _point_catching(scores, positive, pos_scores, defects_needed(recall_pct, pos_scores.size))
 
 
+def at_threshold(scores: np.ndarray, positive: np.ndarray, threshold: float) -> Point:
+    """The point a given threshold makes (e.g. one chosen on another set, or the shipped one)."""
+    scores, positive = _split(scores, positive)
+    flagged = scores > threshold
+    tp, fp = int(np.count_nonzero(flagged & positive)), int(np.count_nonzero(flagged & ~positive))
+    n_defect = int(positive.sum())
+    _check_classes(n_defect, scores.size - n_defect)
+    return Point(float(threshold), tp, fp, scores.size - n_defect - fp, n_defect - tp)
+
+
 def at_far(scores: np.ndarray, positive: np.ndarray, far_pct: float) -> Point:
     """Highest recall with FAR <= far_pct, then the lowest FAR at that recall, in O(n)."""
     scores, positive = _split(scores, positive)

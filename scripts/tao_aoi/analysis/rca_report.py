@@ -49,7 +49,7 @@ def breakdown_text(kept_labels: Sequence[str], kept_wrong: Sequence[bool], thres
         c[0] += 1
         c[1] += bool(wrong)
     lines = [f"Weak samples kept: {total} sample(s) x {n_lights} light(s) = {total * n_lights} row(s) in "
-             f"kpi_gaps.parquet (top {k} per label, threshold {threshold!r})",
+             f"kpi_gaps.parquet (top {k} per label, NVIDIA's vcn_aoi threshold {threshold!r})",
              "misclassified = on the wrong side of the threshold; marginal = correct but closest to it", "",
              f"{'label':<24} {'kept':>7} {'share':>7} {'misclassified':>14} {'marginal':>9}"]
     for lbl, (size, wrong_n) in sorted(per.items()):
@@ -57,11 +57,48 @@ def breakdown_text(kept_labels: Sequence[str], kept_wrong: Sequence[bool], thres
     return "\n".join(lines) + "\n"
 
 
+def _pct_of(ratio: float) -> str:
+    """A recall kept as a ratio (metrics.json), shown in percent like every recall option takes it."""
+    return f"{100 * ratio:.6g}%"
+
+
+def _op_text(m: dict[str, Any]) -> str:
+    op = m.get("operating_point") or {"name": "recall_pct", "target": 100 * m["min_recall"]}
+    what = {"recall_pct": "recall", "far_pct": "FAR"}.get(op["name"], op["name"])
+    contract = f" of {op['kpi_target']!r}" if op.get("kpi_target") else ""
+    return f"**{m['threshold']!r}**, the contract's operating point{contract} ({what} {op['target']:g}%)"
+
+
+def threshold_lines(m: dict[str, Any]) -> list[str]:
+    """Which threshold is which: the operating one (the KPI's), NVIDIA's (the weak set), the one that ships."""
+    out = [f"- Operating threshold {_op_text(m)} (predicted defect iff siamese_score > threshold): precision "
+           f"{_pct_of(m['precision'])}, recall {_pct_of(m['recall'])}, F1 {fmt(m['f1'])}, FAR {_pct_of(m['far'])}."]
+    nv = m.get("nvidia")
+    if nv is not None:
+        same = nv["confusion_matrix"] == m["confusion_matrix"]
+        out.append(f"- NVIDIA's vcn_aoi threshold **{m['nvidia_threshold']!r}** (best F1 at recall >= "
+                   f"{_pct_of(m['min_recall'])}; `threshold.txt`) ranks the weak samples below: "
+                   + ("it flags the same rows." if same else
+                      f"it flags other rows (precision {_pct_of(nv['precision'])}, recall {_pct_of(nv['recall'])}, "
+                      f"FAR {_pct_of(nv['far'])})."))
+    dep = m.get("deployment")
+    if dep:
+        mg = dep["margin"]
+        out.append(f"- Neither ships as is: if this model is the deliverable, `best_model.json` `deployment` ships "
+                   f"**{dep['threshold']!r}** ({dep['placed']} of the gap the operating threshold sits in; margin "
+                   f"{_num(mg['to_defect'])} to the nearest defect, {_num(mg['to_pass'])} to the nearest PASS).")
+    return out
+
+
+def _num(x: Any) -> str:
+    return "none" if x is None else fmt(x)
+
+
 def unreachable_text(min_recall: float, best_recall: float, fixed: float | None, csv_path: str) -> str:
-    how = (f"At the fixed threshold {fixed!r} the recall is {best_recall:.6g}."
-           if fixed is not None else f"The best recall any threshold reaches is {best_recall:.6g}.")
-    return (f"KPI UNREACHABLE\nrecall target (min_recall): {min_recall:g}\nbest reachable recall: "
-            f"{best_recall:.6g}\ninference: {csv_path}\n\n{how} No routing or mining can start from this "
+    how = (f"At the fixed threshold {fixed!r} the recall is {_pct_of(best_recall)}."
+           if fixed is not None else f"The best recall any threshold reaches is {_pct_of(best_recall)}.")
+    return (f"KPI UNREACHABLE\nrecall target (min_recall): {_pct_of(min_recall)}\nbest reachable recall: "
+            f"{_pct_of(best_recall)}\ninference: {csv_path}\n\n{how} No routing or mining can start from this "
             f"analysis: lower the recall target, drop the fixed threshold, or retrain / relabel and evaluate again.\n")
 
 
@@ -230,9 +267,7 @@ def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[d
     L = [
         "# RCA report", "", *head, "",
         "## 1. Verdict", "",
-        f"- Threshold **{m['threshold']!r}** (predicted defect iff siamese_score > threshold), chosen at "
-        f"min_recall {m['min_recall']:g}: precision {fmt(m['precision'])}, recall {fmt(m['recall'])}, "
-        f"F1 {fmt(m['f1'])}, FAR {fmt(100 * m['far'])}%.",
+        *threshold_lines(m),
         f"- {m['n_rows']} scored samples ({m['n_pass']} PASS, {m['n_defect']} defect); {m['n_kept_samples']} weak "
         f"samples kept (top {m['top_k_per_label']} per label) = {m['n_gap_rows']} rows x light in `kpi_gaps.parquet`.",
         "- Labels with the highest misclassified share: "
@@ -244,9 +279,12 @@ def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[d
               f"spot check suggests (mostly label noise, data quality, or a systematic blind spot).", ""]
     L += [
         "## 2. Threshold selection", "",
-        f"Candidates: each unique score plus one just below the lowest ({m['n_candidates']} in all); "
-        f"{m['n_feasible']} keep recall >= {m['min_recall']:g}. Among those: best F1, then precision, then the "
-        f"higher threshold." + (" A fixed threshold was given instead of the search." if m["fixed_threshold"] else ""),
+        f"Operating threshold: {_op_text(m)}, the rule analyze_kpi.py applies, so this report, metric_result.json "
+        f"and best_model.json name the same value for the same scores. The confusion matrix below is at it.", "",
+        f"NVIDIA's threshold (vcn_aoi, for the weak set and `threshold.txt`): candidates are each unique score plus "
+        f"one just below the lowest ({m['n_candidates']} in all); {m['n_feasible']} keep recall >= "
+        f"{_pct_of(m['min_recall'])}. Among those: best F1, then precision, then the higher threshold."
+        + (" A fixed threshold was given instead of the search." if m["fixed_threshold"] else ""),
         "",
         *table(["", "predicted defect", "predicted PASS"],
                [["actual defect", f"TP {cm['tp']}", f"FN {cm['fn']}"],

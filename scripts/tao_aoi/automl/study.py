@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 from tao_aoi import atomic, defaults
 from tao_aoi.analysis import kpi
-from tao_aoi.automl import search_space
+from tao_aoi.automl import search_space, ties
 from tao_aoi.backends import faults
 from tao_aoi.backends.base import InferJob, TrainJob
 from tao_aoi.errors import DiskFull, HardStop, UserError
@@ -444,6 +444,7 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
                        f"check the training data")
     ranked = sorted(ok, key=lambda t: (t.value, t.number))
     best = ranked[0]
+    tied = tie_record(ranked, cfg.val_csv)
     runner = ranked[1] if len(ranked) > 1 else None  # how far the winner is from the next: the noise check
     spec = train_spec.load(cfg.spec)
     budget = {k.split(".")[-1]: train_spec.get(spec, k) for k in search_space.BUDGET_KEYS
@@ -477,9 +478,43 @@ def best_record(cfg: SearchConfig) -> dict[str, Any]:
         "runner_up": None if runner is None else {
             "trial": runner.number, "score": runner.user_attrs.get("val_far_pct"), "objective": runner.value,
             "params": dict(runner.params)},
+        "ties": tied,
         "counts": {s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
         "trials": rows,
     }
+
+
+def tie_record(ranked: list, val_csv: Path) -> dict[str, Any]:
+    """The trials tied with the winner on the reported metric (validation FAR@100% recall) and what broke the tie.
+
+    On a small or easy validation set most trials score FAR 0 at 100% recall; the winner among them is then
+    the objective's choice, which the report and the summary name instead of showing an unexplained pick."""
+    from tao_aoi.analysis import binomial
+    from tao_aoi.data import changenet_csv
+
+    best = ranked[0]
+    far = best.user_attrs.get("val_far_pct")
+    tied = [t for t in ranked if t.user_attrs.get("val_far_pct") == far]
+    hard = [t.user_attrs.get("val_high_recall_far_pct") for t in tied]
+    if len(tied) == 1:
+        decided = None
+    elif sum(h == hard[0] for h in hard) == 1:
+        decided = "FAR averaged over recall 90-100%"
+    elif sum(t.value == best.value for t in tied) == 1:
+        decided = "class margin"
+    else:
+        decided = "earlier trial"
+    try:
+        n_pass = int((changenet_csv.read_columns(val_csv, what="validation CSV")["label"] == "PASS").sum())
+    except UserError:
+        n_pass = 0
+    return {"metric": METRIC_NAME, "value": far, "trials": [t.number for t in tied], "n_tied": len(tied),
+            "n_feasible": len(ranked), "rule": ties.RULE, "decided_by": decided,
+            "val_pass_rows": n_pass, "far_resolution_pct": binomial.resolution_pct(n_pass) if n_pass else None,
+            "winner": {"trial": best.number, "val_high_recall_far_pct": hard[0], "val_margin":
+                       best.user_attrs.get("val_margin")},
+            "next": None if len(tied) < 2 else {"trial": tied[1].number, "val_high_recall_far_pct": hard[1],
+                                                "val_margin": tied[1].user_attrs.get("val_margin")}}
 
 
 def write_best(cfg: SearchConfig) -> dict[str, Any]:

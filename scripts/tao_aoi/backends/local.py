@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from tao_aoi import atomic, defaults, labels
 from tao_aoi.backends.base import COMPLETE, Backend, EmbedJob, InferJob, JobHandle, TrainJob
-from tao_aoi.data import changenet_csv
+from tao_aoi.data import changenet_csv, dataset_checks
 from tao_aoi.errors import UserError
 from tao_aoi.model import ensemble, features
 from tao_aoi.tao import train_spec
@@ -122,8 +122,11 @@ class LocalBackend(Backend):
         init = ensemble.load(init_path, lights) if init_path is not None else None
         root = Path(job.images_root)
         frames = {}
+        repeats = 0
         for what, csv in (("training CSV", Path(job.train_csv)), ("validation CSV", Path(job.val_csv))):
             df = changenet_csv.read(csv, what=what)
+            if what == "training CSV":  # one row per training key: a repeated row is never a class weight
+                df, repeats = dataset_checks.dedupe(df, root, csv, what)
             _require_classes(df, csv, what)
             _require_images(df, csv, root, lights, ext)
             frames[what] = df
@@ -140,6 +143,9 @@ class LocalBackend(Backend):
             stale.unlink(missing_ok=True)
         journal = _Journal(out, "train.log")
         journal.status("STARTED", "Starting local model training", max_epoch=hp.epochs)
+        if repeats:
+            journal.log(f"{job.train_csv}: {repeats} repeated training row(s) (same input_path, golden_path, "
+                        f"object_name) dropped, the first of each kept")
         journal.log(f"train {job.train_csv} ({len(y)} rows, {int(y.sum())} defect) val {job.val_csv} "
                     f"({len(y_val)} rows) lights {lights} hyperparameters {hp.as_dict()} "
                     f"init {init_path or 'none'}")

@@ -129,10 +129,17 @@ class _Csv:
 
 def _tao_csv(csv: Path, job_dir: Path, images: Path, lights: list[str], ext: str, what: str) -> _Csv:
     """Read a CSV once: every image of every light must exist, and labels TAO would misread are
-    canonicalised into a copy (the ChangeNet CSVs the stages write already are canonical)."""
+    canonicalised into a copy (the ChangeNet CSVs the stages write already are canonical). A training
+    CSV is also handed over with one row per training key (dataset_checks.dedupe: a repeated row is
+    never a class weight; a key labelled twice is refused)."""
     import pandas as pd
 
     raw = changenet_csv.read(csv, what=what, canonicalize=False)
+    repeats = 0
+    if what == "training CSV":
+        from tao_aoi.data import dataset_checks
+
+        raw, repeats = dataset_checks.dedupe(raw, images, csv, what)
     missing = changenet_csv.missing_images(raw, images, lights, ext)
     if missing:
         line, path = missing[0]
@@ -141,7 +148,7 @@ def _tao_csv(csv: Path, job_dir: Path, images: Path, lights: list[str], ext: str
     dirs = pd.unique(pd.concat([raw["input_path"], raw["golden_path"]], ignore_index=True))
     abs_dirs = [d for d in dirs if d.startswith("/")]
     canon = raw["label"].map(labels.canonical_label)
-    if (canon == raw["label"]).all():
+    if (canon == raw["label"]).all() and not repeats:
         return _Csv(csv, csv, len(raw), abs_dirs, False)
     copy = job_dir / INPUTS_DIR / f"{what.split()[0]}-{csv.name}"  # role prefix: two inputs may share a name
     copy.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,12 @@ Positive = any label other than --pass-label (case-insensitive); predicted defec
 siamese_score > threshold; FAR = FP / (FP + TN). The operating point is the --kpi-target's "at"
 clause when given, else --far-target (highest recall with FAR <= x), else --recall-target (the
 largest threshold keeping recall >= r; at 100% just below the lowest defect score, ties count as
-false alarms). With --kpi-target, `passed` is recomputed from the contract. Exit 2 on bad input.
+false alarms). With --kpi-target, `passed` is recomputed from the contract. Every FAR carries its
+resolution (100 / PASS rows) and a 95% exact binomial interval. --calibration-csv (the same model's
+inference.csv on the validation set) adds `calibrated`: the threshold chosen there at the same
+operating point, applied unchanged to this set (what a threshold set before the KPI set existed
+gives). `deployment` is the threshold to ship: the middle of the gap the operating point sits in,
+with its margins. Exit 2 on bad input.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import click
 from tao_aoi import atomic, cli, defaults, fmt
 from tao_aoi.analysis import evaluation, metric_contract
 from tao_aoi.errors import UserError
+from tao_aoi.state import read_only
 
 
 def _operating_point(args) -> tuple[dict[str, Any] | None, str, float]:
@@ -48,11 +54,14 @@ def _operating_point(args) -> tuple[dict[str, Any] | None, str, float]:
               help="operating point: the highest recall with FAR <= this percent")
 @cli.option("--pass-label")
 @cli.option("--kpi-target")
+@click.option("--calibration-csv", metavar="CSV", help="the same model's inference.csv on the validation set: "
+              "choose the threshold there, report this set's KPI at it (calibrated)")
 @cli.option("--json", help="print metric_result.json on stdout")
 def command(args) -> int:
+    read_only.refuse_committed(args.output_dir, "--output-dir", "analyze_kpi.py")
     contract, name, target = _operating_point(args)
     result = evaluation.analyze(args.inference_csv, point_name=name, point_target=target, contract=contract,
-                     pass_label=args.pass_label)
+                                pass_label=args.pass_label, calibration_csv=args.calibration_csv)
     out = Path(args.output_dir) / evaluation.RESULT_NAME
     atomic.write_json(out, result)
     if args.json:
@@ -65,6 +74,8 @@ def command(args) -> int:
     if contract is not None:
         line += f"; {contract['text']}: {'PASSED' if result['passed'] else 'not met'}"
     print(line)
+    for extra in evaluation.summary_lines(result):
+        print(extra)
     print(f"wrote {out}")
     return 0
 

@@ -13,6 +13,8 @@ import click
 
 from tao_aoi import cli
 from tao_aoi.deft import assembly
+from tao_aoi.layout import Results
+from tao_aoi.state import read_only
 
 
 def iteration_number(value: str) -> int:
@@ -30,6 +32,8 @@ def iteration_number(value: str) -> int:
               help="the iteration: N or iterN (N >= 1)")
 @cli.option("--json", help="print validation_report.json")
 def command(args) -> int:
+    read_only.refuse_committed(Results.at(args.results_dir).combined_csv(args.iter).parent, "--results-dir/--iter",
+                               "assemble_dataset.py")
     report = assembly.assemble(args.results_dir, args.iter)
     if args.json:
         cli.emit_json(report)

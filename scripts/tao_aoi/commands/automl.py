@@ -25,7 +25,7 @@ from typing import Sequence
 import click
 
 from tao_aoi import cli, fmt
-from tao_aoi.automl import search_space, study
+from tao_aoi.automl import search_space, study, ties
 from tao_aoi.backends import get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import SCRIPTS_DIR, Workspace
@@ -79,6 +79,9 @@ def _search(args, cfg: study.SearchConfig) -> int:
     elif not args.quiet:
         b, r = rec["best"], rec.get("runner_up")
         runner = f" (runner-up: trial {r['trial']} val FAR@100%R {fmt.num(r['score'])}%)" if r else ""
+        tie = ties.tie_text(rec.get("ties"))
+        if tie:
+            print(tie)
         print(f"best: trial {b['trial']} val FAR@100%R {fmt.num(b['score'])}%{runner} -> {cfg.out_dir / 'best_rec.json'}")
     else:
         print(json.dumps({"best_trial": rec["best"]["trial"], "score": rec["best"]["score"]}))

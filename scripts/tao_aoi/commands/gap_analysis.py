@@ -21,6 +21,7 @@ import click
 from tao_aoi import cli, defaults, fmt
 from tao_aoi.analysis import rca_report
 from tao_aoi.errors import UserError
+from tao_aoi.state import read_only
 
 
 def check_report(path: str, verdicts: str | None) -> int:
@@ -52,6 +53,8 @@ def check_report(path: str, verdicts: str | None) -> int:
 @cli.option("--top-k-per-label")
 @click.option("--threshold", type=float, default=None, help="use this threshold instead of searching (e.g. the deployed one)")
 @cli.option("--pass-label")
+@cli.option("--kpi-target", help="the run's contract: its operating point gives metrics.json threshold (default: "
+            "recall --min-recall)")
 @click.option("--agent-review", is_flag=True,
               help="add TODO(agent) placeholders for an agent's visual review (what next_stage.py prints)")
 @click.option("--limiting-samples", type=click.IntRange(min=0), default=defaults.LIMITING_SAMPLES,
@@ -68,19 +71,22 @@ def command(args) -> int:
     missing = [f for f in ("inference_csv", "train_spec", "images_root", "results_dir") if not getattr(args, f)]
     if missing:
         raise UserError(f"--{missing[0].replace('_', '-')} is required (see --help)")
+    read_only.refuse_committed(args.results_dir, "--results-dir", "gap_analysis.py")
     from tao_aoi.analysis import gap_analysis  # numpy/pandas: not needed for --help or --check-report
 
     m = gap_analysis.run(args.inference_csv, args.train_spec, args.images_root, args.results_dir,
                          min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,
                          fixed_threshold=args.threshold, pass_label=args.pass_label,
                          report_mode="agent" if args.agent_review else "headless",
-                         limiting_limit=args.limiting_samples, verdicts=args.verdicts)
+                         limiting_limit=args.limiting_samples, verdicts=args.verdicts, kpi_target=args.kpi_target)
     if args.json:
         cli.emit_json(m)
         return 0
     cm = m["confusion_matrix"]
-    print(f"threshold {fmt.exact(m['threshold'])}: precision {fmt.num(m['precision'])} recall {fmt.num(m['recall'])} "
-          f"F1 {fmt.num(m['f1'])} (tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']})")
+    print(f"operating threshold {fmt.exact(m['threshold'])} (the contract's, as analyze_kpi.py): precision "
+          f"{fmt.ratio_pct(m['precision'])} recall {fmt.ratio_pct(m['recall'])} F1 {fmt.num(m['f1'])} "
+          f"(tp={cm['tp']} fp={cm['fp']} tn={cm['tn']} fn={cm['fn']}); NVIDIA's vcn_aoi threshold "
+          f"{fmt.exact(m['nvidia_threshold'])} (threshold.txt, the weak set); ship {fmt.exact(m['deployment']['threshold'])}")
     print(f"kept {m['n_kept_samples']} weak samples x {len(m['lights'])} lights = {m['n_gap_rows']} rows in "
           f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} samples flagged as "
           f"possible label errors")

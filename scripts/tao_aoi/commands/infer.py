@@ -16,6 +16,7 @@ import click
 from tao_aoi import cli
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import InferJob, completed
+from tao_aoi.state import read_only
 
 
 @cli.command("infer.py", __doc__, next_step="python3 scripts/analyze_kpi.py <output-dir>/inference.csv --output-dir "
@@ -30,6 +31,7 @@ from tao_aoi.backends.base import InferJob, completed
 @cli.option("--max-retries")
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
+    read_only.refuse_committed(args.output_dir, "--output-dir", "infer.py")
     job = InferJob(spec=args.spec, checkpoint=args.checkpoint, csv=args.csv, images_root=args.images_root,
                    output_dir=args.output_dir)
     with cli.job_failures("infer", args.output_dir):

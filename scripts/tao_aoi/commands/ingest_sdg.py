@@ -15,6 +15,7 @@ import click
 
 from tao_aoi import cli
 from tao_aoi.deft import sdg
+from tao_aoi.state import read_only
 
 
 @cli.command("ingest_sdg.py", __doc__, next_step="python3 scripts/mine_pool.py --targets <R>/iterN/routing/"
@@ -29,6 +30,7 @@ from tao_aoi.deft import sdg
 @cli.option("--iteration")
 @cli.option("--json", help="print allocation.json")
 def command(args) -> int:
+    read_only.refuse_committed(args.results_dir, "--results-dir", "ingest_sdg.py")
     alloc = sdg.ingest(args.routing, args.sdg_pool, args.num_sdg, args.results_dir, args.images_root,
                               args.train_spec, args.history, args.iteration)
     if args.json:

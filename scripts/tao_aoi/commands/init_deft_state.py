@@ -37,6 +37,7 @@ def workspace_overrides(fn):
 @cli.option("--top-k-per-label")
 @cli.option("--min-recall")
 @cli.option("--sdg-labels")
+@cli.option("--holdout-csv")
 @workspace_overrides
 @cli.option("--json", help="print the state as JSON")
 def command(args) -> int:
@@ -65,4 +66,5 @@ def config_from_args(args) -> dict:
         workspace=args.workspace, max_iterations=args.max_iterations, backend=args.backend, num_sdg=args.num_sdg,
         top_k_per_label=args.top_k_per_label, top_k_per_target=args.top_k_per_target,
         min_similarity=args.min_similarity, min_recall_pct=args.min_recall, sdg_labels=args.sdg_labels,
+        holdout_csv=args.holdout_csv,
         overrides={key: getattr(args, flag[2:].replace("-", "_")) for key, (flag, _, _) in run_config.PATHS.items()})

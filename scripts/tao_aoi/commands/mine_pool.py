@@ -20,6 +20,7 @@ import click
 from tao_aoi import cli, defaults, fmt
 from tao_aoi.backends import get_backend
 from tao_aoi.deft import mining
+from tao_aoi.state import read_only
 
 
 @cli.command("mine_pool.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then "
@@ -44,6 +45,7 @@ from tao_aoi.deft import mining
 @cli.option("--max-retries")
 @cli.option("--json", help="print mining_summary.json")
 def command(args) -> int:
+    read_only.refuse_committed(args.results_dir, "--results-dir", "mine_pool.py")
     backend = get_backend(args.backend, max_retries=args.max_retries)
     summary = mining.mine(args.targets, args.mining_pool, args.images_root, args.results_dir, args.train_spec,
                           backend, args.top_k_per_target, args.min_similarity, args.history,

@@ -34,6 +34,7 @@ from tao_aoi.pipeline import compute_budget, preflight
               help="time short trainings and an inference on this host for the compute estimate")
 @cli.option("--time-limit")
 @cli.option("--epoch-sec")
+@cli.option("--holdout-csv")
 @cli.option("--json", help="print the report as JSON")
 def command(args) -> int:
     budget = None
@@ -46,7 +47,8 @@ def command(args) -> int:
     trials = args.trials if args.trials is not None else (budget or {}).get("trials") or defaults.AUTOML_TRIALS
     report = preflight.run(args.workspace, args.backend, iterations, args.kpi_target, trials=trials,
                            algorithm=args.algorithm, num_sdg=args.num_sdg, top_k_per_target=args.top_k_per_target,
-                           min_similarity=args.min_similarity, budget=budget, phases=args.phases)
+                           min_similarity=args.min_similarity, budget=budget, phases=args.phases,
+                           holdout_csv=args.holdout_csv)
     if args.json:
         cli.emit_json(report)
     else:

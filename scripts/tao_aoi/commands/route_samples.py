@@ -16,6 +16,7 @@ import click
 
 from tao_aoi import cli
 from tao_aoi.deft import routing
+from tao_aoi.state import read_only
 
 
 @cli.command("route_samples.py", __doc__, next_step="the commit_stage.py line next_stage.py printed, then "
@@ -30,6 +31,7 @@ from tao_aoi.deft import routing
               help="keep rows that look mislabelled out of both routes (bucket 'relabel')")
 @cli.option("--json", help="print routing_summary.json on stdout")
 def command(args) -> int:
+    read_only.refuse_committed(args.results_dir, "--results-dir", "route_samples.py")
     s = routing.run(args.gaps, args.sdg_pool, args.mining_pool, args.results_dir,
                     sdg_labels=args.sdg_labels.split(","), pass_label=args.pass_label,
                     exclude_relabel=args.exclude_relabel)

@@ -50,6 +50,7 @@ from tao_aoi.state import run_lock
 @cli.option("--algorithm")
 @cli.deft_knobs
 @cli.option("--seed")
+@cli.option("--holdout-csv")
 @cli.option("--max-retries")
 @click.option("--yes", is_flag=True, help="approve the plan without asking (CI / batch)")
 @cli.option("--quiet")

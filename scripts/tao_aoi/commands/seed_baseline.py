@@ -26,6 +26,7 @@ from tao_aoi.pipeline import handoff, run_config
 @cli.option("--kpi-target", help="with --max-iterations: the KPI contract, e.g. 'FAR < 2% at Recall=100%'")
 @cli.option("--backend")
 @cli.deft_knobs
+@cli.option("--holdout-csv")
 @cli.option("--json")
 def command(args) -> int:
     config = None
@@ -36,7 +37,7 @@ def command(args) -> int:
             raise UserError("give both --max-iterations and --kpi-target to initialise the run, or neither")
         config = run_config.deft_config(
             workspace=args.workspace, max_iterations=args.max_iterations, backend=args.backend, num_sdg=args.num_sdg,
-            top_k_per_target=args.top_k_per_target, min_similarity=args.min_similarity)
+            top_k_per_target=args.top_k_per_target, min_similarity=args.min_similarity, holdout_csv=args.holdout_csv)
     out = handoff.seed_baseline(args.best_rec, args.results_dir, args.workspace, config, args.kpi_target)
     if args.json:
         cli.emit_json(out)

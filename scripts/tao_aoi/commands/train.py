@@ -20,6 +20,7 @@ from tao_aoi import cli, defaults
 from tao_aoi.backends import get_backend
 from tao_aoi.backends.base import TrainJob, completed
 from tao_aoi.errors import UserError
+from tao_aoi.state import read_only
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 @cli.option("--max-retries")
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
+    read_only.refuse_committed(args.output_dir, "--output-dir", "train.py")
     job = TrainJob(spec=args.spec, train_csv=args.train_csv, val_csv=args.val_csv, images_root=args.images_root,
                    output_dir=args.output_dir, init_checkpoint=args.init_checkpoint, overrides=parse_sets(args.sets))
     with cli.job_failures("train", args.output_dir):

@@ -7,6 +7,7 @@ rows are present, and (with --against) nothing leaks into the validation/KPI set
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import click
@@ -14,6 +15,7 @@ import click
 from tao_aoi import atomic, cli
 from tao_aoi.data import changenet_csv, dataset_checks
 from tao_aoi.errors import HardStop
+from tao_aoi.state import read_only
 from tao_aoi.tao import train_spec
 
 
@@ -26,6 +28,8 @@ from tao_aoi.tao import train_spec
 @click.option("--report-json", help="write the report here")
 @cli.option("--json", help="print the report as JSON")
 def command(args) -> int:
+    if args.report_json:
+        read_only.refuse_committed(Path(args.report_json).parent, "--report-json", "validate_training_csv.py")
     spec = train_spec.load(args.train_spec)
     lights, ext = train_spec.lights(spec, args.train_spec), train_spec.image_ext(spec, args.train_spec)
     raw = changenet_csv.read(args.csv, what="training CSV", canonicalize=False)

@@ -44,12 +44,16 @@ def resolve_dirs(values: pd.Series, images_root: str | Path, csv_dir: str | Path
     return values.map({k: key for k, (key, _) in mapping.items()})
 
 
+def unresolved(df: pd.DataFrame, images_root: str | Path, csv_path: str | Path) -> list[str]:
+    """input_path values that are no folder under the image root, its parent or the CSV's folder."""
+    mapping = _resolve(df["input_path"], images_root, Path(csv_path).parent)
+    return [v for v, (_, found) in mapping.items() if not found]
+
+
 def require_resolved(df: pd.DataFrame, images_root: str | Path, csv_path: str | Path, what: str) -> None:
     """Refuse a CSV whose sample folders do not exist: its identity cannot be resolved, so a leak
     could hide behind a prefix (``images/x`` vs ``x``) and "no leakage" would be a guess."""
-    csv_dir = Path(csv_path).parent
-    mapping = _resolve(df["input_path"], images_root, csv_dir)
-    missing = [v for v, (_, found) in mapping.items() if not found]
+    missing = unresolved(df, images_root, csv_path)
     if missing:
         line = int((df["input_path"] == missing[0]).to_numpy().argmax()) + 2
         raise UserError(

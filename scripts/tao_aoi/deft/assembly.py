@@ -41,6 +41,29 @@ def _new_rows(path: Path, source: str, iteration: str) -> tuple[pd.DataFrame, pd
     return df[list(changenet_csv.REQUIRED)], prov
 
 
+def _refuse_label_conflicts(previous: pd.DataFrame, new: pd.DataFrame, root: Path,
+                            sources: list[tuple[Path, int]]) -> None:
+    """A new row whose training key the set already holds (or another new row holds) with another label: hard stop
+    naming both rows in their own files (the run cannot tell which label is right)."""
+    both = pd.concat([previous[list(changenet_csv.REQUIRED)], new[list(changenet_csv.REQUIRED)]], ignore_index=True)
+    conflicts = dataset_checks.label_conflicts(both, dataset_checks.training_keys(both, root))
+    if not conflicts:
+        return
+
+    def where(line: int) -> str:
+        i = line - 2
+        for path, rows in sources:
+            if i < rows:
+                return f"{path} line {i + 2}"
+            i -= rows
+        return f"row {line - 1}"
+
+    a, b, key, la, lb = conflicts[0]
+    raise HardStop(f"{where(a)} ({la}) and {where(b)} ({lb}) are the same training sample ({key}) with two labels "
+                   f"({len(conflicts)} such sample(s)); fix the label at its source (the pool or the training set), "
+                   f"then retry this iteration's stages")
+
+
 def assemble(results_dir: str | Path, n: int) -> dict:
     R = Results.at(results_dir)
     st = deft_state.load(R.root)
@@ -73,11 +96,23 @@ def assemble(results_dir: str | Path, n: int) -> dict:
     previous = prev_raw.copy()
     relabelled = int((previous["label"] != previous["label"].map(labels.canonical_label)).sum())
     previous["label"] = changenet_csv.canonical_labels(previous["label"], prev_path)
+    # One row per training key (NVIDIA's rule): a repeated base row is dropped, keeping the first, so it never
+    # weighs twice; a key labelled twice is refused.
+    try:
+        kept, repeated = dataset_checks.dedupe(previous, root, prev_path, "previous training CSV")
+    except UserError as exc:
+        raise HardStop(str(exc)) from None
+    if repeated:
+        mask = previous.index.isin(kept.index)
+        previous, prev_prov = kept.reset_index(drop=True), prev_prov[mask].reset_index(drop=True)
 
-    sdg, sdg_prov = _new_rows(R.stage_dir(label, "sdg") / "sdg_rows.csv", "sdg", label)
-    mined, mined_prov = _new_rows(R.stage_dir(label, "mining") / "mined_rows.csv", "mined", label)
+    sdg_path, mined_path = R.stage_dir(label, "sdg") / "sdg_rows.csv", R.stage_dir(label, "mining") / "mined_rows.csv"
+    sdg, sdg_prov = _new_rows(sdg_path, "sdg", label)
+    mined, mined_prov = _new_rows(mined_path, "mined", label)
     new = pd.concat([sdg, mined], ignore_index=True)
     new_prov = pd.concat([sdg_prov, mined_prov], ignore_index=True)
+    _refuse_label_conflicts(previous, new, root, [(prev_path, len(previous)), (sdg_path, len(sdg)),
+                                                  (mined_path, len(mined))])
 
     prev_keys = set(leakage.sample_keys(previous, root, prev_path))
     new_keys = leakage.sample_keys(new, root) if len(new) else pd.Series([], dtype=str)
@@ -96,6 +131,8 @@ def assemble(results_dir: str | Path, n: int) -> dict:
     out_csv, out_prov = R.combined_csv(n), R.provenance_csv(n)
     against = [(cfg["validation_csv"], changenet_csv.read(cfg["validation_csv"], what="validation CSV")),
                (cfg["kpi_csv"], changenet_csv.read(cfg["kpi_csv"], what="KPI CSV"))]
+    if cfg.get("holdout_csv"):  # the sealed holdout must stay unseen by everything the run trains on
+        against.append((cfg["holdout_csv"], changenet_csv.read(cfg["holdout_csv"], what="holdout CSV")))
     checks = dataset_checks.check(combined, out_csv, root, lights, ext, against)
     report = {
         **checks,
@@ -108,6 +145,7 @@ def assemble(results_dir: str | Path, n: int) -> dict:
         "new_labels": {str(k): int(v) for k, v in new["label"].value_counts().sort_index().items()},
         "combined_rows": int(len(combined)),
         "duplicates_dropped": duplicates,
+        "previous_repeats_dropped": repeated,
         "previous_labels_canonicalized": relabelled,
     }
     dataset_dir = out_csv.parent

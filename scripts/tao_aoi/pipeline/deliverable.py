@@ -4,10 +4,22 @@ Candidates are the iterations whose evaluate committed (baseline, iterN, final_a
 order; the choice is the metric contract's (constraints first, then the contract's direction,
 ties to the earlier candidate: metric_contract.pick_best). A Phase 3 result that regressed is
 therefore never the deliverable, and best_model.json says so.
+
+Three figures describe the deliverable, and best_model.json keeps each under its own key:
+- the contract figure (``metric_result``, ``threshold``): FAR and recall on the KPI set at the
+  contract's operating point. The KPI set also chose the weak samples, the stop and this model, so
+  it is the optimistic one;
+- ``calibrated``: the threshold chosen on the validation set, applied unchanged to the KPI set;
+- ``holdout`` (with ``--holdout-csv``): the sealed set no decision saw, scored once here with the
+  deliverable at the shipped threshold: what to expect on the line.
+``deployment`` is the threshold that ships (``eval_margin`` of the inference spec): the middle of the
+gap the contract's operating point sits in, with its margins (analysis/deployment.py).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from tao_aoi import atomic
 from tao_aoi.analysis import metric_contract
@@ -66,6 +78,7 @@ def _prepare(results_dir: str | Path) -> dict:
     if not ckpt or not Path(ckpt).is_file():
         raise UserError(f"the chosen iteration {best}'s checkpoint {ckpt} is missing; it must stay in the results folder")
     result = rec["metric_result"]
+    figures = shipped_figures(R, st, best, rec)
     note = None
     if "final_automl" in st["iterations"] and best != "final_automl":
         fa = st["iterations"]["final_automl"].get("metric_result") or {}
@@ -89,8 +102,67 @@ def _prepare(results_dir: str | Path) -> dict:
         "selection_rule": RULE,
         "candidates": table,
         "phase3_note": note,
+        **figures,
     }
-    spec = inference_spec(train_spec.load(spec_path), ckpt, result.get("threshold"))
+    spec = inference_spec(train_spec.load(spec_path), ckpt, figures["deployment"]["threshold"])
     atomic.write_text(R.inference_spec, train_spec.dump(spec))
     atomic.write_json(R.best_model, model)
     return model
+
+
+# --------------------------------------------------------------------------- the shipped figures
+
+
+def _metric_file(rec: dict) -> dict:
+    """The winner's full metric_result.json (the state keeps a summary of it)."""
+    path = (rec.get("metric_result") or {}).get("evidence_path") or rec["artifacts"].get("metric_result")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def shipped_figures(R: Results, st: dict, best: str, rec: dict) -> dict[str, Any]:
+    """deployment, calibrated and holdout of the deliverable ``best`` (best_model.json keys)."""
+    from tao_aoi.analysis import deployment, kpi
+
+    inference_csv = rec["artifacts"].get("inference_csv")
+    if not inference_csv or not Path(inference_csv).is_file():
+        raise UserError(f"the chosen iteration {best}'s inference.csv {inference_csv} is missing; it must stay in the "
+                        f"results folder (the shipped threshold is placed on its scores)")
+    point = st["metric_contract"]["operating_point"]
+    _, scores, positive = kpi.read_inference_columns(inference_csv)
+    op = kpi.operating_point(scores, positive, point["name"], float(point["target"]))
+    dep = deployment.ship(scores, positive, op.threshold)
+    dep["warning"] = deployment.margin_warning(dep)
+    full = _metric_file(rec)
+    calibrated = full.get("calibrated") or (rec.get("metric_result") or {}).get("calibrated")
+    out: dict[str, Any] = {"deployment": dep, "calibrated": calibrated, "resolution_note": full.get("resolution_note"),
+                           "holdout": holdout_figures(R, st, best, dep["threshold"])}
+    return out
+
+
+def holdout_figures(R: Results, st: dict, best: str, threshold: float) -> dict[str, Any] | None:
+    """The sealed holdout at the shipped threshold (None without --holdout-csv)."""
+    holdout_csv = st["config"].get("holdout_csv")
+    if not holdout_csv:
+        return None
+    from tao_aoi.analysis import binomial, kpi
+    from tao_aoi.data import changenet_csv
+
+    scored = R.holdout(best) / "inference.csv"
+    if not scored.is_file():
+        raise UserError(f"{scored} does not exist: score the holdout set with the deliverable first (infer.py --csv "
+                        f"{holdout_csv} --checkpoint <{best}'s best.ckpt> --output-dir {scored.parent}; "
+                        f"next_stage.py prints the line)")
+    cols, scores, positive = kpi.read_inference_columns(scored)
+    given = changenet_csv.read_columns(holdout_csv, what="holdout CSV")
+    if len(given["label"]) != scores.size:
+        raise UserError(f"{scored} has {scores.size} rows but the holdout CSV {holdout_csv} has {len(given['label'])}; "
+                        f"score the whole holdout set again into a fresh folder")
+    p = kpi.at_threshold(scores, positive, threshold)
+    return {"far_pct": p.far_pct, "recall_pct": p.recall_pct, "threshold": float(threshold), "rows": int(scores.size),
+            "n_pass": p.n_pass, "n_defect": p.n_defect, "counts": {"tp": p.tp, "fp": p.fp, "tn": p.tn, "fn": p.fn},
+            **binomial.far_figures(p.fp, p.n_pass), **binomial.recall_figures(p.tp, p.n_defect),
+            "iteration": best, "holdout_csv": str(holdout_csv), "inference_csv": str(scored)}

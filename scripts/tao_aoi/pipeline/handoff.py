@@ -126,6 +126,11 @@ def warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None =
 def _warm_start_inputs(results_dir: str | Path, space: Mapping[str, Any] | None) -> dict[str, Any]:
     R = Results.at(results_dir)
     st = deft_state.load(R.root)
+    recorded = R.automl("phase3") / "warm_start.json"
+    if "final_automl" in st["iterations"] and recorded.is_file():
+        # Phase 3 already registered its winner (a run killed during its evaluate or finalize resumes here):
+        # the inputs it was started from, not a fresh choice from a state that is no longer "complete".
+        return json.loads(recorded.read_text(encoding="utf-8"))
     if st["status"] == "failed":
         f = st["failure"] or {}
         raise HardStop(f"DEFT hard-stopped at {f.get('iter')}/{f.get('stage')} ({f.get('summary')}); Phase 3 is "

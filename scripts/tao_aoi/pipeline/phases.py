@@ -17,7 +17,7 @@ from typing import Any
 
 from tao_aoi import defaults, fmt
 from tao_aoi.analysis import metric_contract
-from tao_aoi.automl import search_space, study
+from tao_aoi.automl import search_space, study, ties
 from tao_aoi.backends import faults, get_backend
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results, Workspace
@@ -47,6 +47,7 @@ class Options:
     min_similarity: float | None    # None: the embedder's calibrated floor
     seed: int
     time_limit: str | None = None
+    holdout_csv: str | None = None  # the sealed holdout set, scored once by the deliverable (finalize)
 
     @classmethod
     def from_args(cls, args, ws: Path) -> "Options":
@@ -54,8 +55,10 @@ class Options:
         trials = args.trials if args.trials is not None else (None if limit else defaults.AUTOML_TRIALS)
         # The contract's canonical text: "FAR below 1% at 100% recall" resumes a "FAR < 1% at Recall=100%" run.
         kpi = metric_contract.render(metric_contract.parse_kpi_target(args.kpi_target))
+        holdout = getattr(args, "holdout_csv", None)
         return cls(str(ws), args.backend, args.phases, args.max_iterations, kpi, trials,
-                   args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed, limit)
+                   args.algorithm, args.num_sdg, args.top_k_per_target, args.min_similarity, args.seed, limit,
+                   str(Path(holdout).expanduser().resolve()) if holdout else None)
 
 
 def effective(opts: Options, budget: dict[str, Any] | None) -> Options:
@@ -88,8 +91,14 @@ def plan_budget(opts: Options, R: Results, *, epoch_sec: float | None = None) ->
 # ------------------------------------------------------------------ the results folder
 
 
+def recorded_options(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Options recorded by an older version, with the fields added since at their defaults."""
+    return {"holdout_csv": None, **recorded}
+
+
 def same_run(recorded: dict[str, Any], opts: Options) -> bool:
     """The same run, perhaps with options of iterations not started yet changed (see resume_changes)."""
+    recorded = recorded_options(recorded)
     mine = asdict(opts)
     return set(recorded) == set(mine) and all(recorded[k] == v for k, v in mine.items() if k not in ADJUSTABLE)
 
@@ -129,6 +138,9 @@ def plan_text(opts: Options, R: Results) -> str:
         cost.append(f"{2 * opts.trials if 'automl3' in ph else opts.trials} AutoML trainings")
     if "deft" in ph:
         cost.append(f"{opts.max_iterations} DEFT iterations" + ("" if "automl1" in ph else " + a baseline training"))
+    lines.append(f"  holdout  {opts.holdout_csv}: sealed, scored once by the deliverable at the shipped threshold"
+                 if opts.holdout_csv else "  holdout  none: the KPI figure will be measured on the set that chose the "
+                 "deliverable (pass --holdout-csv for what to expect on the line)")
     lines.append(f"  backend {opts.backend}; cost ~ {' + '.join(cost)}")
     return "\n".join(lines)
 
@@ -139,7 +151,7 @@ def preflight_checks(opts: Options) -> dict[str, Any]:
 
     report = preflight.run(opts.workspace, opts.backend, opts.max_iterations, opts.kpi_target, trials=opts.trials,
                            algorithm=opts.algorithm, num_sdg=opts.num_sdg, top_k_per_target=opts.top_k_per_target,
-                           min_similarity=opts.min_similarity, phases=opts.phases)
+                           min_similarity=opts.min_similarity, phases=opts.phases, holdout_csv=opts.holdout_csv)
     preflight.require_ready(report)
     return report
 
@@ -164,7 +176,7 @@ def confirm(opts: Options, R: Results, warnings: list[str] = (), budget: dict[st
 def _init_config(opts: Options) -> dict[str, Any]:
     return run_config.deft_config(workspace=opts.workspace, max_iterations=opts.max_iterations, backend=opts.backend,
                                   num_sdg=opts.num_sdg, top_k_per_target=opts.top_k_per_target,
-                                  min_similarity=opts.min_similarity)
+                                  min_similarity=opts.min_similarity, holdout_csv=opts.holdout_csv)
 
 
 def _search(opts: Options, R: Results, phase: str, spec: Path, train_csv: str, val_csv: str, *, space: dict,
@@ -250,7 +262,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
                           space=search_space.default_for_backend("local" if opts.backend == "slurm" else opts.backend),
                           warm=None, progress=progress)
             mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
-                                    "runner_up": rec.get("runner_up")})
+                                    "runner_up": rec.get("runner_up"), "tie": ties.tie_text(rec.get("ties"))})
         if "deft" in phases and "deft" not in ps["done"]:
             progress.note(f"== Phase 2: DEFT loop (max {opts.max_iterations} iterations, {opts.kpi_target})")
             if "automl1" in phases:
@@ -280,7 +292,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
                                f"Phase 3 trial {reg['trial']} is the final_automl candidate")
             deft_loop.run_deft(str(R.root), progress)  # final_automl evaluate, then finalize again
             mark("automl3", phase3={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
-                                    "warm_start_from": inputs["best_iteration"]})
+                                    "warm_start_from": inputs["best_iteration"], "tie": ties.tie_text(rec.get("ties"))})
     except HardStop as exc:
         ps["status"] = "failed"
         ps["failure"] = str(exc)
@@ -358,7 +370,41 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
         out["deliverable"] = {"iteration": bm["iteration"], "kpi_value": bm["metric_result"]["value"],
                               "passed": bm["passed"], "checkpoint": bm["checkpoint"], "threshold": bm["threshold"],
                               "note": bm.get("phase3_note")}
+        out["shipping"] = {k: bm.get(k) for k in ("deployment", "calibrated", "holdout")}
+        out["shipping"]["kpi"] = {k: bm["metric_result"].get(k) for k in ("far_pct", "recall_pct", "far_ci95_pct")}
     return out
+
+
+def shipping_lines(s: dict[str, Any]) -> list[str]:
+    """The three figures of the deliverable and the threshold that ships (with a small-margin warning)."""
+    sh = s.get("shipping")
+    if not sh:
+        return []
+    k, cal, ho, dep = sh.get("kpi") or {}, sh.get("calibrated") or {}, sh.get("holdout"), sh.get("deployment") or {}
+    lines = [f"  Contract FAR {fmt.num(k.get('far_pct'))}% at recall {fmt.num(k.get('recall_pct'))}% on the KPI set, "
+             f"which also chose the deliverable (optimistic)"]
+    if cal.get("kpi"):
+        lines.append(f"  Calibrated (threshold from the validation set): FAR {fmt.num(cal['kpi'].get('far_pct'))}% at "
+                     f"recall {fmt.num(cal['kpi'].get('recall_pct'))}% on the KPI set")
+    if ho:
+        lines.append(f"  Holdout ({ho['rows']} sealed rows, shipped threshold): FAR {fmt.num(ho['far_pct'])}% at recall "
+                     f"{fmt.num(ho['recall_pct'])}%: what to expect on the line")
+    else:
+        lines.append("  No holdout: the KPI figure was measured on the set that chose the deliverable "
+                     "(run_pipeline.py --holdout-csv CSV measures what to expect on the line)")
+    if dep.get("threshold") is not None:
+        m = dep.get("margin") or {}
+        lines.append(f"  Ships threshold {fmt.exact(dep['threshold'])} (margin {fmt.num(m.get('to_defect'))} to the "
+                     f"nearest defect, {fmt.num(m.get('to_pass'))} to the nearest PASS)")
+    return lines
+
+
+def margin_warning_line(s: dict[str, Any]) -> str | None:
+    """The summary's last line when the shipped threshold has a small margin (None otherwise)."""
+    from tao_aoi.analysis import deployment
+
+    warning = deployment.margin_warning((s.get("shipping") or {}).get("deployment"))
+    return f"warning: {warning}" if warning else None
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -368,6 +414,8 @@ def render_summary(s: dict[str, Any]) -> str:
         runner = f"; runner-up trial {r['trial']} {fmt.num(r['score'])}%" if r else ""
         lines.append(f"  Phase 1 best           val FAR@100%R {fmt.num(p1['val_far_pct'])}%  (trial "
                      f"{p1['best_trial']}{runner})")
+        if p1.get("tie"):
+            lines.append(f"    {p1['tie']}")
     for t in s["trajectory"]:
         name = {"baseline": "DEFT baseline", "final_automl": "Phase 3 best"}.get(t["iteration"], f"DEFT {t['iteration']}")
         mark = "met" if t["passed"] else "not met"
@@ -378,6 +426,10 @@ def render_summary(s: dict[str, Any]) -> str:
                      f"({'meets' if d['passed'] else 'does not meet'} {s.get('kpi_target')})")
         if d.get("note"):
             lines.append(f"  {d['note']}")
+        lines += shipping_lines(s)
     lines.append(f"Results: {s['results_dir']}")
     lines.append(f"Report:  {s['report'] or '(not rendered)'}")
+    warning = margin_warning_line(s)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)

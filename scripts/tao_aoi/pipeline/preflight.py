@@ -116,7 +116,7 @@ def _phase_sections(phases: str, sec5: dict, sec6: dict, sec7: dict) -> tuple[di
 def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_target: str | None,
         trials: int = defaults.AUTOML_TRIALS, algorithm: str = "bayesian", num_sdg: int = defaults.NUM_SDG,
         top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float | None = None,
-        budget: dict[str, Any] | None = None, phases: str = "all") -> dict[str, Any]:
+        budget: dict[str, Any] | None = None, phases: str = "all", holdout_csv: str | None = None) -> dict[str, Any]:
     ws = Workspace.at(workspace)
     deft = phases in ("all", "deft")
     hard: list[str] = []
@@ -166,6 +166,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     if deft and "mining pool" in frames and not len(frames["mining pool"]):
         hard.append(f"mining pool {ws.mining_pool_csv} is empty; DEFT needs real labelled images to mine from")
     if "training set" in frames:
+        _training_rows(frames["training set"], ws, hard, warnings)
         bad = dataset_checks.noncanonical_labels(changenet_csv.read(ws.training_csv, canonicalize=False)["label"])
         if bad:
             fixable.append(f"{len(bad)} non-canonical label(s) in the training set (e.g. line {bad[0][0]}: "
@@ -180,6 +181,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     else:
         sdg_facts["status"] = "absent (SDG routes will be empty)"
     sec4 = {"csvs": tables, "leakage": leaks, "sdg_pool": sdg_facts, "lights": lights, "image_ext": ext}
+    sec4["holdout"] = _holdout(holdout_csv, ws, frames, lights, ext, hard)
     if backend in ("docker", "slurm"):
         sec4["tao"] = tao_checks(ws, backend, hard, fixable)
     # 5-7. phase configs
@@ -216,6 +218,7 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
     sec7 = {"warm_start": "best DEFT iteration by the contract: its combined CSV and its checkpoint",
             "pinned": space.get("architecture", []), "learning_rate": "narrowed around the winner for fine-tuning",
             "regression_guard": "Phase 3 ships only if it beats every DEFT candidate on the contract"}
+    warnings += resolution_warnings(contract, frames, sec4["holdout"].pop("_frame", None), deft)
     # 8. compute estimate
     sec8 = _compute(budget)
     sec5, sec6, sec7 = _phase_sections(phases, sec5, sec6, sec7)
@@ -226,6 +229,61 @@ def run(workspace: str | Path, backend: str, max_iterations: int | None, kpi_tar
                          "5_phase1": sec5, "6_phase2": sec6, "7_phase3": sec7, "8_compute": sec8,
                          "9_confirm": sec9},
             "hard_blockers": hard, "fixable_blockers": fixable, "warnings": warnings, "ready": not hard}
+
+
+def _training_rows(df: Any, ws: Workspace, hard: list, warnings: list) -> None:
+    """NVIDIA's training-set rules: a sample labelled twice blocks; repeated rows are dropped (said so)."""
+    keys = dataset_checks.training_keys(df, ws.images, ws.training_csv)
+    conflicts = dataset_checks.label_conflicts(df, keys)
+    if conflicts:
+        hard.append(dataset_checks.conflict_text(ws.training_csv, conflicts, "training set"))
+    repeats = int(keys.duplicated().sum())
+    if repeats:
+        warnings.append(f"training set {ws.training_csv}: {repeats} repeated row(s) (same input_path, golden_path, "
+                        f"object_name); training keeps the first of each (a repeat is never a class weight)")
+
+
+def _holdout(path: str | None, ws: Workspace, frames: dict[str, Any], lights: list[str], ext: str,
+             hard: list) -> dict[str, Any]:
+    """The sealed holdout (run_pipeline.py --holdout-csv): rows, missing files, samples shared with the sets the run
+    trains or decides on (a hard blocker: its figure would not be unseen)."""
+    if not path:
+        return {"status": "none: the KPI figure will be measured on the set that chose the deliverable "
+                          "(--holdout-csv CSV gives what to expect on the line)"}
+    table = _csv_summary("holdout set", Path(path).expanduser().resolve(), ws.images, lights, ext, hard)
+    df = table.pop("_df", None)
+    if df is not None:
+        against = [(str(p), frames[n]) for n, p in (("training set", ws.training_csv), ("validation set",
+                   ws.validation_csv), ("KPI set", ws.kpi_csv)) if n in frames]
+        found = leakage.find_leaks(df, path, against, ws.images) if against else []
+        table["shared_with_run_sets"] = int(len(found))
+        if len(found):
+            hard.append(f"holdout set shares {len(found)} sample(s) with the sets the run trains or decides on, e.g. "
+                        f"{found.iloc[0]['key']} (also in {found.iloc[0]['against']}); a holdout must be unseen")
+        table["_frame"] = df
+    return table
+
+
+def resolution_warnings(contract: dict[str, Any] | None, frames: dict[str, Any], holdout: Any,
+                        deft: bool) -> list[str]:
+    """Sets too small to resolve the FAR target: AutoML ranks trials by validation FAR, DEFT stops on KPI FAR."""
+    from tao_aoi.analysis import binomial
+
+    if not contract or contract["name"] != "far_pct":
+        return []
+    out = []
+    sets = [("validation set", frames.get("validation set"), "AutoML trials will tie at FAR 0% there and be told "
+             "apart only by the tie-break rule"),
+            ("KPI set", frames.get("KPI set") if deft else None, "the contract then means zero false alarms on it"),
+            ("holdout set", holdout, "its FAR cannot confirm the target")]
+    for name, df, why in sets:
+        if df is None:
+            continue
+        n_pass = int((df["label"] == labels.PASS).sum())
+        note = binomial.resolution_note(contract["operator"], contract["target"], n_pass, f"the {name}")
+        if note:
+            out.append(f"{note}: {why}")
+    return out
 
 
 # ------------------------------------------------------------------ docker / slurm (TAO) checks
@@ -378,6 +436,13 @@ def render(report: dict[str, Any]) -> str:
             labels = ", ".join(f"{k} {v}" for k, v in t["labels"].items())
             out.append(f"   {t['name']}: {t['rows']} samples ({labels}); missing files {t['missing_files']}")
     out.append(f"   leakage into validation/KPI: {s['4_data']['leakage'] or 'not checked'}")
+    h = s["4_data"].get("holdout") or {}
+    if "status" in h:
+        out.append(f"   holdout: {h['status']}")
+    elif h.get("rows") is not None:
+        labels_ = ", ".join(f"{k} {v}" for k, v in h["labels"].items())
+        out.append(f"   holdout set: {h['rows']} rows ({labels_}); missing files {h['missing_files']}; samples shared "
+                   f"with training/validation/KPI {h.get('shared_with_run_sets', 'not checked')}")
     out.append(f"   SDG pool: {s['4_data']['sdg_pool']}")
     for key, value in s["4_data"].get("tao", {}).items():
         out.append(f"   TAO {key.replace('_', ' ')}: {value}")

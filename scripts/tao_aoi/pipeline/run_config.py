@@ -34,8 +34,10 @@ def deft_config(*, workspace: str | Path, max_iterations: int, backend: str = "l
                 num_sdg: int = defaults.NUM_SDG, top_k_per_label: int = defaults.TOP_K_PER_LABEL,
                 top_k_per_target: int = defaults.TOP_K_PER_TARGET, min_similarity: float | None = None,
                 min_recall_pct: float = defaults.MIN_RECALL_PCT, sdg_labels: str = ",".join(defaults.SDG_LABELS),
-                overrides: dict[str, str | None] | None = None) -> dict:
-    """The config dict; ``overrides`` maps a key of ``PATHS`` to a path given instead of the workspace's."""
+                overrides: dict[str, str | None] | None = None, holdout_csv: str | None = None) -> dict:
+    """The config dict; ``overrides`` maps a key of ``PATHS`` to a path given instead of the workspace's;
+    ``holdout_csv``: the sealed holdout set (checked here: both classes, no sample shared with any set the run
+    trains or decides on)."""
     ws = Workspace.at(workspace)
     if not ws.root.is_dir():
         raise UserError(f"--workspace {ws.root} is not a directory")
@@ -70,10 +72,42 @@ def deft_config(*, workspace: str | Path, max_iterations: int, backend: str = "l
         "min_similarity": min_similarity,  # None: mining uses the embedder's calibrated floor
         "min_recall": round(min_recall_pct / 100.0, 10),  # the ratio deft_state.json keeps (as cli.recall_ratio)
         "sdg_labels": [s.strip().upper() for s in sdg_labels.split(",") if s.strip()],
+        "holdout_csv": str(Path(holdout_csv).expanduser().resolve()) if holdout_csv else None,
     }
     for key in ("train_spec", "training_csv", "validation_csv", "kpi_csv"):
         if not Path(cfg[key]).is_file():
             raise UserError(f"{key} {cfg[key]} does not exist; check --workspace or pass --{key.replace('_', '-')}")
     if not Path(cfg["images_root"]).is_dir():
         raise UserError(f"images root {cfg['images_root']} is not a directory; pass --images-root")
+    if cfg["holdout_csv"]:
+        check_holdout(cfg)
     return cfg
+
+
+def check_holdout(cfg: dict) -> None:
+    """A holdout must be rows no decision of the run sees: refuse one sharing a sample (resolved input folder +
+    object_name, data.leakage) with the training, validation or KPI set, or lacking PASS or defect rows."""
+    from tao_aoi.data import changenet_csv, leakage  # pandas: only when a holdout is given
+
+    path = cfg["holdout_csv"]
+    if not Path(path).is_file():
+        raise UserError(f"holdout CSV {path} does not exist; pass an existing ChangeNet CSV")
+    df = changenet_csv.read(path, what="holdout CSV")
+    positive = df["label"] != "PASS"
+    if positive.all() or not positive.any():
+        raise UserError(f"holdout CSV {path} has no {'PASS' if positive.all() else 'defect'} rows; FAR and recall need "
+                        f"both")
+    missing = leakage.unresolved(df, cfg["images_root"], path)
+    if missing:
+        line = int((df["input_path"] == missing[0]).to_numpy().argmax()) + 2
+        raise UserError(f"holdout CSV {path} line {line}: input_path {missing[0]!r} is no folder under the run's image "
+                        f"root {cfg['images_root']}, its parent or the CSV's folder ({len(missing)} such folder(s)); "
+                        f"unresolved samples cannot be checked for leakage: fix the holdout's paths")
+    against = [(cfg[k], changenet_csv.read(cfg[k], what=k.replace("_", " "))) for k in
+               ("training_csv", "validation_csv", "kpi_csv")]
+    leaks = leakage.find_leaks(df, path, against, cfg["images_root"])
+    if len(leaks):
+        first = leaks.iloc[0]
+        raise UserError(f"holdout CSV {path} line {first['line']}: sample {first['key']} is also in {first['against']} "
+                        f"({len(leaks)} such row(s)); a holdout must be rows no decision of the run sees: drop them "
+                        f"from one of the two")

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from tao_aoi import fmt
 from tao_aoi.analysis import metric_contract
+from tao_aoi.automl import ties
 from tao_aoi.layout import Results, iteration_number
 from tao_aoi.report import sources, svg
 from tao_aoi.report.sources import Doc
@@ -45,6 +46,60 @@ def cell(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return json.dumps(v, sort_keys=True, default=str)[:300]
     return str(v)
+
+
+def _interval(ci: Any) -> str:
+    return f"{fmt.num(ci[0])}-{fmt.num(ci[1])}%" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+
+
+def _far_recall(d: Mapping[str, Any]) -> str:
+    """FAR (with its 95% interval and resolution when known) at a recall, both in percent."""
+    ci = _interval(d.get("far_ci95_pct"))
+    res = d.get("far_resolution_pct")
+    extra = ", ".join(x for x in (f"95% interval {ci}" if ci else "",
+                                  f"one false alarm = {fmt.num(res)}%" if fmt.is_number(res) else "") if x)
+    return (f"FAR {fmt.num(d.get('far_pct'))}%" + (f" ({extra})" if extra else "")
+            + f" at recall {fmt.num(d.get('recall_pct'))}%")
+
+
+def _resolution_note(contract: Mapping[str, Any] | None, mr: Mapping[str, Any]) -> str | None:
+    from tao_aoi.analysis import binomial
+
+    n_pass = mr.get("n_pass")
+    if not contract or contract.get("name") != "far_pct" or not isinstance(n_pass, int) or n_pass < 1:
+        return None
+    return binomial.resolution_note(contract["operator"], contract["target"], n_pass, "the KPI set")
+
+
+def _config_cell(key: str, value: Any) -> str:
+    """A config value as shown: recall in percent (the state keeps the ratio), no holdout said so."""
+    if key == "min_recall" and fmt.is_number(value):
+        return f"{fmt.num(100 * value)}%"
+    if key == "holdout_csv" and not value:
+        return "none (the KPI figure is measured on the set that chose the deliverable)"
+    return cell(value)
+
+
+def trustworthiness_cells(mr: Mapping[str, Any]) -> dict[str, str]:
+    """The trajectory's extra columns for one candidate: its FAR's 95% interval and the calibrated KPI."""
+    cal = (mr.get("calibrated") or {}).get("kpi") or {}
+    return {"far_ci": _interval(mr.get("far_ci95_pct")),
+            "calibrated": (f"{fmt.num(cal.get('far_pct'))}% / {fmt.num(cal.get('recall_pct'))}%" if cal else "n/a")}
+
+
+def shipped_rows(bm: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """best_model.json's shipped threshold, margins and the three figures' sources, for the deliverable table."""
+    dep, ho = bm.get("deployment") or {}, bm.get("holdout")
+    m = dep.get("margin") or {}
+    rows = [("threshold that ships (eval_margin)", fmt.exact(dep.get("threshold"))),
+            ("margin to the nearest defect / PASS", f"{fmt.num(m.get('to_defect'))} / {fmt.num(m.get('to_pass'))}"),
+            ("how it was placed", cell(dep.get("rule")))] if dep else []
+    if dep.get("moved_gaps"):
+        rows.append(("moved below the operating point", f"{dep['moved_gaps']} gap(s): KPI "
+                     + _far_recall(dep.get("kpi") or {})))
+    rows.append(("holdout", _far_recall(ho) + f" on {ho.get('rows')} sealed rows ({cell(ho.get('holdout_csv'))})"
+                 if ho else "none (the KPI figure was measured on the set that chose this model)"))
+    return rows
 
 
 def table(records: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, first: str | None = None,
@@ -128,7 +183,7 @@ class Report:
         st = self.st or {}
         cfg = st.get("config") or {}
         keys = ("workspace", "backend", "max_iterations", "num_sdg", "top_k_per_label", "top_k_per_target",
-                "min_similarity", "min_recall", "sdg_labels", "kpi_csv", "training_csv", "validation_csv")
+                "min_similarity", "min_recall", "sdg_labels", "kpi_csv", "training_csv", "validation_csv", "holdout_csv")
         return {
             "run_id": st.get("run_id") or self.R.root.name,
             "results_dir": str(self.R.root),
@@ -137,7 +192,8 @@ class Report:
             "status": st.get("status") or "not started",
             "created_at": st.get("created_at") or "", "updated_at": st.get("updated_at") or "",
             "generated_at": self.generated_at,
-            "config": [(k, cell(cfg.get(k))) for k in keys if k in cfg] + self._config_changes(st) + self._budget(),
+            "config": [(k, _config_cell(k, cfg.get(k))) for k in keys if k in cfg] + self._config_changes(st)
+            + self._budget(),
             "iterations_run": sum(1 for lb in self.labels if lb.startswith("iter")
                                   and self.records[lb].get("status") == "complete"),
             "max_iterations": cfg.get("max_iterations"),
@@ -230,6 +286,49 @@ class Report:
                 "max_iterations": f"The loop stopped at max_iterations={self.st['config'].get('max_iterations')}.",
                 "phase3_registered": "Phase 3 registered; the deliverable is the best of every phase."}.get(reason or "", "")
 
+    # ------------------------------------------------------------------ the three figures (headline)
+    def figures(self) -> dict[str, Any]:
+        """Contract, calibrated and holdout figures of the deliverable (or the best so far), each said for
+        what it is, with the threshold that ships and its margin."""
+        if not self.best:
+            return {}
+        bm = sources.best_model(self.R)
+        final = bm.ok and bm.get("iteration") == self.best
+        mr = (bm.get("metric_result") if final else None) or (self.records.get(self.best) or {}).get("metric_result") or {}
+        cal = (bm.get("calibrated") if final else None) or mr.get("calibrated") or {}
+        rows = [("contract figure (KPI set, which also chose this model)", _far_recall(mr))]
+        if cal.get("kpi"):
+            rows.append(("calibrated (threshold chosen on the validation set, applied unchanged)", _far_recall(cal["kpi"])))
+        else:
+            rows.append(("calibrated", "not measured (no validation-set scores for this candidate)"))
+        holdout = bm.get("holdout") if final else None
+        if holdout:
+            rows.append((f"holdout ({holdout.get('rows')} sealed rows, shipped threshold): what to expect on the line",
+                         _far_recall(holdout)))
+        out: dict[str, Any] = {"label": self.best, "final": final, "rows": rows, "notes": []}
+        contract = (f"Contract FAR {fmt.num(mr.get('far_pct'))}% at recall {fmt.num(mr.get('recall_pct'))}% on the KPI "
+                    f"set")
+        out["headline"] = (f"{contract} · holdout FAR {fmt.num(holdout.get('far_pct'))}% at recall "
+                           f"{fmt.num(holdout.get('recall_pct'))}% on {holdout.get('rows')} unseen rows: what to expect "
+                           f"on the line" if holdout else
+                           f"{contract}, the set that also chose this model (no holdout: expect worse on the line)")
+        if not holdout:
+            out["notes"].append("No holdout: the KPI figure was measured on the set that chose the deliverable, so it is "
+                                "optimistic; run_pipeline.py --holdout-csv CSV measures what to expect on the line.")
+        note = (bm.get("resolution_note") if final else None) or _resolution_note(self.contract, mr)
+        if note:
+            out["notes"].append(f"Resolution: {note}.")
+        if cal.get("note"):
+            out["notes"].append(f"Calibration: {cal['note']}.")
+        dep = (bm.get("deployment") if final else None) or {}
+        if dep:
+            m = dep.get("margin") or {}
+            out["ships"] = (f"Ships threshold {fmt.exact(dep.get('threshold'))} (eval_margin): margin "
+                            f"{fmt.num(m.get('to_defect'))} to the nearest defect, {fmt.num(m.get('to_pass'))} to the "
+                            f"nearest PASS ({dep.get('placed')}).")
+            out["warning"] = dep.get("warning")
+        return out
+
     # ------------------------------------------------------------------ trajectory
     def durations(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -315,6 +414,7 @@ class Report:
                 "delta": fmt.signed(v - base, self.unit) if fmt.is_number(v) and fmt.is_number(base) and lb != "baseline"
                 else ("" if lb == "baseline" else "n/a"),
                 "threshold": mr.get("threshold"), "far": mr.get("far_pct"), "recall": mr.get("recall_pct"),
+                **trustworthiness_cells(mr),
                 "training_rows": self.training_rows(lb), "sdg": new["sdg"], "mined": new["mined"],
                 "duration": dur.get(lb), "notes": notes, "cls": " ".join(cls),
             })
@@ -426,6 +526,7 @@ class Report:
                       "is_best": best_id is not None and str(t["id"]) == str(best_id),
                       "duration": fmt.duration(t["duration"]) if t["duration"] is not None else "",
                       "params": [cell(t["params"].get(p)) for p in params]} for t in ranked],
+                tie=ties.tie_text(d.get("ties")),
                 chart=svg.automl(trials, minimize=minimize, best_id=best_id,
                                  title=f"{d['metric'] or 'objective'} per trial ({direction})") if done else None,
             )
@@ -451,9 +552,12 @@ class Report:
                 md = m.data
                 cm = md.get("confusion_matrix") or {}
                 sec["summary"] = [
-                    ("RCA threshold (best F1 at min recall)", fmt.exact(md.get("threshold"))),
-                    ("precision / recall / F1", " / ".join(fmt.num(md.get(k)) for k in ("precision", "recall", "f1"))),
-                    ("FAR at that threshold", fmt.ratio_pct(md.get("far"))),
+                    ("operating threshold (the contract's, as evaluate reports it)", fmt.exact(md.get("threshold"))),
+                    ("NVIDIA's vcn_aoi threshold (threshold.txt, ranks the weak samples)",
+                     fmt.exact(md.get("nvidia_threshold", md.get("threshold")))),
+                    ("precision / recall / F1", " / ".join([fmt.ratio_pct(md.get("precision")),
+                                                            fmt.ratio_pct(md.get("recall")), fmt.num(md.get("f1"))])),
+                    ("FAR at the operating threshold", fmt.ratio_pct(md.get("far"))),
                     ("confusion (tp, fp, tn, fn)", ", ".join(cell(cm.get(k)) for k in ("tp", "fp", "tn", "fn"))),
                     ("weak samples kept", f"{cell(md.get('n_kept_samples'))} ({cell(md.get('n_gap_rows'))} rows x light)"),
                     ("possible label errors", cell((md.get("label_issues") or {}).get("flagged"))),
@@ -561,10 +665,13 @@ class Report:
             mr = bm.get("metric_result") or {}
             it = bm.get("iteration")
             out["rows"] = [("iteration", cell(it)), ("checkpoint", cell(bm.get("checkpoint"))),
-                           ("threshold (score > threshold = defect)", fmt.exact(bm.get("threshold"))),
+                           ("operating threshold on the KPI set (score > threshold = defect)",
+                            fmt.exact(bm.get("threshold"))),
                            ("metric", self.metric_text(mr.get("value")) if fmt.is_number(mr.get("value")) else "n/a"),
                            ("KPI passed", cell(bm.get("passed"))), ("training spec", cell(bm.get("training_spec"))),
                            ("selection rule", cell(bm.get("selection_rule")))]
+            out["rows"] += shipped_rows(bm)
+            out["margin_warning"] = (bm.get("deployment") or {}).get("warning")
             out["note"] = cell(bm.get("phase3_note"))
             if self.st and self.st["status"] == "complete" and it != self.st.get("best_iteration"):
                 out["warning"] = (f"best_model.json names {it!r} but the run state says {self.st.get('best_iteration')!r}; "
@@ -603,7 +710,7 @@ class Report:
         return {"rows": [(k, cell(v)) for k, v in list(flat.items())[:40]]}
 
     def context(self) -> dict[str, Any]:
-        return {"run": self.header(), "banner": self.banner(), "trajectory": self.trajectory(),
+        return {"run": self.header(), "banner": self.banner(), "figures": self.figures(), "trajectory": self.trajectory(),
                 "growth": self.growth(), "kpi": self.kpi_detail(), "automl": self.automl(), "rca": self.rca(), "stages": self.stage_tables(),
                 "deliverable": self.deliverable(), "events": self.events(), "faults": self.faults(),
                 "pipeline": self.pipeline(),

@@ -357,7 +357,10 @@ def row_count(path: str | Path | None) -> Doc:
 
 # --------------------------------------------------------------------------- run-level files
 # best_model.json (prepare_inference_spec.py): iteration, checkpoint, threshold, metric_result,
-# passed, training_spec, selection_rule, phase3_note; best_model_inference_spec.yaml (shown as text).
+# passed, training_spec, selection_rule, phase3_note, deployment{threshold, rule, placed, margin{to_defect,
+# to_pass}, moved_gaps, kpi, warning}, calibrated{threshold, kpi{far_pct, recall_pct, far_ci95_pct}, note},
+# holdout{far_pct, recall_pct, threshold, rows, far_ci95_pct} | null, resolution_note;
+# best_model_inference_spec.yaml (shown as text).
 def best_model(R: Results) -> Doc:
     return json_doc(R.best_model)
 
@@ -417,7 +420,7 @@ def automl_study(R: Results, phase: str) -> Doc:
     best = pick(raw, K["best"], {}) or {}
     return Doc(path, data={
         "metric": pick(raw, K["metric"], ""), "direction": pick(raw, K["direction"], ""),
-        "algorithm": pick(raw, K["algorithm"], ""),
+        "algorithm": pick(raw, K["algorithm"], ""), "ties": raw.get("ties") if isinstance(raw.get("ties"), dict) else None,
         "best": {"id": pick(best, K["id"]), "value": pick(best, K["value"]),
                  "params": flatten(pick(best, K["params"], {})), "checkpoint": pick(best, K["checkpoint"])},
         "trials": trials,

@@ -150,7 +150,7 @@ def rebuild(results_dir: str | os.PathLike[str]) -> str:
 CONFIG_KEYS_THAT_DEFINE_A_RUN = (
     "workspace", "backend", "max_iterations", "images_root", "train_spec", "training_csv",
     "validation_csv", "kpi_csv", "sdg_pool", "mining_pool_csv", "num_sdg", "top_k_per_label",
-    "top_k_per_target", "min_similarity", "min_recall", "sdg_labels",
+    "top_k_per_target", "min_similarity", "min_recall", "sdg_labels", "holdout_csv",
 )
 
 
@@ -349,9 +349,20 @@ def _check_metric_result(contract: Mapping[str, Any], path: str) -> dict[str, An
         "failures": failures,
         "evidence_path": path,
     }
-    for key in ("threshold", "far_pct", "recall_pct", "precision_pct", "f1", "counts", "n_pass", "n_defect"):
+    for key in ("threshold", "far_pct", "recall_pct", "precision_pct", "f1", "counts", "n_pass", "n_defect",
+                "far_resolution_pct", "far_ci95_pct"):
         if key in raw:
             result[key] = raw[key]
+    # The figures a candidate ships with (the report's trajectory reads them from the state): the threshold
+    # with its margins and the calibrated KPI (threshold chosen on the validation set), without their details.
+    dep = raw.get("deployment")
+    if isinstance(dep, dict):
+        result["deployment"] = {k: dep.get(k) for k in ("threshold", "margin", "moved_gaps")}
+    cal = raw.get("calibrated")
+    if isinstance(cal, dict) and isinstance(cal.get("kpi"), dict):
+        result["calibrated"] = {"threshold": cal.get("threshold"),
+                                "kpi": {k: cal["kpi"].get(k) for k in ("far_pct", "recall_pct", "far_ci95_pct")},
+                                "families_not_in_validation": cal.get("families_not_in_validation") or []}
     return result
 
 

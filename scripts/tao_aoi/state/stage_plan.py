@@ -37,6 +37,26 @@ def _training_spec(state: Mapping[str, Any], label: str) -> str:
     return rec.get("artifacts", {}).get("training_spec") or state["config"]["train_spec"]
 
 
+def _holdout_scoring(state: Mapping[str, Any], R: Results, cfg: Mapping[str, Any], backend: str) -> dict[str, list]:
+    """The sealed holdout, scored once by the deliverable at finalize (nothing before reads it). A finalize
+    that runs again with the same deliverable (after Phase 3 did not win) reuses the committed scores."""
+    from tao_aoi.state import deft_state as state_mod
+
+    if not cfg.get("holdout_csv"):
+        return {"run": [], "commit": []}
+    best = metric_contract.pick_best(state["metric_contract"], state_mod.candidates(state))
+    if best is None:
+        return {"run": [], "commit": []}
+    out = R.holdout(best)
+    scored = out / "inference.csv"
+    done = (state.get("final_artifacts") or {}).get("holdout_inference")
+    run = [] if done == str(scored) else [
+        ["infer.py", "--backend", backend, "--spec", _training_spec(state, best),
+         "--checkpoint", state["iterations"][best]["artifacts"]["checkpoint"], "--csv", cfg["holdout_csv"],
+         "--images-root", cfg["images_root"], "--output-dir", str(out)]]
+    return {"run": run, "commit": ["--holdout-inference", str(scored)]}
+
+
 def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent: bool = False) -> dict[str, Any]:
     """{'run': [argv, ...], 'commit': argv} where argv[0] is a script name in scripts/; ``agent``: an agent
     drives the stage (next_stage.py), not the headless runner; its rca plan adds
@@ -70,17 +90,25 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
         point = contract["operating_point"]
         op_flag = ["--recall-target", cli.percent_arg(point["target"])] if point["name"] == "recall_pct" \
             else ["--far-target", f"{point['target']:g}"]
-        run.append(["infer.py", "--backend", backend, "--spec", _training_spec(state, label), "--checkpoint", ckpt,
+        spec = _training_spec(state, label)
+        run.append(["infer.py", "--backend", backend, "--spec", spec, "--checkpoint", ckpt,
                     "--csv", cfg["kpi_csv"], "--images-root", cfg["images_root"], "--output-dir", str(d)])
+        # The same model on the validation set: the calibrated KPI chooses its threshold there (one more
+        # inference job per candidate on docker/slurm; on the local backend the features are already cached).
+        val = d / defaults.CALIBRATION_DIR
+        run.append(["infer.py", "--backend", backend, "--spec", spec, "--checkpoint", ckpt,
+                    "--csv", cfg["validation_csv"], "--images-root", cfg["images_root"], "--output-dir", str(val)])
         run.append(["analyze_kpi.py", str(d / "inference.csv"), "--output-dir", str(d), *op_flag,
-                    "--kpi-target", contract["text"]])
-        commit += ["--metric-result", str(d / "metric_result.json"), "--inference-csv", str(d / "inference.csv")]
+                    "--kpi-target", contract["text"], "--calibration-csv", str(val / "inference.csv")])
+        commit += ["--metric-result", str(d / "metric_result.json"), "--inference-csv", str(d / "inference.csv"),
+                   "--validation-inference", str(val / "inference.csv")]
     elif stage == "rca":
         inf = R.stage_dir(label, "evaluate") / "inference.csv"
         run.append(["gap_analysis.py", "--inference-csv", str(inf), "--train-spec", _training_spec(state, label),
                     "--images-root", cfg["images_root"], "--results-dir", str(d),
                     "--min-recall", cli.percent_arg(100 * cfg.get("min_recall", defaults.MIN_RECALL)),
                     "--top-k-per-label", str(cfg.get("top_k_per_label", defaults.TOP_K_PER_LABEL)),
+                    "--kpi-target", contract["text"],
                     *(["--agent-review", "--verdicts", str(R.spot_check_verdicts)] if agent else [])])
         commit += ["--gaps", str(d / "kpi_gaps.parquet"), "--rca-report", str(d / "RCA_Report.md"),
                    "--threshold-file", str(d / "threshold.txt")]
@@ -108,6 +136,7 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
                     *(["--min-similarity", f"{cfg['min_similarity']:g}"] if cfg.get("min_similarity") is not None else []),
                     "--history", str(R.mining_history), "--iteration", label,
                     "--exclude", cfg["validation_csv"], "--exclude", cfg["kpi_csv"],
+                    *(["--exclude", cfg["holdout_csv"]] if cfg.get("holdout_csv") else []),
                     "--embedding-cache", str(R.root / "mining_cache")])
         commit += ["--mined-rows", str(d / "mined_rows.csv"), "--knn-summary", str(d / "knn_summary.csv")]
     elif stage == "assemble":
@@ -116,8 +145,10 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
         commit += ["--combined-csv", str(R.combined_csv(n)), "--provenance", str(R.provenance_csv(n)),
                    "--validation-report", str(R.combined_csv(n).parent / "validation_report.json")]
     elif stage == "finalize":
+        holdout = _holdout_scoring(state, R, cfg, backend)
+        run += holdout["run"]
         run.append(["prepare_inference_spec.py", "--results-dir", str(R.root)])
-        commit += ["--best-model", str(R.best_model), "--inference-spec", str(R.inference_spec)]
+        commit += ["--best-model", str(R.best_model), "--inference-spec", str(R.inference_spec), *holdout["commit"]]
     else:
         raise ValueError(f"no plan for stage {stage!r}")
     return {"run": run, "commit": commit, **({"review": review} if review else {})}

@@ -32,13 +32,13 @@ ADJUSTABLE_CONFIG = {"num_sdg": "sdg", "top_k_per_target": "mining", "min_simila
 # stage -> ((artifact key, required), ...). Each key is a commit_stage.py flag --<key with dashes>.
 ARTIFACTS: dict[str, tuple[tuple[str, bool], ...]] = {
     "train": (("checkpoint", True), ("training_spec", True), ("train_csv", False)),
-    "evaluate": (("metric_result", True), ("inference_csv", True)),
+    "evaluate": (("metric_result", True), ("inference_csv", True), ("validation_inference", False)),
     "rca": (("gaps", True), ("rca_report", False), ("threshold_file", False)),
     "routing": (("routing_summary", True),),
     "sdg": (("allocation", True), ("sdg_rows", True)),
     "mining": (("mined_rows", True), ("knn_summary", True)),
     "assemble": (("combined_csv", True), ("provenance", True), ("validation_report", True)),
-    "finalize": (("best_model", True), ("inference_spec", True)),
+    "finalize": (("best_model", True), ("inference_spec", True), ("holdout_inference", False)),
 }
 ARTIFACT_KEYS = tuple(dict.fromkeys(k for spec in ARTIFACTS.values() for k, _ in spec))
 
