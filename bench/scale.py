@@ -183,16 +183,20 @@ def build_workspace(work: Path, a) -> Path:
     make_dirs(images, pool["input_path"])
     # AnomalyGen pool: NG + OK golden per light, hard links to one real crop
     sdg_pool = ws / "augmentation" / "anomalygen"
-    crop = work / "crop.png"
     from PIL import Image
 
-    Image.fromarray(np.random.default_rng(4).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(crop)
+    crops = work / "crops"  # one real crop per file system link budget (ext4: 65000 links per file)
+    crops.mkdir(exist_ok=True)
     for kind in ("reconstructed_image", "original_image"):
         d = sdg_pool / kind
         d.mkdir(parents=True)
         for i in range(a.sdg_samples):
             label = SDG_POOL_LABELS[i % len(SDG_POOL_LABELS)]
             for light in LIGHTS:
+                crop = crops / f"{kind}_{i // 20000}_{light}{EXT}"
+                if not crop.exists():
+                    rng = np.random.default_rng(zlib.crc32(crop.name.encode()))
+                    Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(crop)
                 os.link(crop, d / f"T{i % 97}+{label}_{i}_{light}{EXT}")
     marker.write_text(json.dumps(want))
     print(f"workspace built in {time.perf_counter() - t0:.0f} s", flush=True)
