@@ -1,7 +1,9 @@
-"""Mining at line scale (bench/scale.py: 2k targets x 1M pool rows x 768-d): the pool embedding cache is
-read in batches into one float32 matrix, rows are normalised a block at a time, and a label's rows are
-searched without copying them. Each change is pinned to the result it replaced, and its memory bound
-is checked where a regression would bring the 2-3x copies back.
+"""The DEFT stages at line scale (bench/scale.py: a 100k-row KPI set, a 50k-sample SDG pool, 2k mining
+targets x 1M pool rows x 768-d, 500k training rows, 20 iterations): what changed to get there, each
+change pinned to the result it replaced, and its bound checked where a regression would bring the cost
+back. Mining: the pool embedding cache is read in batches into one float32 matrix, rows are normalised a
+block at a time, a label's rows are searched without copying them, limiting targets are searched apart.
+SDG: the pool's samples are tabulated with column operations.
 """
 from __future__ import annotations
 
@@ -221,3 +223,52 @@ def test_limiting_targets_are_searched_apart_with_the_same_result(ws, capsys, mo
     assert code == 0, err
     assert sorted(calls) == [(1, 1), (1, 3)]
     assert sorted(mined_objects(out)) == ["m1", "m2", "s1"]
+
+
+# ------------------------------------------------------------------ SDG: the pool's samples
+
+
+def samples_by_loop(files: pd.DataFrame, lights: list[str]) -> pd.DataFrame:
+    """sdg._samples as it was (a loop over the groups), the reference for the column version."""
+    import hashlib
+
+    files = files.copy()
+    files["sample"] = files["template"] + "+" + files["label"] + "_" + files["idx"]
+    multi = len(lights) > 1
+    rows = []
+    for (sample, label), grp in files.groupby(["sample", "label"], sort=True):
+        by_light = {(r.light or ""): r for r in grp.itertuples()}
+        per_light, problems = {}, []
+        for light in lights:
+            r = by_light.get(light) or (by_light.get("") if not multi else None)
+            if r is None:
+                problems.append(f"no {light} image")
+            elif not r.paired:
+                problems.append(f"{r.name} has no OK golden in {sdg.OK_DIR}/")
+            else:
+                per_light[light] = (r.ng_file, r.ok_file)
+        rows.append({"sample": sample, "label": label, "files": per_light, "problems": problems,
+                     "complete": not problems, "order": hashlib.sha1(sample.encode()).hexdigest()})
+    return pd.DataFrame(rows, columns=["sample", "label", "files", "problems", "complete", "order"])
+
+
+from tao_aoi.deft import sdg  # noqa: E402
+
+pool_files = st.lists(st.tuples(st.sampled_from(["T1", "T2"]), st.sampled_from(["MISSING", "BRIDGE", "PASS"]),
+                                st.sampled_from(["0", "1", "12"]), st.sampled_from(["", "A", "B", "C"]),
+                                st.sampled_from([".png", ".jpg"]), st.booleans()), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pool_files, st.sampled_from([["A"], ["A", "B"], ["B", "A", "C"], ["C"]]))
+def test_pool_samples_by_columns_equal_the_loop(entries, lights):
+    # repeated lights (two extensions), a file without a light (serves one-light specs only), unpaired files
+    rows = {}
+    for template, label, idx, light, ext, paired in entries:
+        name = f"{template}+{label}_{idx}{'_' + light if light else ''}{ext}"
+        rows[name] = {"name": name, "template": template, "label": label, "idx": idx, "light": light,
+                      "ng_file": f"/ng/{name}", "ok_file": f"/ok/{name}", "paired": paired}
+    files = pd.DataFrame([rows[k] for k in sorted(rows)])  # scan lists the folder sorted
+    got, want = sdg._samples(files, lights), samples_by_loop(files, lights)
+    assert got.columns.tolist() == want.columns.tolist()
+    assert got.to_dict("records") == want.to_dict("records")
