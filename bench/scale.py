@@ -88,8 +88,8 @@ def measure(name: str, cmd: list[str], log_dir: Path, what: str, env: dict | Non
     if r["rc"] != 0:
         raise SystemExit(f"stage {name} failed (exit {r['rc']}): {' '.join(map(str, cmd))}\n"
                          + log.read_text(errors="replace")[-3000:])
-    return {"stage": name, "what": what, "wall": r["wall"], "cpu": r["cpu"], "rss_mb": r["rss_mb"], "log": str(log),
-            "notes": []}
+    return {"stage": name, "what": what, "wall": r["wall"], "cpu": r["cpu"], "rss_mb": r["rss_mb"],
+            "load": os.getloadavg()[0], "log": str(log), "notes": []}
 
 
 def script(argv: list[str]) -> list[str]:
@@ -482,32 +482,56 @@ def state_stages(work: Path, logs: Path, a) -> list[dict]:
 # ------------------------------------------------------------------ the table
 
 
+def alone(r: dict) -> float:
+    """The stage's time on 2 idle cores, from its CPU time: one core, except the k-NN's BLAS on two."""
+    knn = r.get("knn", {}).get("cpu", 0.0)
+    return r["cpu"] - knn + knn / 2
+
+
 def verdict(r: dict) -> str:
+    """OK; OK (CPU): over by wall time on a loaded host (load average above the cores during the stage) but
+    not by what it needs alone (``alone``); else what is over."""
     over = []
-    if r["wall"] > GOAL_SEC:
+    if r["wall"] > GOAL_SEC and not (r["load"] > (os.cpu_count() or 1) and alone(r) <= GOAL_SEC):
         over.append("time")
     if r["rss_mb"] > GOAL_MB:
         over.append("memory")
-    return "OK" if not over else "OVER (" + ", ".join(over) + ")"
+    if over:
+        return "OVER (" + ", ".join(over) + ")"
+    return "OK" if r["wall"] <= GOAL_SEC else "OK (CPU)"
+
+
+def knn_line(r: dict) -> str:
+    k, f = r["knn"], r["floor"]
+    loaded = r["load"] > (os.cpu_count() or 1)
+    ratio = k["cpu"] / f["cpu"] if loaded else k["wall"] / f["wall"]
+    floor = ("the matmul of the same shape" if f["share"] > 0.999 else
+             f"{f['share']:.1%} of the full matmul (the products the same-label search makes)")
+    return (f"{'OK' if ratio <= GOAL_KNN else 'OVER':<14} k-NN {k['wall']:.1f} s wall / {k['cpu']:.1f} s CPU in "
+            f"{k['calls']} search(es) vs {floor}: {f['wall']:.1f} s / {f['cpu']:.1f} s -> "
+            f"{k['wall'] / f['wall']:.2f}x wall, {k['cpu'] / f['cpu']:.2f}x CPU (goal <= {GOAL_KNN:g}x"
+            f"{', judged by CPU: loaded host' if loaded else ''})")
 
 
 def print_table(rows: list[dict], load: tuple[float, float]) -> None:
-    print(f"\n{os.cpu_count()} cores, load average {load[0]:.1f} at the start and {load[1]:.1f} at the end "
-          f"(the host is shared with other jobs: wall times move with their load, CPU s and the ratios less)")
-    print(f"{'stage':<17} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12}  {'goal':<14} what")
+    cores = os.cpu_count()
+    print(f"\n{cores} cores, load average {load[0]:.1f} at the start and {load[1]:.1f} at the end; the host is "
+          f"shared with other jobs, so wall times move with their load (the load column: 1-minute load average "
+          f"at the end of the stage); CPU s and the k-NN / matmul ratio move much less")
+    print(f"{'stage':<17} {'wall s':>7} {'CPU s':>7} {'alone s':>8} {'peak RSS MB':>12} {'load':>5}  {'goal':<14} what")
+    pad = f"{'':<17} {'':>7} {'':>7} {'':>8} {'':>12} {'':>5}  "
     for r in rows:
-        print(f"{r['stage']:<17} {r['wall']:>7.1f} {r['cpu']:>7.1f} {r['rss_mb']:>12,.0f}  {verdict(r):<14} {r['what']}")
+        print(f"{r['stage']:<17} {r['wall']:>7.1f} {r['cpu']:>7.1f} {alone(r):>8.1f} {r['rss_mb']:>12,.0f} "
+              f"{r['load']:>5.1f}  {verdict(r):<14} {r['what']}")
         for note in r["notes"]:
-            print(f"{'':<17} {'':>7} {'':>7} {'':>12}  {'':<14} {note}")
+            print(f"{pad}{'':<14} {note}")
         if "knn" in r:
-            k, f = r["knn"], r["floor"]
-            ok = "OK" if k["wall"] <= GOAL_KNN * f["wall"] else "OVER"
-            floor = ("the matmul of the same shape" if f["share"] > 0.999 else
-                     f"{f['share']:.1%} of the full matmul (the products the same-label search makes)")
-            print(f"{'':<17} {'':>7} {'':>7} {'':>12}  {ok:<14} k-NN {k['wall']:.1f} s wall / {k['cpu']:.1f} s CPU in "
-                  f"{k['calls']} search(es) vs {floor}: {f['wall']:.1f} s / {f['cpu']:.1f} s -> "
-                  f"{k['wall'] / f['wall']:.2f}x wall, {k['cpu'] / f['cpu']:.2f}x CPU (goal <= {GOAL_KNN:g}x)")
-    worst = [r["stage"] for r in rows if verdict(r) != "OK"]
+            print(pad + knn_line(r))
+    print(f"goal: <= {GOAL_SEC:g} s and <= {GOAL_MB / 1024:g} GB peak RSS per stage, the k-NN <= {GOAL_KNN:g}x the "
+          f"matmul. 'alone s' = CPU s, the k-NN's halved (BLAS on 2 threads): the stage's time on 2 idle cores. "
+          f"'OK (CPU)': over {GOAL_SEC:g} s wall only while the load average exceeded the {cores} cores, and "
+          f"within it alone.")
+    worst = [r["stage"] for r in rows if verdict(r).startswith("OVER") or ("knn" in r and knn_line(r).startswith("OVER"))]
     print("every stage within the goal" if not worst else f"over the goal: {', '.join(worst)}")
 
 
