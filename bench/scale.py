@@ -43,6 +43,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT / "bench")]
@@ -115,10 +116,8 @@ def touch_all(paths) -> int:
 
 
 def changenet_rows(n: int, prefix: str, seed: int, defect_share: float = 0.1,
-                   label_p: tuple[float, ...] | None = None) -> "pd.DataFrame":
+                   label_p: tuple[float, ...] | None = None) -> pd.DataFrame:
     """Rows in boards of PER_BOARD objects under ``prefix``; goldens shared per design and object."""
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     names = np.array(("PASS",) + DEFECTS)
     p = label_p or (1 - defect_share,) + (defect_share / len(DEFECTS),) * len(DEFECTS)
@@ -147,8 +146,6 @@ def make_dirs(root: Path, values) -> None:
 
 def build_workspace(work: Path, a) -> Path:
     """The line workspace (see the module docstring); returns it. Skipped when built before."""
-    import pandas as pd
-
     import gaps
     from tao_aoi.data import changenet_csv
 
@@ -361,9 +358,13 @@ def with_flag(argv: list[str], flag: str, value: str | None) -> list[str]:
     return out
 
 
-def stage_mining(st: dict, results: Path, cache: Path, logs: Path, a, any_label: bool) -> dict:
-    import pandas as pd
+def mining_targets(results: Path) -> int:
+    """Weak samples routed to mining (the gaps have a row per light)."""
+    gaps = pd.read_parquet(results / "iter1" / "routing" / "mining_gaps.parquet", columns=["input_path", "object_name"])
+    return len(gaps.drop_duplicates())
 
+
+def stage_mining(st: dict, results: Path, cache: Path, logs: Path, a, any_label: bool, floor: dict) -> dict:
     argv = argv_for(st, results, "iter1", "mining")[1:]
     name = "mining_any_label" if any_label else "mining"
     if any_label:  # its own outputs and ledger; the default run's feed assembly
@@ -371,14 +372,14 @@ def stage_mining(st: dict, results: Path, cache: Path, logs: Path, a, any_label:
         argv = with_flag(argv, "--history", str(results / "mining_history_any_label.json")) + ["--any-label"]
     knn_log = logs / f"{name}.knn.json"
     cmd = [sys.executable, __file__, "--child", "mine", str(cache / "centres.npy"), str(knn_log), "--", *argv]
-    targets = pd.read_parquet(results / "iter1" / "routing" / "mining_gaps.parquet", columns=["input_path",
-                                                                                            "object_name"])
-    n_t = len(targets.drop_duplicates())
+    n_t = mining_targets(results)
     r = measure(name, cmd, logs, f"mine_pool.py{' --any-label' if any_label else ''}: {n_t:,} targets x "
-                f"{a.pool_rows:,} pool rows x {a.dim}-d, top-5", env=ENV)
+                f"{a.pool_rows:,} pool rows x {a.dim}-d, top-5")
     calls = json.loads(knn_log.read_text())
     r["knn"] = {"wall": sum(c["wall"] for c in calls), "cpu": sum(c["cpu"] for c in calls),
                 "products": sum(c["targets"] * c["pool"] for c in calls), "calls": len(calls), "targets": n_t}
+    share = r["knn"]["products"] / (n_t * a.pool_rows)  # the same-label search multiplies only each label's rows
+    r["floor"] = {"wall": floor["wall"] * share, "cpu": floor["cpu"] * share, "share": share, "measured": floor}
     summary = json.loads(((results / "iter1" / name) / "mining_summary.json").read_text())
     r["notes"].append(f"mined {summary['mined']:,} rows ({summary['above_floor']:,} of {summary['candidates']:,} "
                       f"candidates >= {summary['min_similarity']:g}); pool embeddings from the {summary['pool_embeddings']}")
@@ -418,22 +419,11 @@ def line_stages(work: Path, ws: Path, cache: Path, logs: Path, a, only: set[str]
         if name in only:
             rows.append(measure(name, script(argv_for(st, results, label, stage)), logs, what))
     if "mining" in only:
-        from tao_aoi.deft import mining
-
-        n_t = len(__import__("pandas").read_parquet(results / "iter1" / "routing" / "mining_gaps.parquet",
-                                                    columns=["input_path", "object_name"]).drop_duplicates())
-        proc = subprocess.run([sys.executable, __file__, "--child", "floor", str(cache), str(n_t)], env=ENV,
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, __file__, "--child", "floor", str(cache), str(mining_targets(results))],
+                              env=ENV, capture_output=True, text=True, check=True)
         floor = json.loads(proc.stdout)
-        rows.append(stage_mining(st, results, cache, logs, a, any_label=True))
-        rows.append(stage_mining(st, results, cache, logs, a, any_label=False))
-        for r in rows[-2:]:
-            k = r["knn"]
-            full = n_t * a.pool_rows
-            share = k["products"] / full  # the same-label search multiplies only each label's rows
-            r["floor"] = {"wall": floor["wall"] * share, "cpu": floor["cpu"] * share, "share": share}
-        rows[-2]["floor_measured"] = floor
-        assert mining.POOL_CACHE  # the cache was used (notes say so)
+        rows.append(stage_mining(st, results, cache, logs, a, any_label=True, floor=floor))
+        rows.append(stage_mining(st, results, cache, logs, a, any_label=False, floor=floor))
         mined_images(results, ws)
     if "assembly" in only:
         rows.append(measure("assembly", script(argv_for(st, results, "iter1", "assemble")), logs,
@@ -471,7 +461,7 @@ def state_stages(work: Path, logs: Path, a) -> list[dict]:
     rows = [measure("finalize", script(plan["run"][0]), logs, f"prepare_inference_spec.py {what}"),
             measure("commit", script(plan["commit"] + ["--summary", "bench"]), logs, f"commit_stage.py run/finalize {what}"),
             measure("next_stage", script(["next_stage.py", "--results-dir", b.results]), logs,
-                    f"next_stage.py on the finished run"),
+                    "next_stage.py on the finished run"),
             measure("report", script(["render_report.py", "--results-dir", b.results]), logs,
                     f"render_report.py: {a.iterations} iterations, {2 * a.trials} AutoML trials, "
                     f"{a.train_rows:,}-row training sets")]

@@ -23,7 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tao_aoi.deft import mining
+import mini_workspace
+import test_mining
+from tao_aoi.deft import mining, sdg
 from tao_aoi.errors import HardStop, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,15 +200,14 @@ def test_a_subset_search_never_copies_the_subset():
 
 # ------------------------------------------------------------------ the stage: limiting targets searched apart
 
-from test_mining import mined_objects, run_mine, ws  # noqa: E402,F401  (ws: the fixture)
-
-
 @pytest.mark.parametrize("any_label", [True, False])
-def test_limiting_targets_are_searched_apart_with_the_same_result(ws, capsys, monkeypatch, any_label):  # noqa: F811
+def test_limiting_targets_are_searched_apart_with_the_same_result(tmp_path, capsys, monkeypatch, any_label):
     # A limiting target's extra neighbours (~1000 each when 2k targets share them) would otherwise lengthen
     # every target's running top-k. T0 pins the KPI (k 1 + 2 extra), T1 keeps k = 1: two searches, and the
     # mined rows are those of test_mining's test_a_limiting_target_gets_extra_neighbours.
-    path = ws / "run/iter1/routing/mining_gaps.parquet"
+    ws = mini_workspace.build(tmp_path / "ws")  # test_mining's workspace: targets and pool at chosen angles
+    path = test_mining.write_targets(ws, test_mining.TARGETS)
+    test_mining.write_pool(ws, test_mining.POOL)
     gaps = pd.read_parquet(path)
     t0 = (gaps["object_name"] == "T0").to_numpy()
     gaps["limiting_rank"], gaps["pinned_share"] = np.where(t0, 1, 0), np.where(t0, 5.0, 0.0)
@@ -219,10 +220,10 @@ def test_limiting_targets_are_searched_apart_with_the_same_result(ws, capsys, mo
         return knn(targets, pool, k, method, unit, rows)
 
     monkeypatch.setattr(mining, "knn", spy)
-    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=1, any_label=any_label)
+    code, s, err, out = test_mining.run_mine(ws, capsys, monkeypatch, k=1, any_label=any_label)
     assert code == 0, err
     assert sorted(calls) == [(1, 1), (1, 3)]
-    assert sorted(mined_objects(out)) == ["m1", "m2", "s1"]
+    assert sorted(test_mining.mined_objects(out)) == ["m1", "m2", "s1"]
 
 
 # ------------------------------------------------------------------ SDG: the pool's samples
@@ -251,8 +252,6 @@ def samples_by_loop(files: pd.DataFrame, lights: list[str]) -> pd.DataFrame:
                      "complete": not problems, "order": hashlib.sha1(sample.encode()).hexdigest()})
     return pd.DataFrame(rows, columns=["sample", "label", "files", "problems", "complete", "order"])
 
-
-from tao_aoi.deft import sdg  # noqa: E402
 
 pool_files = st.lists(st.tuples(st.sampled_from(["T1", "T2"]), st.sampled_from(["MISSING", "BRIDGE", "PASS"]),
                                 st.sampled_from(["0", "1", "12"]), st.sampled_from(["", "A", "B", "C"]),
