@@ -44,7 +44,7 @@ from tao_aoi.tao import train_spec
 ANN_MIN_POOL = math.inf
 EMBED_BATCH_ROWS = 4096    # rows of an embedding parquet converted at a time (read_embeddings)
 EMBED_READ_BUFFER = 1 << 20  # bytes read ahead while decoding a column chunk (not the whole chunk at once)
-NORM_ROWS = 65536           # rows normalised at a time (np.linalg.norm squares a copy of what it is given)
+NORM_ROWS = 8192            # rows normalised at a time (np.linalg.norm squares a copy of what it is given: 25 MB at 768-d)
 BLOCK_BYTES = 64 << 20   # working memory of one exact-search block (similarities + argpartition indices)
 TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
@@ -242,7 +242,8 @@ def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False,
     if k == 0:
         return sims, idx
     tb = max(1, min(n, TARGET_BLOCK))
-    chunk = max(k + 1, BLOCK_BYTES // (12 * tb))  # float32 similarities + int64 argpartition output
+    # float32 similarities + int64 argpartition output per pool row, and the gathered rows themselves
+    chunk = max(k + 1, BLOCK_BYTES // (12 * tb + (4 * p.shape[1] if rows is not None else 0)))
     for ts in range(0, n, tb):
         neg_t = -t[ts:ts + tb]  # negated cosine: ascending order = best first
         m = len(neg_t)
