@@ -24,20 +24,25 @@ TARGET_SEC = 2.0
 N = 5
 
 
-def build(root: Path) -> Path:
+def build(root: Path, *, n_pass: int = 3200, n_defect: int = 800, train_rows: int = 20_000, max_iterations: int = 3,
+          trials: tuple[int, int] = (40, 20), last_commit: bool = True):
+    """A finished run (RunBuilder) missing the 1% target in every iteration; ``last_commit=False`` stops
+    before the final run/finalize (its outputs and commit are left to the caller: bench/scale.py times them)."""
     import contextlib
     import io
 
     from support.report_run import RunBuilder
 
-    b = RunBuilder(root, n_pass=3200, n_defect=800, train_rows=20_000, image_px=128)
+    b = RunBuilder(root, n_pass=n_pass, n_defect=n_defect, train_rows=train_rows, image_px=128)
     with contextlib.redirect_stdout(io.StringIO()):
-        b.init(kpi="FAR < 1% at Recall=100%")
-        b.automl("phase1", 40)
-        while b.step(phase3=True) is not None:
+        b.init(kpi="FAR < 1% at Recall=100%", max_iterations=max_iterations)
+        b.automl("phase1", trials[0])
+        while last_commit or not (b.expected(True) == ("run", "finalize") and "final_automl" in b.state()["iterations"]):
+            if b.step(phase3=True) is None:
+                break
             if b.expected(True) == ("final_automl", "train"):
-                b.automl("phase3", 20)
-    return b.results
+                b.automl("phase3", trials[1])
+    return b
 
 
 def main() -> int:
@@ -45,7 +50,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        results = build(Path(tmp))
+        results = build(Path(tmp)).results
         built = time.perf_counter() - t
         render.render(results)  # warm the page cache like a rerun would
         inproc = []

@@ -42,6 +42,9 @@ from tao_aoi.tao import train_spec
 # index costs as much as exact search of ~2.6-5.6k targets; a mining run has 50-500, and reusing one
 # index over a run's 3-5 iterations would not pay either. ``--method ann`` still forces HNSW.
 ANN_MIN_POOL = math.inf
+EMBED_BATCH_ROWS = 4096    # rows of an embedding parquet converted at a time (read_embeddings)
+EMBED_READ_BUFFER = 1 << 20  # bytes read ahead while decoding a column chunk (not the whole chunk at once)
+NORM_ROWS = 8192            # rows normalised at a time (np.linalg.norm squares a copy of what it is given: 25 MB at 768-d)
 BLOCK_BYTES = 64 << 20   # working memory of one exact-search block (similarities + argpartition indices)
 TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
@@ -60,28 +63,63 @@ def settings_file(parquet: Path) -> Path:
 
 
 def read_embeddings(parquet: Path) -> tuple[np.ndarray, dict]:
-    """(rows x dim float32 matrix, embedder settings) from an embed job's parquet, without per-row objects."""
+    """(rows x dim float32 matrix, embedder settings) from an embed job's parquet, without per-row objects.
+
+    Streamed in batches of ``EMBED_BATCH_ROWS`` into one float32 matrix, the pages of the column read
+    as they are decoded: a 1M x 768 pool costs its 3 GB plus ~0.3 GB (bench/scale.py), where the whole
+    table held Arrow's copy and numpy's at once (2.5x the matrix). Problems are reported over the whole
+    file, in this order: rows without an embedding, lengths that differ, NaN or infinity.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    def unreadable(exc: BaseException) -> UserError:
+        return UserError(f"{parquet} has no readable 'embedding' column ({' '.join(str(exc).split())[:200]}); "
+                         f"re-embed it")
+
     try:
-        col = pq.read_table(parquet, columns=["embedding"]).column("embedding").combine_chunks()
+        pf = pq.ParquetFile(parquet, buffer_size=EMBED_READ_BUFFER, pre_buffer=False)
+        kind = pf.schema_arrow.field("embedding").type
+    except (OSError, ValueError, KeyError) as exc:
+        raise unreadable(exc) from None
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        raise UserError(f"{parquet}: column 'embedding' is {kind}, not a list of numbers; re-embed it")
+    n = pf.metadata.num_rows
+    emb, row, nulls, bad = None, 0, 0, 0
+    shortest = longest = None
+    try:
+        for batch in pf.iter_batches(batch_size=EMBED_BATCH_ROWS, columns=["embedding"]):
+            col = batch.column(0)
+            m = len(col)
+            nulls += col.null_count
+            if not nulls:
+                lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+                if m:
+                    lo, hi = int(lengths.min()), int(lengths.max())
+                    shortest = lo if shortest is None else min(shortest, lo)
+                    longest = hi if longest is None else max(longest, hi)
+                if m and shortest == longest:
+                    if emb is None:
+                        emb = np.empty((n, shortest), np.float32)
+                    block = emb[row:row + m]
+                    block[...] = col.flatten().to_numpy(zero_copy_only=False).reshape(m, shortest)
+                    finite = np.isfinite(block)
+                    if not finite.all():
+                        bad += int((~finite).any(axis=1).sum())
+            row += m
     except (OSError, ValueError) as exc:
-        raise UserError(f"{parquet} has no readable 'embedding' column ({' '.join(str(exc).split())[:200]}); "
-                        f"re-embed it") from None
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
-        raise UserError(f"{parquet}: column 'embedding' is {col.type}, not a list of numbers; re-embed it")
-    if col.null_count:
-        raise HardStop(f"{parquet}: {col.null_count} rows have no embedding; the embedder failed on them")
-    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-    if len(lengths) and (lengths != lengths[0]).any():
-        raise HardStop(f"{parquet}: embeddings have different lengths ({lengths.min()}..{lengths.max()}); re-embed it")
-    dim = int(lengths[0]) if len(lengths) else 0
-    emb = np.array(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(col), dim)
-    if not np.isfinite(emb).all():
-        bad = int((~np.isfinite(emb)).any(axis=1).sum())
+        raise unreadable(exc) from None
+    if nulls:
+        raise HardStop(f"{parquet}: {nulls} rows have no embedding; the embedder failed on them")
+    if shortest != longest:
+        raise HardStop(f"{parquet}: embeddings have different lengths ({shortest}..{longest}); re-embed it")
+    if row != n:
+        raise unreadable(ValueError(f"the file says {n} rows, {row} could be read"))
+    if bad:
         raise HardStop(f"{parquet}: {bad} embeddings contain NaN or infinity; the embedder failed on them")
+    if emb is None:
+        emb = np.empty((0, 0), np.float32)
     try:
         settings = json.loads(settings_file(parquet).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -140,7 +178,9 @@ def pool_embeddings(backend, pool: pd.DataFrame, pool_csv: Path, images_root: Pa
 def unit_rows(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     """Rows scaled to unit L2 norm as C-contiguous float32 (zero rows stay zero)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.empty((len(x), 1), np.float32)
+    for s in range(0, len(x), NORM_ROWS):  # row by row alike; a block at a time bounds norm's temporary
+        norms[s:s + NORM_ROWS, 0] = np.linalg.norm(x[s:s + NORM_ROWS], axis=1)
     norms[norms == 0] = 1
     if inplace and x.flags.writeable:
         x /= norms
@@ -180,29 +220,36 @@ def _merge_top_k(best_v: np.ndarray, best_i: np.ndarray, rows: np.ndarray, vals:
     return vals[keep].reshape(m, -1), ids[keep].reshape(m, -1)
 
 
-def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def knn_exact(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False,
+              rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cosine top-k by blocked matrix products: (similarities, indices), each (n_targets, min(k, pool)).
 
     Best first; equal similarities go to the lower pool index. The pool is streamed once per block of
     ``TARGET_BLOCK`` targets, in chunks sized to ``BLOCK_BYTES``, into a running top-k per target; once
     it is full, a chunk contributes only the entries at least as good as a target's current k-th.
     ``unit=True``: the rows are already unit float32 (skips a copy of the pool).
+    ``rows``: search only these rows of ``pool`` (indices returned are positions in ``rows``); each chunk is
+    gathered as it is searched, so a subset of a large pool is never copied whole (same result as
+    searching ``pool[rows]``).
     """
+    if rows is not None and not unit:
+        pool, rows = pool[rows], None
     t, p = (targets, pool) if unit else (unit_rows(targets), unit_rows(pool))
-    n, size = len(t), len(p)
+    n, size = len(t), len(p) if rows is None else len(rows)
     k = min(k, size)
     sims = np.empty((n, k), np.float32)
     idx = np.empty((n, k), np.int64)
     if k == 0:
         return sims, idx
     tb = max(1, min(n, TARGET_BLOCK))
-    chunk = max(k + 1, BLOCK_BYTES // (12 * tb))  # float32 similarities + int64 argpartition output
+    # float32 similarities + int64 argpartition output per pool row, and the gathered rows themselves
+    chunk = max(k + 1, BLOCK_BYTES // (12 * tb + (4 * p.shape[1] if rows is not None else 0)))
     for ts in range(0, n, tb):
         neg_t = -t[ts:ts + tb]  # negated cosine: ascending order = best first
         m = len(neg_t)
         best_v, best_i = np.empty((m, 0), np.float32), np.empty((m, 0), np.int64)
         for ps in range(0, size, chunk):
-            neg = neg_t @ p[ps:ps + chunk].T
+            neg = neg_t @ (p[ps:ps + chunk] if rows is None else p[rows[ps:ps + chunk]]).T
             if best_v.shape[1] == k:
                 hit = neg <= best_v[:, -1:]
                 n_hit = int(np.count_nonzero(hit))
@@ -271,15 +318,16 @@ def knn_ann(targets: np.ndarray, pool: np.ndarray, k: int, unit: bool = False) -
     return hnsw_search(hnsw_index(p), t, k)
 
 
-def knn(targets: np.ndarray, pool: np.ndarray, k: int, method: str = "auto",
-        unit: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
-    """Top-k cosine neighbours with the search ``method`` (auto|exact|ann); returns the method used."""
+def knn(targets: np.ndarray, pool: np.ndarray, k: int, method: str = "auto", unit: bool = False,
+        rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Top-k cosine neighbours with the search ``method`` (auto|exact|ann) among ``rows`` of the pool (all
+    when None; indices returned are positions in ``rows``); returns the method used."""
     if method == "auto":
-        method = "ann" if len(pool) >= ANN_MIN_POOL else "exact"
+        method = "ann" if (len(pool) if rows is None else len(rows)) >= ANN_MIN_POOL else "exact"
     if method == "ann":
-        return (*knn_ann(targets, pool, k, unit), "faiss-hnsw")
+        return (*knn_ann(targets, pool if rows is None else np.ascontiguousarray(pool[rows]), k, unit), "faiss-hnsw")
     if method == "exact":
-        return (*knn_exact(targets, pool, k, unit), "exact")
+        return (*knn_exact(targets, pool, k, unit, rows), "exact")
     raise ValueError(f"method {method!r} is not one of {METHODS}")
 
 
@@ -447,19 +495,27 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             groups = (pd.Series(targets["label"].to_numpy()).groupby(targets["label"].to_numpy()).indices.items()
                       if same_label else [(None, np.arange(len(targets)))])
             parts = []
-            for label, t_rows in groups:
+            for label, g_rows in groups:
                 allowed = usable if label is None else usable & (pool_labels == label)
                 rows_p = np.flatnonzero(allowed)
-                if len(rows_p):
-                    k_rows = k_per_target[t_rows]
-                    sims_g, idx_g, summary["method"] = knn(t_emb[t_rows], np.ascontiguousarray(p_emb[rows_p]),
-                                                           int(k_rows.max()), method, unit=True)
-                    idx_g = np.where(np.arange(idx_g.shape[1])[None, :] < k_rows[:, None], idx_g, -1)
-                    found_g = idx_g >= 0
-                    idx_g = np.where(found_g, rows_p[np.maximum(idx_g, 0)], -1)
-                else:  # every remaining row of this label was mined earlier (or there is none)
-                    sims_g, idx_g = np.zeros((len(t_rows), 0), np.float32), np.zeros((len(t_rows), 0), np.int64)
-                parts.append((t_rows, sims_g, idx_g))
+                subset = None if len(rows_p) == len(p_emb) else rows_p  # a label's rows: gathered chunk by chunk
+                # The limiting targets' extra neighbours run to ~1000 each when 2k targets share them: searched
+                # apart, so the others' running top-k stays top_k long (bench/scale.py: the merges cost 10x the
+                # matrix product otherwise). A target's neighbours do not depend on who is searched with it.
+                limiting = k_per_target[g_rows] > top_k
+                for t_rows in (g_rows[~limiting], g_rows[limiting]):
+                    if not len(t_rows):
+                        continue
+                    if len(rows_p):
+                        k_rows = k_per_target[t_rows]
+                        sims_g, idx_g, summary["method"] = knn(t_emb[t_rows], p_emb, int(k_rows.max()), method,
+                                                               unit=True, rows=subset)
+                        idx_g = np.where(np.arange(idx_g.shape[1])[None, :] < k_rows[:, None], idx_g, -1)
+                        found_g = idx_g >= 0
+                        idx_g = np.where(found_g, rows_p[np.maximum(idx_g, 0)], -1)
+                    else:  # every remaining row of this label was mined earlier (or there is none)
+                        sims_g, idx_g = np.zeros((len(t_rows), 0), np.float32), np.zeros((len(t_rows), 0), np.int64)
+                    parts.append((t_rows, sims_g, idx_g))
             k = max(p[2].shape[1] for p in parts)
             sims = np.zeros((len(targets), k), np.float32)
             idx = np.full((len(targets), k), -1, np.int64)
