@@ -118,6 +118,25 @@ def verdict_lines(m: dict[str, Any]) -> list[str]:
     return [" ".join(out)]
 
 
+def held_lines(m: dict[str, Any]) -> list[str]:
+    """The verdict's first lines when at most ``defaults.FEW_PINNING`` samples hold the KPI: the headline,
+    each sample with its picture and label-issue flag, the commands to relabel or drop it, and what then."""
+    from tao_aoi.analysis import pinning
+
+    held = m.get("held_by")
+    if not held:
+        return []
+    kpi_csv = (m.get("inputs") or {}).get("kpi_csv")
+    L = [f"**{held['headline']}.** DEFT gives {'it' if held['samples'] == 1 else 'them'} the limiting samples' "
+         f"priority (targeted synthetic pairs, extra mining neighbours, a higher training weight); if "
+         f"{'it is' if held['samples'] == 1 else 'they are'} mislabelled, no training fixes the figure:", ""]
+    for s in m["limiting_samples"][:held["samples"]]:
+        first, *cmds = pinning.sample_lines(s, kpi_csv, None)
+        L.append(f"- {first}" + (f"<br>![{s['object_name']}]({s['image']})" if s.get("image") else ""))
+        L += [f"  - {c.strip().split(': ', 1)[0]}: `{c.strip().split(': ', 1)[1]}`" for c in cmds]
+    return L + ["", pinning.rerun_note(None) + ".", ""]
+
+
 def routing_sentence(m: dict[str, Any]) -> str:
     """What routing will do for the limiting families (SDG priority only where the label is an SDG label)."""
     fams = [k for k, _ in _pinning_families(m)]
@@ -204,6 +223,7 @@ def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[d
     L = [
         "# RCA report", "", *head, "",
         "## 1. Verdict", "",
+        *held_lines(m),
         f"- Threshold **{m['threshold']!r}** (predicted defect iff siamese_score > threshold), chosen at "
         f"min_recall {m['min_recall']:g}: precision {fmt(m['precision'])}, recall {fmt(m['recall'])}, "
         f"F1 {fmt(m['f1'])}, FAR {fmt(100 * m['far'])}%.",
