@@ -262,6 +262,26 @@ def test_a_limiting_target_gets_extra_neighbours(ws, capsys, monkeypatch):
     assert (s["limiting_targets"], s["extra_neighbours_for_limiting"]) == (1, 2)
 
 
+def test_a_limiting_target_keeps_its_nearest_rows_of_its_label_even_below_the_floor(ws, capsys, monkeypatch):
+    # at a floor of 0.999 no MISSING row clears it for T0 (m1 is 3 degrees off: 0.9986); T0 pins the KPI, so
+    # it keeps its top_k nearest MISSING rows anyway; T1 (not limiting) keeps only what clears the floor
+    path = ws / "run/iter1/routing/mining_gaps.parquet"
+    gaps = pd.read_parquet(path)
+    t0 = (gaps["object_name"] == "T0").to_numpy()
+    gaps["limiting_rank"], gaps["pinned_share"] = np.where(t0, 1, 0), np.where(t0, 5.0, 0.0)
+    gaps.to_parquet(path, index=False)
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=1, floor=0.999, any_label=False)
+    assert code == 0, err
+    mined = pd.read_csv(out / "mined_rows.csv", dtype=str).set_index("object_name")
+    assert sorted(mined.index) == ["m1", "s1"] and mined.loc["m1", "limiting_rank"] == "1"
+    knn = pd.read_csv(out / "knn_summary.csv").set_index("target")
+    assert knn.loc["weak/b0/T0", "above_floor"] == 0 and knn.loc["weak/b0/T0", "new_below_floor"] == 1
+    assert knn.loc["weak/b0/T1", "new_below_floor"] == 0 and s["mined_below_floor_for_limiting"] == 1
+    # searching every label, the floor holds for every target: other labels' rows are not the sample's kind
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=1, floor=0.999, any_label=True, run="any")
+    assert code == 0 and s["mined_below_floor_for_limiting"] == 0 and "m1" not in mined_objects(out)
+
+
 def test_a_pool_row_near_two_targets_is_mined_once_for_the_closer(ws, capsys, monkeypatch):
     write_targets(ws, {"T0": ("MISSING", 0), "T1": ("MISSING", 10)})
     write_pool(ws, {"a": ("MISSING", 4), "b": ("MISSING", 9)})

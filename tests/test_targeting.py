@@ -251,3 +251,40 @@ def test_a_weighted_row_counts_more_in_both_members():
     w[59] = defaults.MAX_ROW_WEIGHT
     heavy, _ = ensemble.fit(x, y, x, y, hp, **kw, sample_weight=w)
     assert heavy.scores(x[59:60])[0] < plain.scores(x[59:60])[0]
+
+
+class StandardisingBackend(MeanDiffBackend):
+    """The test embedder, saying (as the local one does) that it is compared after standardising."""
+
+    def submit_embed(self, job):
+        handle = super().submit_embed(job)
+        from tao_aoi.deft import mining
+
+        path = mining.settings_file(Path(job.output))
+        path.write_text(json.dumps({**json.loads(path.read_text()), "standardise": "pool"}))
+        return handle
+
+
+def test_a_standardising_embedder_is_standardised_by_the_mining_pool_embedded_once_for_both_stages(ws, tmp_path):
+    from tao_aoi.deft import mining
+
+    R = tmp_path / "run"
+    backend = StandardisingBackend()
+    alloc = sdg.ingest(routed(tmp_path), ws / "augmentation/anomalygen", 6, R / "iter1" / "sdg", ws / "images",
+                       ws / "specs/baseline_spec.yaml", R / "sdg_history.json", "iter1", backend=backend,
+                       cache_dir=R / "sdg_cache", reference_pool=ws / "augmentation/mining_pool/mining_pool.csv",
+                       reference_cache=R / "mining_cache")
+    assert alloc["standardised_by"].startswith("mining pool ") and alloc["standardised_by"].endswith("(embedded)")
+    # the cache is the one mining reads: same source, same rows
+    pool_csv = ws / "augmentation/mining_pool/mining_pool.csv"
+    source = json.loads((R / "mining_cache" / mining.POOL_CACHE_SOURCE).read_text())
+    assert source == mining._pool_source(pool_csv, (ws / "images").resolve(), ws / "specs/baseline_spec.yaml")
+    emb, _ = mining.read_embeddings(R / "mining_cache" / mining.POOL_CACHE)
+    assert len(emb) == len(changenet_csv.read(pool_csv))
+    # standardising by a reference: its mean and spread, not the pool's
+    t, p = np.array([[1.0, 10.0]], np.float32), np.array([[1.0, 0.0], [3.0, 0.0]], np.float32)
+    ref = np.array([[0.0, 0.0], [2.0, 20.0]], np.float32)
+    t2, p2 = mining.comparable(t, p, {"standardise": "pool"}, reference=ref)
+    np.testing.assert_allclose(t2, (t - ref.mean(0)) / ref.std(0))
+    np.testing.assert_allclose(p2, (p - ref.mean(0)) / ref.std(0))
+    assert mining.comparable(t, p, {}, reference=ref) == (t, p)  # an embedder that does not standardise

@@ -9,7 +9,10 @@ or ``defaults.MIN_SIMILARITY_BY_EMBEDDER``: SigLIP 0.9, the local embedder its o
 caller gives one. Embedders whose settings say ``standardise: pool`` (the local one) are compared
 after standardising targets and pool by the pool's mean and spread, so every descriptor counts.
 With ``same_label`` (the default: the pool is labelled and routing sent a label to mining to get
-more of that label) a target's neighbours are searched among pool rows of its own label only. Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
+more of that label) a target's neighbours are searched among pool rows of its own label only, and a
+limiting target (it pins the KPI threshold) keeps its ``top_k`` nearest rows of its label even below
+the floor: the priority goes to the nearest real rows there are (on the field workspace the defect
+that pinned the KPI had none above the floor after iter1). Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
 identity, so moving the results folder breaks nothing; rerunning the same iteration replaces its own
 entries), so a weak sample that recurs reaches its next-nearest rows. Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
 mined. Mined rows are written with their paths relative to the image root.
@@ -47,7 +50,7 @@ TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
 METHODS = ("auto", "exact", "ann")
-SUMMARY_COLUMNS = ["target", "label", "k", "candidates", "above_floor", "new", "best_similarity"]
+SUMMARY_COLUMNS = ["target", "label", "k", "candidates", "above_floor", "new", "new_below_floor", "best_similarity"]
 EXTRA_COLUMNS = ["source", "similarity", "target", "iteration", "limiting_rank"]  # rank 0: not a limiting target
 POOL_CACHE, POOL_CACHE_SOURCE = "pool_embeddings.parquet", "pool_embeddings.source.json"
 
@@ -419,7 +422,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                "min_similarity": min_similarity, "floor_source": "given" if min_similarity is not None else None,
                "same_label": bool(same_label), "pool_rows": 0, "excluded_heldout": 0, "method": None,
                "embedder": None, "pool_embeddings": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0,
-               "mined": 0, "mined_labels": {}}
+               "mined": 0, "mined_below_floor_for_limiting": 0, "mined_labels": {}}
     with atomic.atomic_dir(out) as tmp:
         mined = pd.DataFrame(columns=list(changenet_csv.REQUIRED) + EXTRA_COLUMNS)
         per_target = pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -488,8 +491,12 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                                  "sim": np.clip(sims.ravel()[found], -1.0, 1.0)})
             cand["key"] = pool_keys[cand["p"].to_numpy()]
             cand["floor"] = cand["sim"] >= min_similarity - SIM_TOLERANCE
-            keep = cand[cand["floor"]].sort_values(["sim", "t", "p"], ascending=[False, True, True],
-                                                                         kind="stable")
+            # A limiting sample keeps its top_k nearest rows of its own label even below the floor: the
+            # priority goes to the nearest real rows there are (the floor guards the others' neighbours).
+            pos = np.tile(np.arange(k), n_t)[found]
+            nearest = (rank[cand["t"].to_numpy()] > 0) & (pos < top_k) & bool(same_label)
+            cand["kept"] = cand["floor"].to_numpy() | nearest
+            keep = cand[cand["kept"]].sort_values(["sim", "t", "p"], ascending=[False, True, True], kind="stable")
             keep = keep.drop_duplicates("key", keep="first")
             g = cand.groupby("t")
             every = range(n_t)
@@ -500,6 +507,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                 "candidates": g.size().reindex(every, fill_value=0).to_numpy(),
                 "above_floor": g["floor"].sum().reindex(every, fill_value=0).to_numpy(),
                 "new": keep.groupby("t").size().reindex(every, fill_value=0).to_numpy(),
+                "new_below_floor": keep[~keep["floor"]].groupby("t").size().reindex(every, fill_value=0).to_numpy(),
                 "best_similarity": g["sim"].max().reindex(every).round(6).to_numpy(),
             })
             rows = pool.iloc[keep["p"].to_numpy()].reset_index(drop=True)
@@ -510,6 +518,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             rows["limiting_rank"] = rank[keep["t"].to_numpy()]
             mined = rows
             summary.update(candidates=int(len(cand)), above_floor=int(cand["floor"].sum()), mined=int(len(mined)),
+                           mined_below_floor_for_limiting=int((~keep["floor"]).sum()),
                            mined_labels={str(a): int(b) for a, b in mined["label"].value_counts().sort_index().items()})
             new_keys = set(keep["key"])
         changenet_csv.write(mined, tmp / "mined_rows.csv")

@@ -66,7 +66,10 @@ def held_by(R: Results, st: dict, label: str) -> dict | None:
     inference = R.stage_dir(label, "evaluate") / "inference.csv"
     if point.get("name") != "recall_pct" or not inference.is_file():
         return None
-    cols, scores, positive = kpi.read_inference_columns(inference)
+    try:
+        cols, scores, positive = kpi.read_inference_columns(inference)
+    except UserError:  # advisory: an unreadable scored set never blocks choosing the deliverable
+        return None
     lim = limiting.find(scores, positive, float(point["target"]) / 100.0, defaults.FEW_PINNING)
     far_fixed = lim.far_if_fixed()
     listed = [{"far_if_fixed": float(far_fixed[j])} for j in range(len(lim.rows))]
