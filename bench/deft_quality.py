@@ -17,9 +17,15 @@ in-process with the local backend), it prints:
    searches of ``--objective-trials`` trials (other sampler seeds) on the same workspace, for a
    pooled rho and the median per search, and the same for candidate objectives computed on those
    trials' validation scores (1-AUC, the hardest 5% of defects, each family's worst defect, the worst
-   family's 1-AUC), the evidence for the objective chosen.
+   family's 1-AUC), the evidence for the objective chosen;
+4. what targeting did for the samples that pinned the baseline (``limiting_trajectory``): each of the
+   baseline's first ``defaults.FEW_PINNING`` limiting samples, its score and the share of PASS rows at
+   or above it at every evaluated phase, the SDG pairs picked for it (count, best and worst cosine)
+   and the mining-pool rows mined for it per iteration, and whether its score rose by iter2.
+   ``--row-weight W`` / ``--limiting-share S`` run with another weight for the rows added for
+   limiting samples (1 = unweighted, what TAO gets) or another priority share (0 = no priority).
 
-4. with ``--holdout-half``: the optimism gap, measured. The KPI set is split in half (stratified by
+5. with ``--holdout-half``: the optimism gap, measured. The KPI set is split in half (stratified by
    label, seeded): one half stays the KPI set the run decides on, the other is sealed as
    ``--holdout-csv``. Printed per run: the contract FAR and recall (KPI set, which also chose the
    deliverable), the calibrated FAR and recall (threshold chosen on the validation set, applied to the
@@ -29,6 +35,7 @@ in-process with the local backend), it prints:
 Speed figures are not the point here (see bench/embedded.py); total wall time is printed.
 Run: .venv/bin/python bench/deft_quality.py [--workspaces demo,field] [--seeds 0] [--objective-seeds 0]
      [--holdout-half]   (the issue-17 table: --seeds 0,1 --holdout-half)
+     [--row-weight 3] [--limiting-share 0.5]
 """
 from __future__ import annotations
 
@@ -150,6 +157,67 @@ def limiting_family(R: Results, ws: Workspace) -> tuple[str, float, int, int]:
     return worst, worst_far, mined, int((pool["label"] == worst).sum())
 
 
+def limiting_trajectory(R: Results, ws: Workspace) -> list[dict]:
+    """The baseline's first ``defaults.FEW_PINNING`` limiting samples: per evaluated phase their score and
+    PASS share at or above it, with the SDG pairs picked for them and the pool rows mined for them."""
+    from tao_aoi.data import leakage
+
+    metrics = json.loads((R.stage_dir("baseline", "rca") / "metrics.json").read_text(encoding="utf-8"))
+    samples = metrics["limiting_samples"][:defaults.FEW_PINNING]
+    if not samples:
+        return []
+    st = json.loads(R.state.read_text(encoding="utf-8"))
+    order = ["baseline"] + sorted((k for k in st["iterations"] if k.startswith("iter")), key=lambda k: int(k[4:]))
+    order += [k for k in ("final_automl",) if k in st["iterations"]]
+    keys = leakage.sample_keys(pd.DataFrame([{"input_path": x["input_path"], "object_name": x["object_name"]}
+                                             for x in samples]), ws.images).tolist()
+    out = [{"rank": x["rank"], "label": x["label"], "sample": f"{x['input_path']}/{x['object_name']}", "key": k,
+            "phases": {}} for x, k in zip(samples, keys)]
+    for it in order:
+        inf = R.stage_dir(it, "evaluate") / "inference.csv"
+        if not inf.is_file():
+            continue
+        df, scores, positive = kpi.read_inference(str(inf))
+        share = pass_share_above(scores, positive)
+        row_keys = leakage.sample_keys(df[positive], ws.images).tolist()
+        at = {k: i for i, k in enumerate(row_keys)}
+        alloc_p = R.stage_dir(it, "sdg") / "allocation.json"
+        alloc = json.loads(alloc_p.read_text(encoding="utf-8")) if alloc_p.is_file() else {}
+        mined_p = R.stage_dir(it, "mining") / "mined_rows.csv"
+        mined = pd.read_csv(mined_p, dtype=str, keep_default_na=False) if mined_p.is_file() else None
+        for rec in out:
+            i = at.get(rec["key"])
+            if i is None:
+                continue
+            picked = [p["similarity"] for t in alloc.get("targeted", []) if t["target"] == rec["key"]
+                      for p in t["picked"]]
+            rec["phases"][it] = {"score": float(scores[positive][i]), "pass_above_pct": 100.0 * float(share[i]),
+                                 "sdg_picked": len(picked), "sdg_sim": (max(picked), min(picked)) if picked else None,
+                                 "mined": int((mined["target"] == rec["key"]).sum()) if mined is not None else None}
+    for rec in out:  # at iter2, or at the last iteration when the loop stopped before it
+        ph = rec["phases"]
+        base, second = ph.get("baseline"), ph.get("iter2") or ph.get("iter1")
+        rec["rises_by_iter2"] = bool(base and second and second["score"] > base["score"])
+    return out
+
+
+def print_limiting(traj: list[dict]) -> None:
+    if not traj:
+        print("  no sample pinned the baseline's threshold")
+        return
+    print(f"  limiting samples at the baseline (score, PASS rows at or above it; SDG pairs picked for it with their "
+          f"cosine; pool rows mined for it):")
+    for rec in traj:
+        print(f"    #{rec['rank']} {rec['label']} {rec['sample']}: rises by iter2: "
+              f"{'yes' if rec['rises_by_iter2'] else 'no'}")
+        for it, ph in rec["phases"].items():
+            extra = ""
+            if it.startswith("iter"):
+                sim = f", cosine {ph['sdg_sim'][0]:.3f}..{ph['sdg_sim'][1]:.3f}" if ph["sdg_sim"] else ""
+                extra = f"; sdg {ph['sdg_picked']}{sim}; mined {ph['mined']}"
+            print(f"      {it:<13s} {ph['score']:.4f} ({ph['pass_above_pct']:5.1f}%){extra}")
+
+
 def extra_searches(ws: Workspace, seeds: int, trials: int, work: Path) -> list[pd.DataFrame]:
     space = search_space.default_for_backend("local")
     tables = []
@@ -234,6 +302,9 @@ def report(name: str, seed: int, ws: Workspace, trials: int, objective_seeds: in
     if holdout is not None:
         result["optimism"] = optimism(R)
         print_optimism(result["optimism"])
+    lim = limiting_trajectory(R, ws)
+    print_limiting(lim)
+    result["pin"] = lim[0] if lim else None
     if objective_seeds:
         tables = [table] + extra_searches(ws, objective_seeds, objective_trials, work / f"{name}_s{seed}_searches")
         per = [spearman(t["objective"], t["kpi_far"]) for t in tables]
@@ -279,11 +350,17 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--holdout-half", action="store_true",
                     help="seal half of each KPI set as --holdout-csv and print the three figures (optimism gap)")
+    ap.add_argument("--row-weight", type=float, default=defaults.LIMITING_ROW_WEIGHT,
+                    help="weight of the rows an iteration adds for limiting samples (1: unweighted, as on TAO)")
+    ap.add_argument("--limiting-share", type=float, default=defaults.LIMITING_SHARE,
+                    help="share of SDG rows and mining slots for the limiting samples (0: no priority)")
     args = ap.parse_args()
+    defaults.LIMITING_ROW_WEIGHT, defaults.LIMITING_SHARE = args.row_weight, args.limiting_share
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_deft_quality_"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    print(f"host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; scratch {work}; target {TARGET}")
+    print(f"host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; scratch {work}; target {TARGET}; "
+          f"limiting rows weight {defaults.LIMITING_ROW_WEIGHT:g}, priority share {defaults.LIMITING_SHARE:g}")
     results = {}
     try:
         for name in [w for w in args.workspaces.split(",") if w]:
@@ -299,6 +376,20 @@ def main() -> None:
                   f"{'yes' if r['met'] else 'no':>4s} {r['iterations']:5d} {r['rho']:+6.3f}")
         if args.holdout_half:
             print_optimism_table(results)
+        print("\nthe sample that pinned the baseline: its score per phase (PASS rows at or above it, %)")
+        for (name, seed), r in results.items():
+            pin = r.get("pin")
+            if not pin:
+                print(f"  {name:<10s} {seed:>4d} none pinned")
+                continue
+            steps = "  ".join(f"{it} {ph['score']:.3f} ({ph['pass_above_pct']:.1f})" for it, ph in pin["phases"].items())
+            print(f"  {name:<10s} {seed:>4d} {pin['label']:<16s} rises by iter2: {'yes' if pin['rises_by_iter2'] else 'no':<3s}"
+                  f"  {steps}")
+        for name in dict.fromkeys(n for n, _ in results):
+            rs = [r for (n, _), r in results.items() if n == name]
+            print(f"  {name}: mean deliverable {statistics.mean(r['deliverable'] for r in rs):.3f}%, "
+                  f"pinning sample lifted by iter2 on {sum(bool(r.get('pin') and r['pin']['rises_by_iter2']) for r in rs)}"
+                  f"/{len(rs)} seeds")
         print(f"total {time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.2f}")
     finally:
         if not args.keep and args.work is None:

@@ -21,7 +21,7 @@ from tao_aoi.deft import mining, sdg
 from tao_aoi.layout import Workspace
 from tao_aoi.model import features
 from tao_aoi.tao import train_spec
-from tao_aoi.workspace import field
+from tao_aoi.workspace import builder, field
 from tao_aoi.workspace import field_render as fr
 
 SEED = 7
@@ -139,16 +139,85 @@ def test_a_same_family_pair_at_different_places_is_above_the_floor(ws, family, k
     assert same > cross, (family, same, cross)
 
 
-def test_the_baseline_never_calls_an_unseen_visible_family_a_confident_pass(ws, tmp_path):
-    """Trained on base train only (no TOMBSTONE, POLARITY, FOREIGN_MATERIAL), every row of those
-    families scores above the median PASS row of the KPI set."""
+@pytest.fixture(scope="module")
+def base_model(ws, tmp_path_factory) -> tuple[Path, float, pd.DataFrame]:
+    """Trained on base train only: (its training folder, the KPI set's median PASS score, KPI scores)."""
+    out = tmp_path_factory.mktemp("base_model")
     b = get_backend("local")
     b.train(TrainJob(spec=ws.baseline_spec, train_csv=ws.training_csv, val_csv=ws.validation_csv,
-                     images_root=ws.images, output_dir=tmp_path / "train"))
-    b.infer(InferJob(spec=tmp_path / "train" / "experiment.yaml", checkpoint=tmp_path / "train" / "best.ckpt",
-                     csv=ws.kpi_csv, images_root=ws.images, output_dir=tmp_path / "inference"))
-    out = pd.read_csv(tmp_path / "inference" / "inference.csv")
-    median_pass = out.loc[out["label"] == "PASS", "siamese_score"].median()
+                     images_root=ws.images, output_dir=out / "train"))
+    b.infer(InferJob(spec=out / "train" / "experiment.yaml", checkpoint=out / "train" / "best.ckpt",
+                     csv=ws.kpi_csv, images_root=ws.images, output_dir=out / "inference"))
+    scores = pd.read_csv(out / "inference" / "inference.csv")
+    return out / "train", float(scores.loc[scores["label"] == "PASS", "siamese_score"].median()), scores
+
+
+def test_the_baseline_never_calls_an_unseen_visible_family_a_confident_pass(base_model):
+    """Trained on base train only (no TOMBSTONE, POLARITY, FOREIGN_MATERIAL), every row of those
+    families scores above the median PASS row of the KPI set."""
+    _, median_pass, out = base_model
     for family in UNSEEN:
         scores = out.loc[out["label"] == family, "siamese_score"]
         assert len(scores) and (scores > median_pass).all(), (family, scores.min(), median_pass)
+
+
+def edge_and_tongue_cases(n_seed: int = 11) -> tuple[fr.Scenes, fr.Scenes, list[str]]:
+    """(goldens, tests, names): a hard particle touching each side of the crop on a chip and a SOT-23,
+    and a hard solder tongue beyond each pad of every kind (the generator's forms, placed by hand)."""
+    rng = np.random.default_rng(n_seed)
+    kinds, names, setups = [], [], []
+    for kind in ("R", "Q"):
+        for side in range(4):
+            kinds.append(fr.KINDS.index(kind))
+            names.append(f"border{side}{kind}@1")
+            setups.append(("border", side))
+    for kind in fr.KINDS:
+        for term in range(3 if kind == "Q" else 2):
+            kinds.append(fr.KINDS.index(kind))
+            names.append(f"tongue{term}{kind}@1")
+            setups.append(("extension", term))
+    gold = fr.nominal(rng, np.asarray(kinds))
+    test = gold.take(np.arange(len(kinds)))
+    fr.capture(gold, rng, golden=True)
+    fr.production(test, rng, glare_share=0.0)
+    for i, (form, where) in enumerate(setups):
+        if form == "border":
+            axis, outward = where % 2, 1.0 if where < 2 else -1.0
+            test.particle[i] = [0.0, 0.0, 1.4, 0.0, 0.3, 1.0]
+            test.particle[i, axis] = outward * (fr.SIZE - 1) / 2 - test.register[i, axis] - outward * 0.3 * 1.4
+            test.particle[i, 1 - axis] = rng.uniform(-20, 20)
+        else:
+            test.tongue[i] = [where, 4.0, 1.4, 1.0]
+    return gold, test, names
+
+
+def test_a_change_touching_the_crop_edge_or_a_thin_tongue_beyond_a_pad_scores_above_the_pass_median(
+        ws, base_model, tmp_path):
+    """The embedded model sees a change wherever it is in the crop: a particle the crop's edge cuts and a
+    thin solder tongue beyond a pad, never seen as such in base training, score above the median PASS."""
+    train, median_pass, _ = base_model
+    gold, test, names = edge_and_tongue_cases()
+    writer = builder.ImageWriter()
+    root = tmp_path / "images"
+    field._write_images(writer, gold, [root / "cases" / "golden" / n for n in names], np.random.default_rng(1))
+    field._write_images(writer, test, [root / "cases" / "test" / n for n in names], np.random.default_rng(2))
+    csv = tmp_path / "cases.csv"
+    labels = ["FOREIGN_MATERIAL" if n.startswith("border") else "EXCESS_SOLDER" for n in names]
+    pd.DataFrame({"input_path": "cases/test", "golden_path": "cases/golden", "label": labels,
+                  "object_name": names}).to_csv(csv, index=False)
+    get_backend("local").infer(InferJob(spec=train / "experiment.yaml", checkpoint=train / "best.ckpt", csv=csv,
+                                        images_root=root, output_dir=tmp_path / "inference"))
+    out = pd.read_csv(tmp_path / "inference" / "inference.csv")
+    low = out[out["siamese_score"] <= median_pass]
+    assert low.empty, (low[["object_name", "siamese_score"]].to_dict("records"), median_pass)
+    # and the descriptors register each of them: the strongest local change is above the same crop's without it
+    cfg = features.FeatureConfig.for_size(fr.SIZE)
+    stack = lambda imgs: np.stack([imgs[light] for light in fr.LIGHTS], axis=1)  # noqa: E731
+    clean = test.take(np.arange(len(names)))
+    clean.particle[:] = 0.0
+    clean.tongue[:] = 0.0
+    g = stack(render(gold, 1))
+    with_it = features._chunk_vectors(stack(render(test, 2)), g, cfg)
+    without = features._chunk_vectors(stack(render(clean, 2)), g, cfg)
+    strongest = lambda x: x[:, :features.PER_LIGHT * len(fr.LIGHTS)].reshape(len(x), len(fr.LIGHTS), -1)[:, :, 0].max(1)  # noqa: E731
+    assert (strongest(with_it) > strongest(without)).all()

@@ -176,13 +176,18 @@ def test_end_to_end_outputs(rca_inputs, tmp_path, capsys):
 
     from PIL import Image
 
-    sheets = sorted((out / "rca_images").iterdir())
+    every = sorted((out / "rca_images").iterdir())
+    sheets = [x for x in every if not x.name.startswith("limiting_")]
     assert len(sheets) == 10 == len(m["rca_images"])
+    # and a picture of each sample that holds the KPI (none when no few samples do)
+    held = (m["held_by"] or {}).get("samples", 0)
+    assert sorted(x.name for x in every if x.name.startswith("limiting_")) == sorted(
+        Path(x["image"]).name for x in m["limiting_samples"][:held])
     assert sum(i["kind"] == "PASS" for i in m["rca_images"]) == 5
     with Image.open(sheets[0]) as im:
         assert im.size[0] == 2 * 128 + 4 and im.size[1] >= 2 * 128
     report = (out / "RCA_Report.md").read_text()
-    assert "## 5. Visual spot check" in report and report.count("rca_images/") == 10
+    assert "## 5. Visual spot check" in report and report.count("rca_images/") == 10 + held
     assert "TODO(agent)" not in report and "weak_samples_breakdown" not in report  # headless: complete
     assert "misclassified" in (out / "weak_samples_breakdown.txt").read_text()
     assert m["report_mode"] == "headless"

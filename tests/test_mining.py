@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -19,79 +18,15 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 import mini_workspace
+from mean_diff_embedder import MeanDiffBackend, cos_deg, put
 from rca_data import call
 from tao_aoi import defaults
-from tao_aoi.backends.base import COMPLETE, ERROR, Backend, JobHandle
 from tao_aoi.commands import mine_pool
 from tao_aoi.data import changenet_csv
 from tao_aoi.deft import mining
 from tao_aoi.model import features
-from tao_aoi.tao import train_spec
-
-GOLD = 100  # golden pixel value; a sample's input pixel is GOLD + its vector component per light
-
-
-# ------------------------------------------------------------------ test embedder
-
-
-class MeanDiffBackend(Backend):
-    """Embeds a row as [mean(input) - mean(golden) per light]; records which CSVs it embedded."""
-
-    name = "test"
-
-    def __init__(self, version: str = "1", fail_on: str | None = None, write_then_fail: bool = False):
-        self.version, self.fail_on, self.write_then_fail, self.calls = version, fail_on, write_then_fail, []
-
-    def submit_embed(self, job):
-        self.calls.append(Path(job.csv).name)
-        failing = self.fail_on is not None and self.fail_on in Path(job.csv).name
-        if failing and not self.write_then_fail:
-            return JobHandle(self.name, "embed", str(len(self.calls)), Path(job.output).parent, ERROR, "test failure")
-        spec = train_spec.load(job.spec)
-        lights, ext = train_spec.lights(spec), train_spec.image_ext(spec)
-        df = changenet_csv.read(job.csv)
-
-        def means(col, light):
-            return np.array([np.asarray(Image.open(f), dtype=np.float64).mean()
-                             for f in changenet_csv.image_files(df, job.images_root, col, light, ext)])
-
-        vec = np.stack([means("input_path", lt) - means("golden_path", lt) for lt in lights], axis=1)
-        pd.DataFrame({"embedding": list(vec.astype(np.float32))}).to_parquet(job.output)
-        mining.settings_file(Path(job.output)).write_text(json.dumps(
-            {"embedder": "test-mean-diff", "version": self.version, "lights": lights}))
-        return JobHandle(self.name, "embed", str(len(self.calls)), Path(job.output).parent,
-                         ERROR if failing else COMPLETE, "test failure" if failing else "")
-
-    def status(self, handle):
-        return handle.state
-
-    def cancel(self, handle):
-        pass
-
-    def submit_train(self, job):
-        raise NotImplementedError
-
-    def submit_infer(self, job):
-        raise NotImplementedError
-
-
-# ------------------------------------------------------------------ a workspace with chosen directions
-
-
-def put(root: Path, rel_dir: str, obj: str, degrees: float, radius: int = 90) -> None:
-    """Images whose test embedding points at ``degrees`` (input = GOLD + vector per light)."""
-    vec = (round(radius * math.cos(math.radians(degrees))), round(radius * math.sin(math.radians(degrees))))
-    for light, v in zip(mini_workspace.LIGHTS, vec):
-        mini_workspace.png(root / rel_dir / f"{obj}_{light}.png", GOLD + v)
-        mini_workspace.png(root / f"{rel_dir}_golden" / f"{obj}_{light}.png", GOLD)
-
-
-def cos_deg(a: float) -> float:
-    return math.cos(math.radians(a))
-
 
 TARGETS = {"T0": ("MISSING", 0), "T1": ("SHIFT", 90)}
 POOL = {"m1": ("MISSING", 3), "m2": ("MISSING", 8), "m3": ("MISSING", 15), "p1": ("PASS", 45),
@@ -325,6 +260,26 @@ def test_a_limiting_target_gets_extra_neighbours(ws, capsys, monkeypatch):
     knn = pd.read_csv(out / "knn_summary.csv").set_index("target")
     assert knn.loc["weak/b0/T0", "k"] == 3 and knn.loc["weak/b0/T1", "k"] == 1
     assert (s["limiting_targets"], s["extra_neighbours_for_limiting"]) == (1, 2)
+
+
+def test_a_limiting_target_keeps_its_nearest_rows_of_its_label_even_below_the_floor(ws, capsys, monkeypatch):
+    # at a floor of 0.999 no MISSING row clears it for T0 (m1 is 3 degrees off: 0.9986); T0 pins the KPI, so
+    # it keeps its top_k nearest MISSING rows anyway; T1 (not limiting) keeps only what clears the floor
+    path = ws / "run/iter1/routing/mining_gaps.parquet"
+    gaps = pd.read_parquet(path)
+    t0 = (gaps["object_name"] == "T0").to_numpy()
+    gaps["limiting_rank"], gaps["pinned_share"] = np.where(t0, 1, 0), np.where(t0, 5.0, 0.0)
+    gaps.to_parquet(path, index=False)
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=1, floor=0.999, any_label=False)
+    assert code == 0, err
+    mined = pd.read_csv(out / "mined_rows.csv", dtype=str).set_index("object_name")
+    assert sorted(mined.index) == ["m1", "s1"] and mined.loc["m1", "limiting_rank"] == "1"
+    knn = pd.read_csv(out / "knn_summary.csv").set_index("target")
+    assert knn.loc["weak/b0/T0", "above_floor"] == 0 and knn.loc["weak/b0/T0", "new_below_floor"] == 1
+    assert knn.loc["weak/b0/T1", "new_below_floor"] == 0 and s["mined_below_floor_for_limiting"] == 1
+    # searching every label, the floor holds for every target: other labels' rows are not the sample's kind
+    code, s, err, out = run_mine(ws, capsys, monkeypatch, k=1, floor=0.999, any_label=True, run="any")
+    assert code == 0 and s["mined_below_floor_for_limiting"] == 0 and "m1" not in mined_objects(out)
 
 
 def test_a_pool_row_near_two_targets_is_mined_once_for_the_closer(ws, capsys, monkeypatch):

@@ -30,15 +30,20 @@ def test_allocation_is_proportional_and_exact(num, weights):
 
 def routed(tmp: Path, counts: dict[str, int], pinned: dict[str, float] | None = None) -> Path:
     """A routing folder whose sdg_gaps.parquet holds counts[label] weak samples (2 light rows each);
-    the first sample of each label in ``pinned`` is a limiting sample pinning that many false alarms."""
+    the first sample of each label in ``pinned`` is a limiting sample pinning that many false alarms
+    (a KPI row of the mini workspace, so its images exist for the targeted picks' embedder)."""
     rows = []
+    rank = 0
     for label, n in counts.items():
         for i in range(n):
             lim = (pinned or {}).get(label) if i == 0 else None
+            rank += bool(lim)
+            where = ({"input_path": f"kpi/board{rank % 3}", "object_name": f"C{rank % 3}@1"} if lim else
+                     {"input_path": f"kpi/{label}", "object_name": f"{label}{i}"})
             for light in mini_workspace.LIGHTS:
-                rows.append({"filepath": f"x/{label}{i}_{light}.png", "input_path": f"kpi/{label}",
-                             "object_name": f"{label}{i}", "label": label, "light": light,
-                             "limiting_rank": 1 if lim else 0, "pinned_share": float(lim or 0.0)})
+                rows.append({"filepath": f"x/{label}{i}_{light}.png", **where, "golden_path": f"golden/board{rank % 3}",
+                             "label": label, "light": light, "limiting_rank": rank if lim else 0,
+                             "pinned_share": float(lim or 0.0)})
     d = tmp / "routing"
     d.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(d / "sdg_gaps.parquet")

@@ -36,6 +36,7 @@ import numpy as np
 
 from tao_aoi import atomic, defaults, labels
 from tao_aoi.analysis import binomial, deployment, kpi, label_noise, limiting, metric_contract, rca_report, spot_check
+from tao_aoi.analysis import pinning as pinning_mod
 from tao_aoi.data import changenet_csv
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.tao import train_spec
@@ -263,6 +264,11 @@ def render_thumbnail(sample: Mapping[str, Any], images_root: str | Path, lights:
     return missing
 
 
+def limiting_image_name(rank: int, row: Mapping[str, Any]) -> str:
+    """The picture of a limiting sample (RCA's rca_images/, the deliverable's limiting_images/)."""
+    return f"limiting_{rank:02d}_{_safe(str(row['label']))}_{_safe(str(row['object_name']))}.png"
+
+
 def spot_check_rows(weak: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Rows of the 5 weakest PASS and the 5 weakest defect samples (weakest first within each), and kinds."""
     order = np.argsort(-weak, kind="stable")
@@ -293,7 +299,7 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
         *, min_recall: float, top_k: int, fixed_threshold: float | None = None,
         pass_label: str = labels.PASS, report_mode: str = "headless",
         limiting_limit: int = defaults.LIMITING_SAMPLES, verdicts: str | Path | None = None,
-        kpi_target: str | None = None) -> dict[str, Any]:
+        kpi_target: str | None = None, kpi_csv: str | None = None) -> dict[str, Any]:
     """Everything gap_analysis.py writes; returns metrics.json. Raises HardStop when unreachable.
 
     ``kpi_target``: the run's contract; its operating point gives metrics.json ``threshold`` (without
@@ -302,6 +308,8 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     ``report_mode``: ``headless`` writes a complete RCA_Report.md, ``agent`` adds the TODO(agent)
     placeholders an agent fills after the visual spot check (rca_report.py); ``verdicts``: the run's
     ledger of earlier spot-check verdicts, reused for the sheets it holds (agent mode; spot_check.py).
+    ``kpi_csv``: the KPI set the inference scored, named in the commands to relabel or drop a sample
+    that holds the KPI.
     """
     if top_k < 1:
         raise UserError(f"gap_analysis.py --top-k-per-label {top_k} must be a positive integer")
@@ -332,6 +340,8 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
     rank, share = np.zeros(scores.size, dtype=np.int64), np.zeros(scores.size)
     for entry in pinning["limiting_samples"]:
         rank[entry["line"] - 2], share[entry["line"] - 2] = entry["rank"], entry["pinned_share"]
+        entry["label_issue"] = bool(issue[entry["line"] - 2])
+    pinning["held_by"] = pinning_mod.entry(pinning["limiting"], pinning["limiting_samples"])
     starts = np.searchsorted(codes[keep], codes[keep], side="left")
     derived = {"weakness": weak, "misclassified": wrong, "label_issue": issue, "label_quality": quality,
                "limiting_rank": rank, "pinned_share": share}
@@ -387,6 +397,14 @@ def run(inference_csv: str | Path, train_spec_path: str | Path, images_root: str
                               "object_name": row["object_name"], "input_path": row["input_path"],
                               "siamese_score": float(scores[r]), "weakness": float(weak[r]),
                               "missing_files": missing})
+        held = (metrics["held_by"] or {}).get("samples", 0)
+        for entry in metrics["limiting_samples"][:held]:  # the samples the verdict leads with: their pictures
+            row = _row(cols, entry["line"] - 2)
+            name = limiting_image_name(entry["rank"], row)
+            render_thumbnail(row, images_root, lights, ext, tmp_dir / name)
+            entry["image"] = f"{IMAGES_DIR}/{name}"
+    if kpi_csv:
+        metrics["inputs"]["kpi_csv"] = str(kpi_csv)
     if verdicts is not None and report_mode == "agent":
         spot_check.reuse(spot_meta, verdicts)
     metrics["rca_images"] = spot_meta

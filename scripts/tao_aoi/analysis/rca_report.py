@@ -156,6 +156,25 @@ def verdict_lines(m: dict[str, Any]) -> list[str]:
     return [" ".join(out)]
 
 
+def held_lines(m: dict[str, Any]) -> list[str]:
+    """The verdict's first lines when at most ``defaults.FEW_PINNING`` samples hold the KPI: the headline,
+    each sample with its picture and label-issue flag, the commands to relabel or drop it, and what then."""
+    from tao_aoi.analysis import pinning
+
+    held = m.get("held_by")
+    if not held:
+        return []
+    kpi_csv = (m.get("inputs") or {}).get("kpi_csv")
+    L = [f"**{held['headline']}.** DEFT gives {'it' if held['samples'] == 1 else 'them'} the limiting samples' "
+         f"priority (targeted synthetic pairs, extra mining neighbours, a higher training weight); if "
+         f"{'it is' if held['samples'] == 1 else 'they are'} mislabelled, no training fixes the figure:", ""]
+    for s in m["limiting_samples"][:held["samples"]]:
+        first, *cmds = pinning.sample_lines(s, kpi_csv, None)
+        L.append(f"- {first}" + (f"<br>![{s['object_name']}]({s['image']})" if s.get("image") else ""))
+        L += [f"  - {c.strip().split(': ', 1)[0]}: `{c.strip().split(': ', 1)[1]}`" for c in cmds]
+    return L + ["", pinning.rerun_note(None) + ".", ""]
+
+
 def routing_sentence(m: dict[str, Any]) -> str:
     """What routing will do for the limiting families (SDG priority only where the label is an SDG label)."""
     fams = [k for k, _ in _pinning_families(m)]
@@ -267,6 +286,7 @@ def report_text(m: dict[str, Any], kept: Sequence[dict[str, Any]], spots: list[d
     L = [
         "# RCA report", "", *head, "",
         "## 1. Verdict", "",
+        *held_lines(m),
         *threshold_lines(m),
         f"- {m['n_rows']} scored samples ({m['n_pass']} PASS, {m['n_defect']} defect); {m['n_kept_samples']} weak "
         f"samples kept (top {m['top_k_per_label']} per label) = {m['n_gap_rows']} rows x light in `kpi_gaps.parquet`.",

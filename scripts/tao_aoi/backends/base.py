@@ -42,6 +42,7 @@ class TrainJob:
     init_checkpoint: Path | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # dotted spec key -> value
     on_epoch: EpochCallback | None = None  # honoured in-process (local); others report via status.json
+    row_weights: Path | None = None  # CSV with a ``weight`` per training row (local model; TAO has none)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,33 @@ def _require_images(df, csv: Path, images_root: Path, lights, ext: str) -> None:
         raise UserError(f"{csv} line {line}: image {path} does not exist{more}; restore it or drop the row")
 
 
+def row_weights(path: Path, n_rows: int, csv: Path) -> "np.ndarray":
+    """Per-row training weights from ``path`` (a ``weight`` column, one row per training row in order; a
+    ``row`` column, when present, must number them 0..n-1: a provenance CSV qualifies). Every weight is
+    finite and in (0, defaults.MAX_ROW_WEIGHT]: a weight, never a repeated row."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--row-weights {path} cannot be read ({' '.join(str(exc).split())[:160]}); pass the "
+                        f"iteration's provenance CSV or a CSV with a weight column") from None
+    if "weight" not in df.columns:
+        raise UserError(f"--row-weights {path} has no 'weight' column (has: {', '.join(df.columns)})")
+    if len(df) != n_rows:
+        raise UserError(f"--row-weights {path} has {len(df)} rows but the training CSV {csv} has {n_rows}; "
+                        f"they must be aligned row by row")
+    if "row" in df.columns and not (pd.to_numeric(df["row"], errors="coerce").to_numpy() == np.arange(n_rows)).all():
+        raise UserError(f"--row-weights {path}: column 'row' must number the training rows 0..{n_rows - 1} in order")
+    w = pd.to_numeric(df["weight"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(w) | (w <= 0) | (w > defaults.MAX_ROW_WEIGHT))
+    if bad.size:
+        raise UserError(f"--row-weights {path} line {int(bad[0]) + 2}: weight {df['weight'].iat[int(bad[0])]!r} must "
+                        f"be a number in (0, {defaults.MAX_ROW_WEIGHT:g}]")
+    return w
+
+
 def _init_checkpoint(job: TrainJob, spec: Mapping[str, Any]) -> Path | None:
     if job.init_checkpoint is not None and str(job.init_checkpoint):
         return Path(job.init_checkpoint)
@@ -136,6 +163,7 @@ class LocalBackend(Backend):
         x_val = features.row_features(frames["validation CSV"], root, lights, ext, cfg)
         y = (frames["training CSV"]["label"] != labels.PASS).to_numpy()
         y_val = (frames["validation CSV"]["label"] != labels.PASS).to_numpy()
+        weights = row_weights(Path(job.row_weights), len(y), Path(job.train_csv)) if job.row_weights else None
 
         out = Path(job.output_dir)
         ckpt, exp = out / defaults.CHECKPOINT_NAME, out / "experiment.yaml"
@@ -148,7 +176,9 @@ class LocalBackend(Backend):
                         f"object_name) dropped, the first of each kept")
         journal.log(f"train {job.train_csv} ({len(y)} rows, {int(y.sum())} defect) val {job.val_csv} "
                     f"({len(y_val)} rows) lights {lights} hyperparameters {hp.as_dict()} "
-                    f"init {init_path or 'none'}")
+                    f"init {init_path or 'none'}"
+                    + (f" row weights {job.row_weights} ({int((weights != 1).sum())} rows weighted, max "
+                       f"{weights.max():g})" if weights is not None else ""))
         started = time.perf_counter()
 
         def epoch_done(epoch: int, metrics: dict[str, float]) -> None:
@@ -163,13 +193,16 @@ class LocalBackend(Backend):
 
         try:
             model, history = ensemble.fit(x, y, x_val, y_val, hp, lights=lights, cfg=cfg, init=init,
-                                             on_epoch=epoch_done)
+                                          on_epoch=epoch_done, sample_weight=weights)
         except BaseException as exc:  # the caller stopped us (pruning) or something broke: say so, re-raise
             stopped = type(exc).__name__ in ("TrialPruned", "KeyboardInterrupt")
             journal.status("SKIPPED" if stopped else "FAILURE", f"{type(exc).__name__}: {exc}")
             journal.log(f"stopped: {type(exc).__name__}: {exc}")
             raise
         model.meta["init_checkpoint"] = str(init_path) if init_path else None
+        if weights is not None:
+            model.meta["row_weights"] = {"file": str(job.row_weights), "weighted_rows": int((weights != 1).sum()),
+                                         "max": float(weights.max())}
         model.save(ckpt)
         atomic.write_text(exp, train_spec.dump(_experiment(spec, job, out, init_path)))
         best = model.meta["best_epoch"]

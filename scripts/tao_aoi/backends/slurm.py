@@ -118,6 +118,8 @@ class SlurmBackend(ExternalBackend):
                 "--val-csv", _a(job.val_csv), "--images-root", _a(job.images_root), "--output-dir", str(job_dir)]
         if job.init_checkpoint is not None:
             argv += ["--init-checkpoint", _a(job.init_checkpoint)]
+        if job.row_weights is not None:  # the node runs the local model, which takes them
+            argv += ["--row-weights", _a(job.row_weights)]
         for key, value in job.overrides.items():
             argv += ["--set", f"{key}={_yaml_scalar(key, value)}"]
         return self._submit("train", argv, job_dir, {"expect": _strs(contract_outputs("train", job_dir)),

@@ -44,6 +44,8 @@ EMBED_INPUT, EMBED_RAW = "embed_input.parquet", "embed_raw.parquet"
 INPUTS_DIR = "inputs"  # canonical-label copies of user CSVs handed to TAO
 FINISHED_RE = re.compile(r"\bfinished successfully\.?$", re.IGNORECASE)
 TOPK_DEFAULTS = {"enable_topk": True, "monitor": "val_loss", "mode": "min", "save_top_k": 1}
+ROW_WEIGHTS_NOT_APPLIED = ("TAO's classify loss has per-class weights only (train.classify.cls_weight), no per-row "
+                           "weight: the rows train unweighted (never repeated to fake a weight)")
 
 
 def air_gapped() -> bool:
@@ -197,7 +199,9 @@ def _prepare_train(job: TrainJob, job_dir: Path) -> TaoJob:
                   record={"expect": [str(p) for p in contract_outputs("train", job_dir)], "spec": str(spec_path),
                           "rows": {f"training CSV {train.source}": train.rows,
                                    f"validation CSV {val.source}": val.rows},
-                          "canonical_label_copies": _copies(train, val)})
+                          "canonical_label_copies": _copies(train, val),
+                          **({"row_weights": {"file": str(job.row_weights), "applied": False,
+                                              "why": ROW_WEIGHTS_NOT_APPLIED}} if job.row_weights else {})})
 
 
 def _prepare_infer(job: InferJob, job_dir: Path, kind: str) -> TaoJob:
@@ -350,7 +354,8 @@ def _publish_checkpoint(record: dict[str, Any]) -> None:
     atomic.write_text(job_dir / EXPERIMENT_NAME, Path(record["spec"]).read_text(encoding="utf-8"))
     record["published_from"] = str(ckpt)
     record["checkpoint_kind"] = "best (top-k checkpointer)" if BEST_CKPT_RE.match(ckpt.name) else "latest"
-    record["detail"] = f"{ckpt.relative_to(job_dir)} published as {defaults.CHECKPOINT_NAME}"
+    record["detail"] = f"{ckpt.relative_to(job_dir)} published as {defaults.CHECKPOINT_NAME}" + (
+        "; row weights not applied (TAO has no per-row weight)" if record.get("row_weights") else "")
 
 
 def _publish_inference_csv(job_dir: Path) -> None:

@@ -59,6 +59,8 @@ def check_report(path: str, verdicts: str | None) -> int:
               help="add TODO(agent) placeholders for an agent's visual review (what next_stage.py prints)")
 @click.option("--limiting-samples", type=click.IntRange(min=0), default=defaults.LIMITING_SAMPLES,
               help="defects that pin the threshold to list in metrics.json and the report")
+@click.option("--kpi-csv", help="the KPI set CSV the inference scored: named in the commands to relabel or drop a "
+                               "sample that holds the KPI")
 @click.option("--check-report", metavar="REPORT", help="only check that an RCA_Report.md is filled in")
 @click.option("--verdicts", metavar="LEDGER",
               help="the run's spot-check verdicts (<R>/spot_check_verdicts.json): with --agent-review, sheets of "
@@ -78,7 +80,8 @@ def command(args) -> int:
                          min_recall=cli.recall_ratio(args.min_recall), top_k=args.top_k_per_label,
                          fixed_threshold=args.threshold, pass_label=args.pass_label,
                          report_mode="agent" if args.agent_review else "headless",
-                         limiting_limit=args.limiting_samples, verdicts=args.verdicts, kpi_target=args.kpi_target)
+                         limiting_limit=args.limiting_samples, verdicts=args.verdicts, kpi_target=args.kpi_target,
+                         kpi_csv=args.kpi_csv)
     if args.json:
         cli.emit_json(m)
         return 0
@@ -90,6 +93,8 @@ def command(args) -> int:
     print(f"kept {m['n_kept_samples']} weak samples x {len(m['lights'])} lights = {m['n_gap_rows']} rows in "
           f"{Path(args.results_dir) / 'kpi_gaps.parquet'}; {m['label_issues']['flagged_kept']} samples flagged as "
           f"possible label errors")
+    if m["held_by"]:
+        print(f"{m['held_by']['headline']} (RCA_Report.md section 1: the samples, their pictures, the commands)")
     if m["limiting_samples"]:
         first = m["limiting_samples"][0]
         print(f"pinned by {first['label']} {first['input_path']}/{first['object_name']}: FAR "

@@ -4,7 +4,8 @@ Embeds the targets (mining_gaps.parquet from route_samples.py) and the mining po
 backend embedder (a settings mismatch is a hard stop), keeps each target's --top-k-per-target
 nearest pool rows with cosine >= --min-similarity (default: the floor the embedder was calibrated
 for, recorded in its settings: SigLIP 0.9, the local embedder 0.8), among pool rows of the target's
-own label unless --any-label, leaves rows mined by earlier iterations out of the search (the
+own label unless --any-label (a target that pins the KPI keeps its --top-k-per-target nearest rows
+of its label even below the floor), leaves rows mined by earlier iterations out of the search (the
 --history ledger) and pool rows that are validation/KPI samples (--exclude). Writes mined_rows.csv
 (ChangeNet rows + similarity, target; paths relative to --images-root), knn_summary.csv (one row per
 target) and mining_summary.json. With --embedding-cache the pool is embedded once per pool content.

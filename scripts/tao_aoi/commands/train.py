@@ -4,6 +4,8 @@ Writes <output-dir>/best.ckpt (the deliverable checkpoint), experiment.yaml (the
 status.json (TAO-shaped JSON lines; local: one per epoch with kpi.val_far in percent) and
 train.log. --init-checkpoint (or a non-empty train.pretrained_model_path in the spec) fine-tunes.
 --set key=value overrides a dotted spec key (value parsed as YAML: 1e-3, 64, [1, 3], true).
+--row-weights gives each training row a weight (the local model; TAO has no per-row weight, so the
+docker backend and slurm's container mode record it as not applied).
 Every input is checked before anything is written: a missing image for any light, an unreadable
 image, a CSV without a required column or without both PASS and defect rows, a bad spec value or a
 checkpoint that is not ours exits 2 naming the file, row or key; so does a job that does not complete,
@@ -52,11 +54,15 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 @click.option("--init-checkpoint", type=click.Path(path_type=Path), help="fine-tune from this checkpoint")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a dotted spec key (repeatable)")
 @cli.option("--max-retries")
+@click.option("--row-weights", type=click.Path(path_type=Path),
+              help="CSV with a weight per training row, in order (a DEFT iteration's provenance CSV); the local "
+                   "model weights its rows by it, TAO (docker, slurm container mode) has no per-row weight")
 @cli.option("--json", help="print the job result as JSON")
 def command(args) -> int:
     read_only.refuse_committed(args.output_dir, "--output-dir", "train.py")
     job = TrainJob(spec=args.spec, train_csv=args.train_csv, val_csv=args.val_csv, images_root=args.images_root,
-                   output_dir=args.output_dir, init_checkpoint=args.init_checkpoint, overrides=parse_sets(args.sets))
+                   output_dir=args.output_dir, init_checkpoint=args.init_checkpoint, overrides=parse_sets(args.sets),
+                   row_weights=args.row_weights)
     with cli.job_failures("train", args.output_dir):
         handle = completed(get_backend(args.backend, max_retries=args.max_retries).train(job))
     result = {"state": handle.state, "backend": handle.backend, "job_id": handle.job_id,

@@ -4,7 +4,11 @@ iter1 = base training set + new rows; iterN = iter(N-1)'s combined set + new row
 previous rows keep their order and content). New rows = the SDG rows and the mined rows of the
 iteration, minus any sample already present (compared on resolved identity). A provenance CSV,
 aligned row by row, says where each row came from (``source`` relative to this iteration:
-base_train / previous_iter / sdg / mined; ``origin`` and ``added_in``: where it first entered).
+base_train / previous_iter / sdg / mined; ``origin`` and ``added_in``: where it first entered;
+``limiting_rank``: the limiting sample it was added for, 0 if none) and the row's training
+``weight`` in this iteration's fine-tune: ``defaults.LIMITING_ROW_WEIGHT`` for the rows this
+iteration added for a limiting sample (its targeted SDG pairs, its mined neighbours), 1 otherwise
+(``train.py --row-weights`` reads it; a weight, never a repeated row).
 Gates (hard stops): zero new rows; any missing image for any light; non-canonical labels; any leak
 into the validation or KPI sets. The validation report is always written (it is the evidence); the
 combined and provenance CSVs only when every gate passes.
@@ -13,9 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from tao_aoi import atomic, labels
+from tao_aoi import atomic, defaults, labels
 from tao_aoi.data import changenet_csv, dataset_checks, leakage
 from tao_aoi.errors import HardStop, UserError
 from tao_aoi.layout import Results
@@ -23,7 +28,7 @@ from tao_aoi.state import deft_state
 from tao_aoi.tao import train_spec
 
 REPORT_FILE = "validation_report.json"
-PROVENANCE_COLUMNS = ["row", "source", "origin", "added_in", "detail"]
+PROVENANCE_COLUMNS = ["row", "source", "origin", "added_in", "detail", "limiting_rank", "weight"]
 
 
 def _new_rows(path: Path, source: str, iteration: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -32,12 +37,17 @@ def _new_rows(path: Path, source: str, iteration: str) -> tuple[pd.DataFrame, pd
         raise UserError(f"{path} does not exist; run the {source} stage of {iteration} first")
     df = changenet_csv.read(path, what=f"{source} rows", allow_empty=True)
     if source == "sdg":
-        detail = df.get("sdg_sample", pd.Series([""] * len(df), index=df.index))
+        detail = df.get("sdg_sample", pd.Series([""] * len(df), index=df.index)).astype(str)
+        if "target" in df.columns:  # a pair picked for a limiting sample: which, and how similar
+            aimed = df["target"].astype(str) != ""
+            detail = detail.where(~aimed, detail + " sim=" + df["similarity"].astype(str) + " target=" + df["target"])
     else:
         sim = df.get("similarity", pd.Series([""] * len(df), index=df.index)).astype(str)
         tgt = df.get("target", pd.Series([""] * len(df), index=df.index)).astype(str)
         detail = "sim=" + sim + " target=" + tgt
-    prov = pd.DataFrame({"origin": source, "added_in": iteration, "detail": detail.astype(str).to_numpy()})
+    rank = pd.to_numeric(df.get("limiting_rank", pd.Series(["0"] * len(df), index=df.index)), errors="coerce")
+    prov = pd.DataFrame({"origin": source, "added_in": iteration, "detail": detail.astype(str).to_numpy(),
+                         "limiting_rank": rank.fillna(0).astype(int).clip(lower=0).to_numpy()})
     return df[list(changenet_csv.REQUIRED)], prov
 
 
@@ -78,7 +88,8 @@ def assemble(results_dir: str | Path, n: int) -> dict:
     if n == 1:
         prev_path = Path(cfg["training_csv"])
         prev_raw = changenet_csv.read(prev_path, what="base training CSV", canonicalize=False)
-        prev_prov = pd.DataFrame({"origin": "base_train", "added_in": "base", "detail": ""}, index=prev_raw.index)
+        prev_prov = pd.DataFrame({"origin": "base_train", "added_in": "base", "detail": "", "limiting_rank": 0},
+                                 index=prev_raw.index)
         prev_source = "base_train"
     else:
         prev_path = R.combined_csv(n - 1)
@@ -90,7 +101,8 @@ def assemble(results_dir: str | Path, n: int) -> dict:
         if len(prev_prov) != len(prev_raw):
             raise HardStop(f"{R.provenance_csv(n - 1)} has {len(prev_prov)} rows but {prev_path} has "
                            f"{len(prev_raw)}; the previous iteration's outputs were edited")
-        prev_prov = prev_prov.reindex(columns=["origin", "added_in", "detail"]).fillna("")
+        prev_prov = prev_prov.reindex(columns=["origin", "added_in", "detail", "limiting_rank"]).fillna("")
+        prev_prov["limiting_rank"] = pd.to_numeric(prev_prov["limiting_rank"], errors="coerce").fillna(0).astype(int)
         prev_source = "previous_iter"
 
     previous = prev_raw.copy()
@@ -121,10 +133,11 @@ def assemble(results_dir: str | Path, n: int) -> dict:
     new, new_prov = new[keep].reset_index(drop=True), new_prov[keep].reset_index(drop=True)
 
     extra = [c for c in previous.columns if c not in changenet_csv.REQUIRED]
-    combined = pd.concat([previous, new.reindex(columns=list(previous.columns)).fillna("")], ignore_index=True)
+    combined = pd.concat([previous, new.reindex(columns=list(previous.columns), fill_value="")], ignore_index=True)
     combined = combined[list(changenet_csv.REQUIRED) + extra]
-    prov = pd.concat([prev_prov.assign(source=prev_source).reset_index(drop=True),
-                      new_prov.assign(source=new_prov["origin"])], ignore_index=True)
+    weight = np.where(new_prov["limiting_rank"].to_numpy() > 0, defaults.LIMITING_ROW_WEIGHT, 1.0)
+    prov = pd.concat([prev_prov.assign(source=prev_source, weight=1.0).reset_index(drop=True),
+                      new_prov.assign(source=new_prov["origin"], weight=weight)], ignore_index=True)
     prov.insert(0, "row", range(len(prov)))
     prov = prov[PROVENANCE_COLUMNS]
 
@@ -143,6 +156,7 @@ def assemble(results_dir: str | Path, n: int) -> dict:
         "new_by_source": {"sdg": int((new_prov["origin"] == "sdg").sum()),
                           "mined": int((new_prov["origin"] == "mined").sum())},
         "new_labels": {str(k): int(v) for k, v in new["label"].value_counts().sort_index().items()},
+        "for_limiting": {"rows": int((new_prov["limiting_rank"] > 0).sum()), "weight": defaults.LIMITING_ROW_WEIGHT},
         "combined_rows": int(len(combined)),
         "duplicates_dropped": duplicates,
         "previous_repeats_dropped": repeated,

@@ -9,7 +9,10 @@ or ``defaults.MIN_SIMILARITY_BY_EMBEDDER``: SigLIP 0.9, the local embedder its o
 caller gives one. Embedders whose settings say ``standardise: pool`` (the local one) are compared
 after standardising targets and pool by the pool's mean and spread, so every descriptor counts.
 With ``same_label`` (the default: the pool is labelled and routing sent a label to mining to get
-more of that label) a target's neighbours are searched among pool rows of its own label only. Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
+more of that label) a target's neighbours are searched among pool rows of its own label only, and a
+limiting target (it pins the KPI threshold) keeps its ``top_k`` nearest rows of its label even below
+the floor: the priority goes to the nearest real rows there are (on the field workspace the defect
+that pinned the KPI had none above the floor after iter1). Rows mined by an earlier iteration leave the search (ledger keyed by normalised sample
 identity, so moving the results folder breaks nothing; rerunning the same iteration replaces its own
 entries), so a weak sample that recurs reaches its next-nearest rows. Pool rows that are the same sample as a validation/KPI row are excluded and counted, never
 mined. Mined rows are written with their paths relative to the image root.
@@ -50,8 +53,8 @@ TARGET_BLOCK = 2048      # targets per pass over the pool in exact search
 SIM_TOLERANCE = 1e-5     # float32 rounding: a floor of 1.0 still admits an identical image
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
 METHODS = ("auto", "exact", "ann")
-SUMMARY_COLUMNS = ["target", "label", "k", "candidates", "above_floor", "new", "best_similarity"]
-EXTRA_COLUMNS = ["source", "similarity", "target", "iteration"]
+SUMMARY_COLUMNS = ["target", "label", "k", "candidates", "above_floor", "new", "new_below_floor", "best_similarity"]
+EXTRA_COLUMNS = ["source", "similarity", "target", "iteration", "limiting_rank"]  # rank 0: not a limiting target
 POOL_CACHE, POOL_CACHE_SOURCE = "pool_embeddings.parquet", "pool_embeddings.source.json"
 
 
@@ -141,24 +144,32 @@ def embed_rows(backend, rows: pd.DataFrame, images_root: Path, spec: Path, out: 
     return emb, settings
 
 
+def spec_source(images_root: Path, spec: Path) -> dict:
+    """The part of a cached embedding's source that is not the pool itself: image root, lights, ext."""
+    s = train_spec.load(spec)
+    return {"images_root": str(images_root), "lights": train_spec.lights(s, spec),
+            "image_ext": train_spec.image_ext(s, spec)}
+
+
 def _pool_source(pool_csv: Path, images_root: Path, spec: Path) -> dict:
     """What the cached pool embedding was computed from: the pool's content, image root, lights."""
     digest = hashlib.sha256()
     with open(pool_csv, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    s = train_spec.load(spec)
-    return {"pool_sha256": digest.hexdigest(), "images_root": str(images_root),
-            "lights": train_spec.lights(s, spec), "image_ext": train_spec.image_ext(s, spec)}
+    return {"pool_sha256": digest.hexdigest(), **spec_source(images_root, spec)}
 
 
-def pool_embeddings(backend, pool: pd.DataFrame, pool_csv: Path, images_root: Path, spec: Path,
+def pool_embeddings(backend, pool: pd.DataFrame, pool_csv: Path | dict, images_root: Path, spec: Path,
                     cache_dir: Path | None, workdir: Path) -> tuple[np.ndarray, dict, str]:
-    """Embed the pool, or reuse the cache embedded from the same pool content: (emb, settings, source)."""
+    """Embed the pool, or reuse the cache embedded from the same pool content: (emb, settings, source).
+    ``pool_csv``: the pool's CSV, or a dict that identifies what the rows were made from (the SDG pool)."""
     if cache_dir is None:
+        workdir.mkdir(parents=True, exist_ok=True)
         return (*embed_rows(backend, pool, images_root, spec, workdir / POOL_CACHE), "embedded")
     out, meta = cache_dir / POOL_CACHE, cache_dir / POOL_CACHE_SOURCE
-    source = _pool_source(pool_csv, images_root, spec)
+    source = dict(pool_csv) if isinstance(pool_csv, dict) else _pool_source(pool_csv, images_root, spec)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     try:
         if json.loads(meta.read_text(encoding="utf-8")) == source:
             emb, settings = read_embeddings(out)
@@ -357,41 +368,55 @@ def resolved(df: pd.DataFrame, images_root: Path, csv_dir: Path | None = None) -
     return out
 
 
-def targets_from_gaps(path: Path, images_root: Path) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
-    """One ChangeNet row per weak sample (the gaps have one row per light), its sample key, and the
-    false alarms it pins when gap analysis listed it as a limiting sample (else 0)."""
+def targets_from_gaps(path: Path, images_root: Path, where: str = "--targets"
+                      ) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.ndarray]:
+    """One ChangeNet row per weak sample (the gaps have one row per light), its sample key, the false
+    alarms it pins and its limiting rank when gap analysis listed it as a limiting sample (else 0, 0).
+    ``where``: how messages name the file (the flag that gave it: mining's --targets, SDG's --routing)."""
     if not path.is_file():
-        raise UserError(f"--targets {path} does not exist; run route_samples.py first (it writes mining_gaps.parquet)")
+        raise UserError(f"{where} {path} does not exist; run route_samples.py first (it writes {path.name})")
     try:
         gaps = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
-        raise UserError(f"--targets {path} cannot be read as parquet ({' '.join(str(exc).split())[:200]}); "
+        raise UserError(f"{where} {path} cannot be read as parquet ({' '.join(str(exc).split())[:200]}); "
                         f"rerun route_samples.py") from None
     for col in ("input_path", "object_name", "label"):
         if col not in gaps.columns:
-            raise UserError(f"--targets {path} is missing column {col!r}; regenerate it with gap_analysis/route_samples")
+            raise UserError(f"{where} {path} is missing column {col!r}; regenerate it with gap_analysis/route_samples")
     if "golden_path" not in gaps.columns:
-        raise UserError(f"--targets {path} has no golden_path column; rerun gap_analysis.py on an inference.csv "
+        raise UserError(f"{where} {path} has no golden_path column; rerun gap_analysis.py on an inference.csv "
                         f"that keeps golden_path")
     t = gaps[list(changenet_csv.REQUIRED)].reset_index(drop=True)
     for col in changenet_csv.REQUIRED:
         blank = np.flatnonzero((t[col].isna() | (t[col].astype(str).str.strip() == "")).to_numpy())
         if blank.size:
-            raise UserError(f"--targets {path} row {int(blank[0])}: empty {col!r}; rerun gap_analysis/route_samples")
+            raise UserError(f"{where} {path} row {int(blank[0])}: empty {col!r}; rerun gap_analysis/route_samples")
         t[col] = t[col].astype(str).str.strip()
     t["label"] = t["label"].map(labels.canonical_label)
     keys = leakage.sample_keys(t, images_root)
     first = ~keys.duplicated().to_numpy()
-    pinned = np.zeros(len(gaps))
+    pinned, rank = np.zeros(len(gaps)), np.zeros(len(gaps), dtype=np.int64)
     if {"limiting_rank", "pinned_share"} <= set(gaps.columns):
-        rank = pd.to_numeric(gaps["limiting_rank"], errors="coerce").fillna(0).to_numpy()
+        rank = pd.to_numeric(gaps["limiting_rank"], errors="coerce").fillna(0).to_numpy().astype(np.int64)
         pinned = np.where(rank > 0, pd.to_numeric(gaps["pinned_share"], errors="coerce").fillna(0.0).to_numpy(), 0.0)
-    return resolved(t[first], images_root).reset_index(drop=True), keys[first].reset_index(drop=True), pinned[first]
+    return (resolved(t[first], images_root).reset_index(drop=True), keys[first].reset_index(drop=True), pinned[first],
+            np.maximum(rank[first], 0))
 
 
 def _settings_diff(a: dict, b: dict) -> tuple[dict, dict]:
     diff = sorted((set(a) | set(b)) - {k for k in set(a) & set(b) if a[k] == b[k]})
     return {k: a.get(k) for k in diff}, {k: b.get(k) for k in diff}
+
+
+def require_same_embedder(t_emb: np.ndarray, t_set: dict, p_emb: np.ndarray, p_set: dict, pool_from: str,
+                          cache: Path | None, backend, stage: str) -> None:
+    """HardStop unless targets and pool were embedded alike (cosine across embedders means nothing)."""
+    if t_set == p_set and t_emb.shape[1] == p_emb.shape[1]:
+        return
+    a, b = (_settings_diff(t_set, p_set) if t_set != p_set else ({"dim": t_emb.shape[1]}, {"dim": p_emb.shape[1]}))
+    fix = (f"delete the stale pool embedding cache {cache} and retry {stage}" if pool_from == "cache"
+           else f"the {backend.name} backend's embedder changed between two calls; retry {stage}")
+    raise HardStop(f"embedder mismatch: targets embedded with {a} but the pool with {b}; {fix}")
 
 
 def floor_for(settings: dict) -> float:
@@ -406,14 +431,24 @@ def floor_for(settings: dict) -> float:
     return float(defaults.MIN_SIMILARITY)
 
 
-def comparable(t_emb: np.ndarray, p_emb: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and pool ready for cosine: standardised by the pool when the embedder asks for it."""
-    if settings.get("standardise") != "pool" or not len(p_emb):
+def comparable(t_emb: np.ndarray, p_emb: np.ndarray, settings: dict,
+               reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and pool ready for cosine: standardised by the pool (or by ``reference``, real images of
+    the line: the SDG pool's clean pairs lack the nuisance that spreads production rows) when the
+    embedder asks for it."""
+    ref = p_emb if reference is None or not len(reference) else reference
+    if settings.get("standardise") != "pool" or not len(ref):
         return t_emb, p_emb
-    mean = p_emb.mean(0, dtype=np.float64).astype(np.float32)
-    spread = p_emb.std(0, dtype=np.float64).astype(np.float32)
+    mean = ref.mean(0, dtype=np.float64).astype(np.float32)
+    spread = ref.std(0, dtype=np.float64).astype(np.float32)
     spread[spread < 1e-6] = 1.0
     return (t_emb - mean) / spread, (p_emb - mean) / spread
+
+
+def read_pool(pool_csv: Path, images_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the mining pool as its CSV says, the same rows resolved for the embedder: what is embedded and cached)."""
+    raw = changenet_csv.read(pool_csv, what="mining pool CSV", allow_empty=True)
+    return raw, resolved(raw, images_root, pool_csv.parent)
 
 
 def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path, results_dir: str | Path,
@@ -434,7 +469,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
     out = Path(results_dir).resolve()
     root = Path(images_root).resolve()
     pool_path = Path(pool_csv)
-    targets, tkeys, pinned = targets_from_gaps(Path(targets_path), root)
+    targets, tkeys, pinned, rank = targets_from_gaps(Path(targets_path), root)
     # Limiting samples (they pin the KPI threshold) get extra neighbours: the priority rule.
     k_per_target = top_k + priority.extra_neighbours(pinned, top_k)
     hist_path = Path(history)
@@ -446,19 +481,19 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                "min_similarity": min_similarity, "floor_source": "given" if min_similarity is not None else None,
                "same_label": bool(same_label), "pool_rows": 0, "excluded_heldout": 0, "method": None,
                "embedder": None, "pool_embeddings": None, "candidates": 0, "above_floor": 0, "mined_earlier": 0,
-               "mined": 0, "mined_labels": {}}
+               "mined": 0, "mined_below_floor_for_limiting": 0, "mined_labels": {}}
     with atomic.atomic_dir(out) as tmp:
         mined = pd.DataFrame(columns=list(changenet_csv.REQUIRED) + EXTRA_COLUMNS)
         per_target = pd.DataFrame(columns=SUMMARY_COLUMNS)
         new_keys: set[str] = set()
         if len(targets):
-            pool = changenet_csv.read(pool_path, what="mining pool CSV", allow_empty=True)
+            pool, resolved_pool = read_pool(pool_path, root)
             summary["pool_rows"] = int(len(pool))
             if pool.empty:
                 raise HardStop(f"mining pool {pool_path} is empty but {len(targets)} weak samples were routed to "
                                f"mining; add labelled images to the pool or route them elsewhere, then retry mining")
             pool_keys = leakage.sample_keys(pool, root, pool_path)
-            pool = resolved(pool, root, pool_path.parent)  # what the embedder reads and mined rows say
+            pool = resolved_pool  # what the embedder reads and mined rows say
             held: set[str] = set()
             for csv in exclude:
                 held |= set(leakage.sample_keys(changenet_csv.read(csv, what="held-out CSV"), root, csv))
@@ -477,13 +512,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             cache = Path(cache_dir) if cache_dir else None
             p_emb, p_set, summary["pool_embeddings"] = pool_embeddings(backend, pool, pool_path, root, Path(spec),
                                                                        cache, tmp)
-            if t_set != p_set or t_emb.shape[1] != p_emb.shape[1]:
-                a, b = (_settings_diff(t_set, p_set) if t_set != p_set
-                        else ({"dim": t_emb.shape[1]}, {"dim": p_emb.shape[1]}))
-                fix = (f"delete the stale pool embedding cache {cache} and retry mining"
-                       if summary["pool_embeddings"] == "cache"
-                       else f"the {backend.name} backend's embedder changed between two calls; retry mining")
-                raise HardStop(f"embedder mismatch: targets embedded with {a} but the pool with {b}; {fix}")
+            require_same_embedder(t_emb, t_set, p_emb, p_set, summary["pool_embeddings"], cache, backend, "mining")
             summary["embedder"] = t_set
             if min_similarity is None:
                 min_similarity = floor_for(t_set)
@@ -529,8 +558,12 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                                  "sim": np.clip(sims.ravel()[found], -1.0, 1.0)})
             cand["key"] = pool_keys[cand["p"].to_numpy()]
             cand["floor"] = cand["sim"] >= min_similarity - SIM_TOLERANCE
-            keep = cand[cand["floor"]].sort_values(["sim", "t", "p"], ascending=[False, True, True],
-                                                                         kind="stable")
+            # A limiting sample keeps its top_k nearest rows of its own label even below the floor: the
+            # priority goes to the nearest real rows there are (the floor guards the others' neighbours).
+            pos = np.tile(np.arange(k), n_t)[found]
+            nearest = (rank[cand["t"].to_numpy()] > 0) & (pos < top_k) & bool(same_label)
+            cand["kept"] = cand["floor"].to_numpy() | nearest
+            keep = cand[cand["kept"]].sort_values(["sim", "t", "p"], ascending=[False, True, True], kind="stable")
             keep = keep.drop_duplicates("key", keep="first")
             g = cand.groupby("t")
             every = range(n_t)
@@ -541,6 +574,7 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
                 "candidates": g.size().reindex(every, fill_value=0).to_numpy(),
                 "above_floor": g["floor"].sum().reindex(every, fill_value=0).to_numpy(),
                 "new": keep.groupby("t").size().reindex(every, fill_value=0).to_numpy(),
+                "new_below_floor": keep[~keep["floor"]].groupby("t").size().reindex(every, fill_value=0).to_numpy(),
                 "best_similarity": g["sim"].max().reindex(every).round(6).to_numpy(),
             })
             rows = pool.iloc[keep["p"].to_numpy()].reset_index(drop=True)
@@ -548,8 +582,10 @@ def mine(targets_path: str | Path, pool_csv: str | Path, images_root: str | Path
             rows["similarity"] = keep["sim"].round(6).to_numpy()
             rows["target"] = tkeys.to_numpy()[keep["t"].to_numpy()]
             rows["iteration"] = iteration
+            rows["limiting_rank"] = rank[keep["t"].to_numpy()]
             mined = rows
             summary.update(candidates=int(len(cand)), above_floor=int(cand["floor"].sum()), mined=int(len(mined)),
+                           mined_below_floor_for_limiting=int((~keep["floor"]).sum()),
                            mined_labels={str(a): int(b) for a, b in mined["label"].value_counts().sort_index().items()})
             new_keys = set(keep["key"])
         changenet_csv.write(mined, tmp / "mined_rows.csv")

@@ -13,7 +13,14 @@ One sample = one (T, LABEL, idx); it is *paired* when every NG file of it has it
 
 ``num_sdg`` rows are allocated across the labels routed to SDG: ``defaults.LIMITING_SHARE`` of them
 to the families whose samples pin the KPI threshold, by the false alarms they pin, the rest in
-proportion to the weak-sample counts (priority.priority_split; largest remainder, ties by label). Two gates the anchor documented but never enforced are
+proportion to the weak-sample counts (priority.priority_split; largest remainder, ties by label).
+The priority rows are *targeted*: within a family they are split over its limiting samples by the
+false alarms each pins, and each takes the pool pairs nearest to it (cosine over the run's
+embedder, the same one mining uses; the pool is embedded once and cached, ``pool_embeddings``);
+a pair near several goes to the most similar (``nearest_pairs``). The rest of each label's rows are
+filled in the pool's fixed hash order, as before. ``sdg_rows.csv`` (``target``, ``similarity``,
+``limiting_rank``), ``allocation.json`` (``targeted``) and the history (``picked_for``) say which pair
+was picked for which sample, with its similarity. Two gates the anchor documented but never enforced are
 hard stops here, with numbers: a label whose pool holds fewer unused samples than allocated
 (allocation mismatch), and a routed label whose samples lack an OK golden or a light (silent
 drop). Samples used by an earlier iteration are never taken again (ledger keyed by sample name;
@@ -137,6 +144,9 @@ def samples_per_label(files: pd.DataFrame) -> dict[str, int]:
 
 ROWS_FILE = "sdg_rows.csv"
 ALLOCATION_FILE = "allocation.json"
+ROW_COLUMNS = ["input_path", "golden_path", "label", "object_name", "source", "sdg_sample", "iteration", "target",
+               "similarity", "limiting_rank"]
+VIEW_DIR = "pool_view"  # pool pairs renamed <sample>_<light><ext> for the embedder, when their names differ
 
 
 def routed_counts(routing_dir: str | Path) -> tuple[dict[str, int], dict[str, float]]:
@@ -158,17 +168,19 @@ def allocate(num: int, weights: dict[str, int], pinned: dict[str, float] | None 
     return {k: lim.get(k, 0) + rest.get(k, 0) for k in sorted(weights)}
 
 
-def _read_history(path: Path) -> dict[str, str]:
+def _read_history(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
+    """(sample -> iteration that used it, sample -> what it was picked for: iteration, target, similarity)."""
     if not path.exists():
-        return {}
+        return {}, {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"--history {path} is not valid JSON ({exc.msg}); restore it or remove it") from None
     used = data.get("used") if isinstance(data, dict) else None
-    if not isinstance(used, dict):
+    picked = data.get("picked_for", {}) if isinstance(data, dict) else None
+    if not isinstance(used, dict) or not isinstance(picked, dict):
         raise UserError(f"--history {path} has no 'used' mapping; it is written only by ingest_sdg.py")
-    return {str(k): str(v) for k, v in used.items()}
+    return {str(k): str(v) for k, v in used.items()}, {str(k): v for k, v in picked.items() if isinstance(v, dict)}
 
 
 def _samples(files: pd.DataFrame, lights: list[str]) -> pd.DataFrame:
@@ -219,8 +231,166 @@ def _stage(src: str, dst: Path, ext: str) -> None:
         raise UserError(f"SDG image {src} cannot be read ({exc}); regenerate or remove that sample") from None
 
 
+# ---- targeted picks: the pool pairs nearest each limiting sample
+
+
+def limiting_targets(routing_dir: str | Path | None, images_root: Path) -> pd.DataFrame:
+    """The limiting samples routed to SDG, one row each (ChangeNet columns, ``key``, ``pinned_share``,
+    ``limiting_rank``), best rank first; empty when none pins the threshold (or ``routing_dir`` None)."""
+    from tao_aoi.deft import mining
+
+    if routing_dir is None:
+        return pd.DataFrame(columns=[*changenet_csv.REQUIRED, "key", "pinned_share", "limiting_rank"])
+    rows, keys, pinned, rank = mining.targets_from_gaps(Path(routing_dir) / "sdg_gaps.parquet", images_root,
+                                                        where="--routing: its")
+    sel = rank > 0
+    out = rows[sel].assign(key=keys[sel].to_numpy(), pinned_share=pinned[sel], limiting_rank=rank[sel])
+    return out.sort_values("limiting_rank", kind="stable").reset_index(drop=True)
+
+
+def target_quotas(for_limiting: Mapping[str, int], targets: pd.DataFrame) -> list[int]:
+    """Rows per limiting sample: its family's priority rows split by the false alarms each pins
+    (largest remainder; ties to the better rank)."""
+    quota = [0] * len(targets)
+    for label, n in for_limiting.items():
+        idx = [i for i, lb in enumerate(targets["label"]) if lb == label]
+        weights = {f"{int(targets['limiting_rank'].iat[i]):09d}": float(targets["pinned_share"].iat[i]) for i in idx}
+        got = priority.split(n, {k: w for k, w in weights.items() if w > 0})
+        for i in idx:
+            quota[i] = got.get(f"{int(targets['limiting_rank'].iat[i]):09d}", 0)
+    return quota
+
+
+def nearest_pairs(targets, pool, quotas) -> list[tuple[int, int, float]]:
+    """(target, pool row, cosine) picks: every (target, pair) by cosine, best first (ties: the target
+    listed first, then the lower pool row); a pair goes to the first target that still needs one.
+    ``targets``, ``pool``: unit float32 rows. Only a target's ``sum(quotas)`` nearest rows can be
+    reached (others take at most the rest), so the exact top-k of that size is all it looks at."""
+    import numpy as np
+
+    from tao_aoi.deft import mining
+
+    need = np.asarray(quotas, dtype=np.int64).copy()
+    want = np.flatnonzero(need > 0)
+    k = min(int(need.sum()), len(pool))
+    if k == 0 or not len(want):
+        return []
+    sims, idx = mining.knn_exact(np.ascontiguousarray(targets[want]), pool, k, unit=True)
+    t = np.repeat(want, idx.shape[1])
+    order = np.lexsort((idx.ravel(), t, -sims.ravel().astype(np.float64)))
+    taken: set[int] = set()
+    picks = []
+    for j in order.tolist():
+        ti, pi = int(t[j]), int(idx.ravel()[j])
+        if need[ti] > 0 and pi not in taken:
+            need[ti] -= 1
+            taken.add(pi)
+            picks.append((ti, pi, float(sims.ravel()[j])))
+    return picks
+
+
+def _embedding_rows(samples: pd.DataFrame, lights: list[str], ext: str, view: Path) -> pd.DataFrame:
+    """One ChangeNet row per pool sample (NG as test, OK as golden, absolute folders) the embedder can
+    read as ``<folder>/<sample>_<light><ext>``; a sample whose files are named otherwise (no light
+    suffix, another extension) is linked or converted into ``view`` under that name first."""
+    rows = []
+    for smp in samples.itertuples():
+        dirs = []
+        for side, pos in (("ng", 0), ("ok", 1)):
+            files = [smp.files[light][pos] for light in lights]
+            folders = {os.path.dirname(f) for f in files}
+            if len(folders) == 1 and all(os.path.basename(f) == f"{smp.sample}_{light}{ext}"
+                                         for f, light in zip(files, lights)):
+                dirs.append(folders.pop())
+                continue
+            dst = view / side
+            dst.mkdir(parents=True, exist_ok=True)
+            for f, light in zip(files, lights):
+                target = dst / f"{smp.sample}_{light}{ext}"
+                if not target.exists():
+                    _link_or_stage(f, target, ext)
+            dirs.append(str(dst))
+        rows.append({"input_path": dirs[0], "golden_path": dirs[1], "label": smp.label, "object_name": smp.sample})
+    return pd.DataFrame(rows, columns=list(changenet_csv.REQUIRED))
+
+
+def _link_or_stage(src: str, dst: Path, ext: str) -> None:
+    if os.path.splitext(src)[1].lower() == ext.lower():
+        try:
+            os.link(src, dst)  # the same bytes; a container sees a hard link where a symlink would dangle
+            return
+        except OSError:
+            pass
+    _stage(src, dst, ext)
+
+
+def _listing(samples: pd.DataFrame, lights: list[str]) -> str:
+    """Digest of the pool's complete samples: names, labels and every file's size and mtime."""
+    digest = hashlib.sha256()
+    for smp in samples.itertuples():
+        digest.update(f"{smp.sample}\0{smp.label}".encode())
+        for light in lights:
+            for f in smp.files[light]:
+                st = os.stat(f)
+                digest.update(f"\0{f}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def pick_for_limiting(targets: pd.DataFrame, quotas: list[int], fresh: pd.DataFrame, every: pd.DataFrame,
+                      backend, images_root: Path, spec_path: Path, cache_dir: Path | None, workdir: Path,
+                      lights: list[str], ext: str, pool_root: str, reference: tuple[Path, Path | None] | None = None
+                      ) -> tuple[list[dict], dict]:
+    """The targeted picks: [{target index, sample, similarity}], and what the embedding was (embedder,
+    pool embeddings cached or embedded). ``every``: the pool's complete samples (what is embedded and
+    cached); ``fresh``: those not used by an earlier iteration, in the fill order. ``reference``: (the
+    mining pool CSV, its embedding cache): an embedder that standardises (the local one) is
+    standardised by those real production rows, not by the SDG pool's clean pairs (on the field
+    workspace the nearest pairs of a hard tongue of solder were then hard tongues; by the SDG pool's
+    own spread, easy fillets), and mining later finds that embedding in its cache."""
+    import numpy as np
+
+    from tao_aoi.deft import mining
+
+    every = every.sort_values("sample").reset_index(drop=True)
+    view = (cache_dir or workdir) / VIEW_DIR
+    source = {"sdg_pool": pool_root, "listing_sha256": _listing(every, lights),
+              **mining.spec_source(images_root, spec_path)}
+    p_rows = _embedding_rows(every, lights, ext, view)
+    p_emb, p_set, pool_from = mining.pool_embeddings(backend, p_rows, source, images_root, spec_path, cache_dir,
+                                                     workdir)
+    t_emb, t_set = mining.embed_rows(backend, targets, images_root, spec_path, workdir / "target_embeddings.parquet")
+    mining.require_same_embedder(t_emb, t_set, p_emb, p_set, pool_from, cache_dir, backend, "sdg")
+    ref_emb, standardised_by = None, "sdg pool"
+    if t_set.get("standardise") == "pool" and reference is not None and reference[0].is_file():
+        _, ref_rows = mining.read_pool(reference[0], images_root)
+        if len(ref_rows):
+            ref_emb, r_set, r_from = mining.pool_embeddings(backend, ref_rows, reference[0], images_root, spec_path,
+                                                            reference[1], workdir / "reference")
+            mining.require_same_embedder(t_emb, t_set, ref_emb, r_set, r_from, reference[1], backend, "sdg")
+            standardised_by = f"mining pool {reference[0]} ({r_from})"
+    t_emb, p_emb = mining.comparable(t_emb, p_emb, t_set, reference=ref_emb)
+    t_unit, p_unit = mining.unit_rows(t_emb, inplace=True), mining.unit_rows(p_emb, inplace=True)
+    row_of = {name: i for i, name in enumerate(every["sample"])}
+    picks = []
+    for label in dict.fromkeys(targets["label"]):
+        t_idx = np.flatnonzero((targets["label"] == label).to_numpy())
+        cand = fresh[fresh["label"] == label]["sample"].to_numpy()  # in the fill order: ties go the same way
+        rows = np.array([row_of[c] for c in cand], dtype=np.int64)
+        got = nearest_pairs(t_unit[t_idx], np.ascontiguousarray(p_unit[rows]), [quotas[i] for i in t_idx])
+        picks += [{"target": int(t_idx[ti]), "sample": str(cand[pi]), "similarity": round(min(max(sim, -1.0), 1.0), 6)}
+                  for ti, pi, sim in got]
+    return picks, {"embedder": t_set, "pool_embeddings": pool_from, "pool_samples_embedded": int(len(every)),
+                   **({"standardised_by": standardised_by} if t_set.get("standardise") == "pool" else {})}
+
+
 def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir: str | Path,
-           images_root: str | Path, spec_path: str | Path, history: str | Path, iteration: str) -> dict:
+           images_root: str | Path, spec_path: str | Path, history: str | Path, iteration: str, *,
+           backend=None, cache_dir: str | Path | None = None, reference_pool: str | Path | None = None,
+           reference_cache: str | Path | None = None) -> dict:
+    """The sdg stage. ``backend``: where the embedder runs for the targeted picks (None: the local
+    one); ``cache_dir``: where the pool's embeddings are kept across iterations; ``reference_pool``
+    (the mining pool CSV) and ``reference_cache`` (mining's embedding cache): what a standardising
+    embedder is standardised by (``pick_for_limiting``)."""
     if num_sdg < 0:
         raise UserError(f"--num-sdg must be >= 0, got {num_sdg}")
     spec = train_spec.load(spec_path)
@@ -231,7 +401,7 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
     for_limiting, _ = priority.priority_split(num_sdg, weak, pinned)
     alloc = allocate(num_sdg, weak, pinned)
     hist_path = Path(history)
-    used = _read_history(hist_path)
+    used, picked_for = _read_history(hist_path)
     earlier = {s for s, it in used.items() if comes_before(it, iteration)}
 
     files, facts = scan(pool) if weak else (pd.DataFrame(columns=["template", "label", "idx", "light"]), {})
@@ -239,7 +409,7 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
         columns=["sample", "label", "files", "problems", "complete", "order"])
 
     per_label: dict[str, dict] = {}
-    chosen = []
+    fresh_of: dict[str, pd.DataFrame] = {}
     for label, n in alloc.items():
         mine = samples[samples["label"] == label]
         broken = mine[~mine["complete"]]
@@ -253,7 +423,7 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
         per_label[label] = {"weak": weak[label], "pinned_false_alarms": pinned.get(label, 0.0),
                             "allocated": n, "for_limiting": for_limiting.get(label, 0), "pool_samples": int(len(mine)),
                             "used_earlier": int(mine["sample"].isin(earlier).sum()), "available": int(len(fresh))}
-        chosen.append(fresh.head(n))
+        fresh_of[label] = fresh
     short = [k for k, v in per_label.items() if v["allocated"] > v["available"]]
     if short:
         v = per_label[short[0]]
@@ -264,21 +434,43 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
             f"iterations); add samples to {pool}, or lower --num-sdg (at most {fits} fits what is left; the new "
             f"value applies from {iteration} on), then retry sdg")
 
-    picked = pd.concat(chosen) if chosen else samples.head(0)
     rows = []
     ng_rel = os.path.relpath(out / "images" / "ng", root)
     ok_rel = os.path.relpath(out / "images" / "ok", root)
     with atomic.atomic_dir(out) as tmp:
+        targets = limiting_targets(routing_dir, root) if any(for_limiting.values()) else limiting_targets(None, root)
+        quotas = target_quotas(for_limiting, targets)
+        targeted: list[dict] = []
+        embedding: dict = {}
+        if sum(quotas):
+            from tao_aoi.backends import get_backend
+
+            targeted, embedding = pick_for_limiting(
+                targets, quotas, pd.concat(fresh_of.values()), samples[samples["complete"]],
+                backend or get_backend("local"), root, Path(spec_path), Path(cache_dir) if cache_dir else None, tmp,
+                lights, ext, str(facts.get("path", pool)),
+                (Path(reference_pool), Path(reference_cache) if reference_cache else None) if reference_pool else None)
+        by_sample = {p["sample"]: p for p in targeted}
+        chosen = []  # each label: its targeted picks first, then the rest in the pool's hash order
+        for label, n in alloc.items():
+            fresh = fresh_of[label]
+            first = fresh[fresh["sample"].isin(by_sample)]
+            chosen.append(pd.concat([first, fresh[~fresh["sample"].isin(by_sample)].head(n - len(first))]))
+            per_label[label]["targeted"] = int(len(first))
+        picked = pd.concat(chosen) if chosen else samples.head(0)
         (tmp / "images" / "ng").mkdir(parents=True)
         (tmp / "images" / "ok").mkdir(parents=True)
         for s in picked.itertuples():
             for light, (ng, ok) in s.files.items():
                 _stage(ng, tmp / "images" / "ng" / f"{s.sample}_{light}{ext}", ext)
                 _stage(ok, tmp / "images" / "ok" / f"{s.sample}_{light}{ext}", ext)
+            hit = by_sample.get(s.sample)
+            tgt = targets.iloc[hit["target"]] if hit else None
             rows.append({"input_path": ng_rel, "golden_path": ok_rel, "label": s.label, "object_name": s.sample,
-                         "source": "sdg", "sdg_sample": s.sample, "iteration": iteration})
-        df = pd.DataFrame(rows, columns=["input_path", "golden_path", "label", "object_name", "source",
-                                         "sdg_sample", "iteration"])
+                         "source": "sdg", "sdg_sample": s.sample, "iteration": iteration,
+                         "target": tgt["key"] if hit else "", "similarity": hit["similarity"] if hit else "",
+                         "limiting_rank": int(tgt["limiting_rank"]) if hit else 0})
+        df = pd.DataFrame(rows, columns=ROW_COLUMNS)
         changenet_csv.write(df, tmp / ROWS_FILE)
         allocation = {
             "iteration": iteration,
@@ -292,11 +484,20 @@ def ingest(routing_dir: str | Path, pool: str | Path, num_sdg: int, results_dir:
             "per_label": per_label,
             "pool": {k: v for k, v in facts.items() if k != "unparsed_examples"},
             "lights": lights,
+            "targeted": [{"target": t.key, "label": t.label, "limiting_rank": int(t.limiting_rank),
+                          "pinned_share": float(t.pinned_share), "rows": int(q),
+                          "picked": [{"sample": p["sample"], "similarity": p["similarity"]}
+                                     for p in targeted if p["target"] == i]}
+                         for i, (t, q) in enumerate(zip(targets.itertuples(), quotas))],
+            **embedding,
         }
         atomic.write_json(tmp / ALLOCATION_FILE, allocation)
     new_used = {s: it for s, it in used.items() if it != iteration}
     new_used.update({s: iteration for s in picked["sample"]})
-    atomic.write_json(hist_path, {"used": dict(sorted(new_used.items()))})
+    new_picked = {s: v for s, v in picked_for.items() if v.get("iteration") != iteration}
+    new_picked.update({p["sample"]: {"iteration": iteration, "target": targets["key"].iat[p["target"]],
+                                     "similarity": p["similarity"]} for p in targeted})
+    atomic.write_json(hist_path, {"used": dict(sorted(new_used.items())), "picked_for": dict(sorted(new_picked.items()))})
     return allocation
 
 

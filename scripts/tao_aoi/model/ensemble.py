@@ -190,8 +190,9 @@ EpochHook = Callable[[int, dict[str, float]], None]
 
 def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: Hyperparams, *,
         lights: Sequence[str], cfg: features.FeatureConfig, init: Model | None = None,
-        on_epoch: EpochHook | None = None) -> tuple[Model, list[dict[str, float]]]:
-    """Train; returns the best epoch's model and the per-epoch history (epoch 0-based)."""
+        on_epoch: EpochHook | None = None, sample_weight: np.ndarray | None = None) -> tuple[Model, list[dict[str, float]]]:
+    """Train; returns the best epoch's model and the per-epoch history (epoch 0-based). ``sample_weight``
+    multiplies each row's class weight in both members (the MLP's and the trees' ``sample_weight``)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -207,7 +208,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
         scale = x.std(0).astype(np.float32)
         scale[scale < 1e-6] = 1.0
     xs = ((x - mean) / scale).astype(np.float32)
-    weight = np.where(y, hp.cls_weight, 1.0)
+    weight = np.where(y, hp.cls_weight, 1.0) * (1.0 if sample_weight is None else np.asarray(sample_weight, float))
     clf = MLPClassifier(hidden_layer_sizes=(hp.hidden_width,), alpha=hp.weight_decay, learning_rate_init=hp.lr,
                         batch_size=min(hp.batch_size, len(xs)), solver="adam",
                         random_state=np.random.RandomState(hp.seed))  # one stream: each epoch shuffles anew

@@ -42,13 +42,14 @@ from tao_aoi.data import changenet_csv
 from tao_aoi.errors import UserError
 
 EMBEDDER = "tao-aoi-local-change"
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 CHUNK_ROWS = 256
 MAX_SIZE = 96                  # larger crops are resized to this working resolution
 LEVELS = (0.04, 0.08, 0.16, 0.32)  # change levels (fraction of full scale) whose area is counted
 QUANTILES = (0.001, 0.01, 0.99, 0.999)
-PER_LIGHT = 15                 # descriptors per light (see _chunk_vectors)
+PER_LIGHT = 17                 # descriptors per light (see _chunk_vectors)
 SHAPE = 4
+BARE_FACTOR = 3.0              # bare board: golden structure at most this many times the crop's median
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class FeatureConfig:
     """Everything that changes the numbers; recorded in checkpoints and embedding settings."""
 
     size: int = 48        # working resolution (images are resized to size x size when they differ)
-    border: int = 3       # pixels dropped at each edge after alignment
+    border: int = 3       # pixels at each edge left out of the offset search (the change is measured everywhere)
     ring: int = 6         # outer ring width of the first illumination estimate
     max_shift: int = 2    # integer alignment search radius (px)
     version: int = FEATURE_VERSION
@@ -207,8 +208,9 @@ def _resample_matrices(shift: np.ndarray, s: int) -> np.ndarray:
     return m
 
 
-def _align(test: np.ndarray, gold: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """The golden resampled onto the test: (n, L, C, S, S) float32.
+def _align(test: np.ndarray, gold: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The golden resampled onto the test, (n, L, C, S, S) float32, and where it is extrapolated:
+    (n, S, S) True in the band the shifted golden does not cover (its edge replicated there).
 
     The offset is one per row (all lights share the camera), found by SSD over integer shifts of
     the grey images on the inner region, refined to sub-pixel with a parabola per axis; the
@@ -242,9 +244,21 @@ def _align(test: np.ndarray, gold: np.ndarray, cfg: FeatureConfig) -> np.ndarray
         frac = np.where(inside & (den > 1e-12), 0.5 * (a - d) / np.maximum(den, 1e-12), 0.0)
         return (centre - r) + np.clip(frac, -0.5, 0.5)
 
-    my = _resample_matrices(refine(iy, True), s)[:, None, None]
-    mx = _resample_matrices(refine(ix, False), s)[:, None, None]
-    return np.matmul(np.matmul(my, gold), mx.transpose(0, 1, 2, 4, 3))
+    dy, dx = refine(iy, True), refine(ix, False)
+    my = _resample_matrices(dy, s)[:, None, None]
+    mx = _resample_matrices(dx, s)[:, None, None]
+    return np.matmul(np.matmul(my, gold), mx.transpose(0, 1, 2, 4, 3)), _extrapolated(dy, dx, s)
+
+
+def _extrapolated(dy: np.ndarray, dx: np.ndarray, s: int) -> np.ndarray:
+    """(n, S, S): pixels whose resampled golden reads outside the golden (aligned(p) = golden(p - shift))."""
+    p = np.arange(s, dtype=np.float32)
+
+    def outside(d: np.ndarray) -> np.ndarray:  # (n, S): p - d below 0 or above s - 1 (bilinear reads floor and +1)
+        src = p[None, :] - d[:, None].astype(np.float32)
+        return (src < 0) | (src > s - 1)
+
+    return outside(dy)[:, :, None] | outside(dx)[:, None, :]
 
 
 def _box(a: np.ndarray, k: int) -> np.ndarray:
@@ -257,17 +271,32 @@ def _box(a: np.ndarray, k: int) -> np.ndarray:
     return (c[..., k:k + h, k:k + w] - c[..., :h, k:k + w] - c[..., k:k + h, :w] + c[..., :h, :w]) / np.float32(k * k)
 
 
-def _envelope(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """3x3 max and min filters over the last two axes (edges replicated)."""
+def _line(a: np.ndarray) -> np.ndarray:
+    """The stronger of the 3-pixel horizontal and vertical means (edges replicated): a change one
+    pixel wide keeps its strength here, where a 3x3 mean divides it by three."""
     p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
     h, w = a.shape[-2:]
-    hi, lo = a.copy(), a.copy()
-    for dy in range(3):
-        for dx in range(3):
-            win = p[..., dy:dy + h, dx:dx + w]
-            np.maximum(hi, win, out=hi)
-            np.minimum(lo, win, out=lo)
-    return hi, lo
+    across = (p[..., 1:h + 1, :w] + p[..., 1:h + 1, 1:w + 1] + p[..., 1:h + 1, 2:w + 2]) / np.float32(3)
+    down = (p[..., :h, 1:w + 1] + p[..., 1:h + 1, 1:w + 1] + p[..., 2:h + 2, 1:w + 1]) / np.float32(3)
+    return np.maximum(across, down)
+
+
+def _envelope(a: np.ndarray, r: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(2r+1) x (2r+1) max and min filters over the last two axes (edges replicated), separable."""
+    h, w = a.shape[-2:]
+    out = []
+    for op in (np.maximum, np.minimum):
+        m = a
+        for axis in (-2, -1):
+            pad = [(0, 0)] * a.ndim
+            pad[axis] = (r, r)
+            p = np.pad(m, pad, mode="edge")
+            m = m.copy()
+            for k in range(2 * r + 1):
+                win = p[..., k:k + h, :] if axis == -2 else p[..., :, k:k + w]
+                op(m, win, out=m)
+        out.append(m)
+    return out[0], out[1]
 
 
 def _kth(a: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -285,24 +314,31 @@ def _chunk_vectors(test_u8: np.ndarray, gold_u8: np.ndarray, cfg: FeatureConfig)
     test = np.moveaxis(test_u8, -1, 2).astype(np.float32, order="C") * np.float32(1 / 255)   # (n, L, C, S, S)
     gold = np.moveaxis(gold_u8, -1, 2).astype(np.float32, order="C") * np.float32(1 / 255)
     n, n_l, n_c, s, _ = test.shape
-    q, b = cfg.ring, cfg.border
+    q = cfg.ring
 
     def ring_mean(img: np.ndarray) -> np.ndarray:
         total = img.sum(axis=(-2, -1)) - img[..., q:s - q, q:s - q].sum(axis=(-2, -1))
         return total / (s * s - (s - 2 * q) ** 2)
 
     test *= (ring_mean(gold).mean(-1) / np.maximum(ring_mean(test).mean(-1), 1e-3))[..., None, None, None]
-    gold = _align(test, gold, cfg)[..., b:s - b, b:s - b]
-    test = test[..., b:s - b, b:s - b]
+    gold, band = _align(test, gold, cfg)
     for _ in range(2):  # robust least-squares gain per light on the 90% best-fitting pixels
         resid = np.abs(test - gold).max(2).reshape(n, n_l, -1)
-        keep = (resid <= _kth(resid, (0.9,))[0][..., None]).reshape(n, n_l, 1, s - 2 * b, s - 2 * b)
+        keep = (resid <= _kth(resid, (0.9,))[0][..., None]).reshape(n, n_l, 1, s, s)
         num = (keep * test * gold).sum((2, 3, 4))
         den = (keep * test * test).sum((2, 3, 4))
         test *= np.clip(num / np.maximum(den, 1e-6), 0.7, 1.4)[..., None, None, None]
-    inner = s - 2 * b
+    inner = s
     diff = test - gold
+    # The change is measured over the whole crop, so a particle touching the crop's edge counts. Where
+    # the shifted golden is extrapolated (a band as wide as the offset) the tolerance widens to what
+    # the golden shows within the search radius, so a structure cut by the edge is no change there.
     hi, lo = _envelope(gold)
+    if band.any():
+        wide_hi, wide_lo = _envelope(gold, cfg.max_shift + 1)
+        edge = band[:, None, None]
+        hi, lo = np.where(edge, wide_hi, hi), np.where(edge, wide_lo, lo)
+    diff = np.where(band[:, None, None], 0.0, diff).astype(np.float32)
     excess = np.maximum(test - hi, 0).max(2)            # (n, L, S', S'): brighter than any golden neighbour
     deficit = np.maximum(lo - test, 0).max(2)
     change = np.maximum(excess, deficit)
@@ -316,6 +352,12 @@ def _chunk_vectors(test_u8: np.ndarray, gold_u8: np.ndarray, cfg: FeatureConfig)
     per_light += [(flat(change3) > t).mean(-1) for t in LEVELS]
     per_light += list(_kth(flat(diff.mean(2)), QUANTILES))
     per_light.append(flat(np.minimum(box5["excess"], box5["deficit"])).max(-1))
+    # On bare board (no golden structure within a pixel): solder run out of a pad, a particle; a change
+    # there is not a part's nuisance (marking, lot colour, placement), however strong that is elsewhere.
+    board_px = np.median(gold.reshape(n, n_l, n_c, -1), -1)
+    structure = np.abs(gold - board_px[..., None, None]).sum((1, 2))                  # (n, S', S')
+    bare = structure <= BARE_FACTOR * np.median(structure.reshape(n, -1), -1)[:, None, None]
+    per_light += [flat(_line(m) * bare[:, None]).max(-1) for m in (excess, deficit)]
     # Consensus: the k-th strongest light at the strongest place (k = all lights ... any light).
     consensus = [np.sort(c, axis=1).reshape(n, n_l, -1).max(-1) for c in (change3, _box(change, 5))]
     weight = change3.sum(1)                                            # (n, S', S') all-light change

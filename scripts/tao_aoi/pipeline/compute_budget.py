@@ -80,6 +80,7 @@ class Workload:
     top_k_per_target: int
     algorithm: str = "bayesian"
     warm_rows: int = 0         # rows whose images this process has decoded already (the dry run's)
+    sdg_pairs: int = 0         # SDG pool samples: embedded once for the limiting samples' targeted picks
 
 
 def _trial(c: UnitCosts, w: Workload, rows: int) -> float:
@@ -121,6 +122,8 @@ def estimate(w: Workload, c: UnitCosts) -> dict[str, Any]:
             rows += w.num_sdg + new_mined
             pool = w.pool_rows if i == 1 else 0  # later iterations read the pool's cached embeddings
             mining = c.infer_job_sec + decode * pool + c.infer_sec_per_row * (pool + w.mining_targets)
+            if i == 1 and w.sdg_pairs:  # targeted SDG embeds its pool once (an upper bound: only if one pins)
+                mining += c.infer_job_sec + (decode + c.infer_sec_per_row) * w.sdg_pairs
             sec = (defaults.DEFT_NATIVE_ITERATION_SEC + defaults.DEFT_NATIVE_SEC_PER_ROW * rows + mining
                    + decode * w.num_sdg + _train(c, w, rows) + _evaluate(c, w) + (c.rca_sec if i < n else 0.0))
             per_iter.append(sec)
@@ -368,7 +371,20 @@ def workload(workspace: str | Path, *, phases: str, trials: int, max_iterations:
                     val_rows=len(changenet_csv.read(ws.validation_csv, what="validation set")),
                     kpi_rows=0 if kpi is None else len(kpi), pool_rows=0 if pool is None else len(pool),
                     mining_targets=targets, trials=trials, max_iterations=max_iterations, num_sdg=num_sdg,
-                    top_k_per_target=top_k_per_target, algorithm=algorithm, warm_rows=warm_rows)
+                    top_k_per_target=top_k_per_target, algorithm=algorithm, warm_rows=warm_rows,
+                    sdg_pairs=_sdg_pairs(ws))
+
+
+def _sdg_pairs(ws) -> int:
+    from tao_aoi.deft import sdg
+    from tao_aoi.errors import UserError
+
+    if not ws.sdg_pool.is_dir():
+        return 0
+    try:
+        return sum(sdg.samples_per_label(sdg.scan(ws.sdg_pool)[0]).values())
+    except UserError:  # an unreadable pool is pre-flight's to report, not the estimate's
+        return 0
 
 
 

@@ -3,7 +3,10 @@
 Candidates are the iterations whose evaluate committed (baseline, iterN, final_automl), in run
 order; the choice is the metric contract's (constraints first, then the contract's direction,
 ties to the earlier candidate: metric_contract.pick_best). A Phase 3 result that regressed is
-therefore never the deliverable, and best_model.json says so.
+therefore never the deliverable, and best_model.json says so. When at most ``defaults.FEW_PINNING``
+samples hold the deliverable's KPI (``analysis/pinning.py``), best_model.json ``limiting`` names
+them (score, label-issue flag, a picture in ``limiting_images/``): the report and the final line
+lead with it.
 
 Three figures describe the deliverable, and best_model.json keeps each under its own key:
 - the contract figure (``metric_result``, ``threshold``): FAR and recall on the KPI set at the
@@ -21,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tao_aoi import atomic
+from tao_aoi import atomic, defaults
 from tao_aoi.analysis import metric_contract
 from tao_aoi.errors import UserError
 from tao_aoi.layout import Results
@@ -61,6 +64,46 @@ def inference_spec(training_spec: dict, checkpoint: str, threshold: float | None
     if threshold is not None:
         train_spec.set_dotted(spec, "model.classify.eval_margin", float(threshold))
     return spec
+
+
+def held_by(R: Results, st: dict, label: str) -> dict | None:
+    """The deliverable's holding samples (``pinning.entry`` plus the samples, flags and pictures), from its
+    KPI inference at the contract's recall target; None when none holds it (or the contract is not at a
+    recall target)."""
+    import numpy as np
+
+    from tao_aoi.analysis import gap_analysis, kpi, label_noise, limiting, pinning
+
+    point = st["metric_contract"].get("operating_point") or {}
+    inference = R.stage_dir(label, "evaluate") / "inference.csv"
+    if point.get("name") != "recall_pct" or not inference.is_file():
+        return None
+    try:
+        cols, scores, positive = kpi.read_inference_columns(inference)
+    except UserError:  # advisory: an unreadable scored set never blocks choosing the deliverable
+        return None
+    lim = limiting.find(scores, positive, float(point["target"]) / 100.0, defaults.FEW_PINNING)
+    far_fixed = lim.far_if_fixed()
+    listed = [{"far_if_fixed": float(far_fixed[j])} for j in range(len(lim.rows))]
+    entry = pinning.entry({"far": lim.far}, listed)
+    if entry is None:
+        return None
+    issue, _ = label_noise.find(scores, positive)
+    spec = train_spec.load(st["config"]["train_spec"])
+    lights, ext = train_spec.lights(spec), train_spec.image_ext(spec)
+    entry["samples_holding"] = []
+    with atomic.atomic_dir(R.root / pinning.IMAGES_DIR) as tmp:
+        for j, r in enumerate(lim.rows[:entry["samples"]].tolist()):
+            row = {k: v[r] for k, v in cols.items()}
+            name = gap_analysis.limiting_image_name(j + 1, row)
+            gap_analysis.render_thumbnail(row, st["config"]["images_root"], lights, ext, tmp / name)
+            entry["samples_holding"].append({
+                "rank": j + 1, "label": str(row["label"]), "input_path": str(row["input_path"]),
+                "object_name": str(row["object_name"]), "siamese_score": float(scores[r]),
+                "far_if_fixed": float(far_fixed[j]), "label_issue": bool(np.asarray(issue)[r]),
+                "image": f"{pinning.IMAGES_DIR}/{name}"})
+    entry["kpi_csv"] = st["config"]["kpi_csv"]
+    return entry
 
 
 def prepare(results_dir: str | Path) -> dict:
@@ -103,6 +146,7 @@ def _prepare(results_dir: str | Path) -> dict:
         "candidates": table,
         "phase3_note": note,
         **figures,
+        "limiting": held_by(R, st, best),
     }
     spec = inference_spec(train_spec.load(spec_path), ckpt, figures["deployment"]["threshold"])
     atomic.write_text(R.inference_spec, train_spec.dump(spec))

@@ -242,6 +242,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
     opts = effective(given, ps.get("budget"))
     progress.count = run_progress.RunCount(max_iterations=opts.max_iterations, phases=opts.phases, trials=opts.trials)
     progress.note(f"progress counts {progress.count.units()}")
+    _same_kpi_set(R, ps, opts)
     if ps["status"] == "failed":  # the cause was fixed and the same command rerun: retry where it stopped
         progress.note(f"resuming after a hard stop: {ps.get('failure')}")
         ps["status"] = "in_progress"
@@ -308,6 +309,28 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
     return summarize(R, ps, report)
 
 
+def _same_kpi_set(R: Results, ps: dict[str, Any], opts: Options) -> None:
+    """The KPI set's digest, recorded until the DEFT loop starts; after that a changed set (edit_kpi_set.py)
+    is refused: every evaluation and RCA so far is on the old set and steered the loop by it."""
+    import hashlib
+
+    from tao_aoi.analysis import pinning
+
+    kpi = Workspace.at(opts.workspace).kpi_csv
+    if not kpi.is_file():
+        return
+    digest = hashlib.sha256(kpi.read_bytes()).hexdigest()
+    if ps.get("kpi_sha256") == digest:
+        return
+    if ps.get("kpi_sha256") and deft_state.started(R.root):
+        new = str(R.root.with_name(R.root.name + "_kpi_edited"))
+        raise UserError(f"the KPI set {kpi} changed since this run's DEFT loop started (an edit: see "
+                        f"{kpi.with_name(kpi.stem + '.edits.jsonl')}); its evaluations are on the old set: rerun on "
+                        f"the corrected set in a new folder: {pinning.rerun_command(ps['options'], new)}")
+    ps["kpi_sha256"] = digest
+    pipeline_state.save(R, ps, f"KPI set {kpi.name} sha256 {digest[:12]}")
+
+
 def _refuse_fixed_changes(R: Results, ps: dict[str, Any], opts: Options) -> list[str]:
     """The options that differ from the recorded run; refuses any that may not change on a resume."""
     new = asdict(opts)
@@ -372,6 +395,7 @@ def summarize(R: Results, ps: dict[str, Any], report: str | None) -> dict[str, A
                               "note": bm.get("phase3_note")}
         out["shipping"] = {k: bm.get(k) for k in ("deployment", "calibrated", "holdout")}
         out["shipping"]["kpi"] = {k: bm["metric_result"].get(k) for k in ("far_pct", "recall_pct", "far_ci95_pct")}
+        out.update(_held_by(R, ps, bm))
     return out
 
 
@@ -407,8 +431,34 @@ def margin_warning_line(s: dict[str, Any]) -> str | None:
     return f"warning: {warning}" if warning else None
 
 
+def _held_by(R: Results, ps: dict[str, Any], bm: dict[str, Any]) -> dict[str, Any]:
+    """best_model.json's holding samples and the rerun line for after an edit of the KPI set."""
+    from tao_aoi.analysis import pinning
+
+    held = bm.get("limiting")
+    if not held:
+        return {}
+    return {"held_by": held, "rerun": pinning.rerun_command(ps["options"], str(R.root.with_name(R.root.name + "_kpi_edited")))}
+
+
+def held_by_lines(s: dict[str, Any]) -> list[str]:
+    """What leads the summary when a few samples hold the deliverable's KPI."""
+    from tao_aoi.analysis import pinning
+
+    held = s.get("held_by")
+    if not held:
+        return []
+    lines = [f"{held['headline']} ({s['deliverable']['iteration']}, the deliverable):"]
+    for smp in held["samples_holding"]:
+        lines += ["  " + ln for ln in pinning.sample_lines(smp, held.get("kpi_csv"),
+                                                          str(Path(s["results_dir"]) / smp["image"]))]
+    lines.append("  " + pinning.rerun_note(s.get("rerun")))
+    return lines
+
+
 def render_summary(s: dict[str, Any]) -> str:
-    lines = ["", "Trajectory"]
+    lead = held_by_lines(s)
+    lines = ["", *lead, *([""] if lead else []), "Trajectory"]
     if s.get("phase1"):
         p1, r = s["phase1"], s["phase1"].get("runner_up")
         runner = f"; runner-up trial {r['trial']} {fmt.num(r['score'])}%" if r else ""

@@ -219,9 +219,47 @@ class Report:
         except (KeyError, TypeError, ValueError):  # a hand-edited or older record: show it raw below
             return []
 
+    def pinned(self) -> dict[str, Any] | None:
+        """What the banner leads with when at most ``defaults.FEW_PINNING`` samples hold the KPI: the
+        deliverable's (best_model.json ``limiting``), else the best iteration's RCA (metrics.json
+        ``held_by``); each sample with its picture, label-issue flag and the commands to relabel or drop
+        it; then how to rerun on the corrected KPI set."""
+        from tao_aoi.analysis import pinning
+
+        bm = sources.best_model(self.R)
+        held, samples, base, kpi_csv, where = None, [], self.R.root, None, ""
+        if bm.ok and isinstance(bm.data.get("limiting"), Mapping):
+            held = bm.data["limiting"]
+            samples, kpi_csv, where = held.get("samples_holding") or [], held.get("kpi_csv"), cell(bm.get("iteration"))
+        elif self.best:
+            m = sources.rca_files(self.R, self.best, self.records.get(self.best))["metrics"]
+            if m.ok and isinstance(m.data.get("held_by"), Mapping):
+                held = m.data["held_by"]
+                samples = (m.data.get("limiting_samples") or [])[:held.get("samples", 0)]
+                base, where = self.R.stage_dir(self.best, "rca"), self.best
+                kpi_csv = (m.data.get("inputs") or {}).get("kpi_csv")
+        if not held or not samples:
+            return None
+        ps = sources.pipeline_state(self.R)
+        options = ps.data.get("options") if ps.ok and isinstance(ps.data, dict) else None
+        rerun = pinning.rerun_command(options, str(self.R.root.with_name(self.R.root.name + "_kpi_edited"))) \
+            if isinstance(options, dict) else None
+        rows = []
+        for x in (x for x in samples if isinstance(x, Mapping)):
+            uri, problem = sources.image_uri(base / str(x.get("image", "")), self.R.root) if x.get("image") else (None, "")
+            rows.append({"name": f"{cell(x.get('label'))} {pinning.sample_name(x)}",
+                         "score": fmt.num(x.get("siamese_score"), 4), "flagged": bool(x.get("label_issue")),
+                         "flag": "flagged as a possible label error" if x.get("label_issue") else
+                         "not flagged as a label error", "image": uri, "image_problem": problem,
+                         **pinning.fix_commands(x, kpi_csv)})
+        return {"headline": cell(held.get("headline")), "where": where, "samples": rows,
+                "note": pinning.rerun_note(rerun)}
+
     def banner(self) -> dict[str, Any]:
-        """The DEFT state's verdict; the three-phase runner's own failure (pipeline_state.json) is added."""
+        """The DEFT state's verdict; the three-phase runner's own failure (pipeline_state.json) is added;
+        a KPI held by a few samples leads (``pinned``)."""
         out = self._deft_banner()
+        out["pinned"] = self.pinned() if self.st else None
         ps = sources.pipeline_state(self.R)
         if ps.get("status") == "failed" and out["kind"] != "stopped":
             stop = f"The pipeline stopped: {cell(ps.get('failure'))}"

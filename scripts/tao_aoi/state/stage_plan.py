@@ -79,7 +79,8 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
         else:
             n = iteration_number(label)
             train_csv = str(R.combined_csv(n))
-            init = ["--init-checkpoint", _prev_best_checkpoint(state)]
+            # the rows this iteration added for limiting samples carry a higher weight (provenance ``weight``)
+            init = ["--init-checkpoint", _prev_best_checkpoint(state), "--row-weights", str(R.provenance_csv(n))]
         run.append(["train.py", "--backend", backend, "--spec", cfg["train_spec"], "--train-csv", train_csv,
                     "--val-csv", cfg["validation_csv"], "--images-root", cfg["images_root"],
                     "--output-dir", str(out), *init])
@@ -108,7 +109,7 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
                     "--images-root", cfg["images_root"], "--results-dir", str(d),
                     "--min-recall", cli.percent_arg(100 * cfg.get("min_recall", defaults.MIN_RECALL)),
                     "--top-k-per-label", str(cfg.get("top_k_per_label", defaults.TOP_K_PER_LABEL)),
-                    "--kpi-target", contract["text"],
+                    "--kpi-target", contract["text"], "--kpi-csv", cfg["kpi_csv"],
                     *(["--agent-review", "--verdicts", str(R.spot_check_verdicts)] if agent else [])])
         commit += ["--gaps", str(d / "kpi_gaps.parquet"), "--rca-report", str(d / "RCA_Report.md"),
                    "--threshold-file", str(d / "threshold.txt")]
@@ -126,7 +127,9 @@ def plan(state: Mapping[str, Any], step: stages.Step, results_dir: str, *, agent
         run.append(["ingest_sdg.py", "--routing", str(R.stage_dir(label, "routing")), "--sdg-pool", cfg["sdg_pool"],
                     "--num-sdg", str(cfg.get("num_sdg", defaults.NUM_SDG)), "--results-dir", str(d),
                     "--images-root", cfg["images_root"], "--train-spec", cfg["train_spec"],
-                    "--history", str(R.root / "sdg_history.json"), "--iteration", label])
+                    "--history", str(R.root / "sdg_history.json"), "--iteration", label,
+                    "--backend", backend, "--embedding-cache", str(R.root / "sdg_cache"),
+                    "--reference-pool", cfg["mining_pool_csv"], "--reference-cache", str(R.root / "mining_cache")])
         commit += ["--allocation", str(d / "allocation.json"), "--sdg-rows", str(d / "sdg_rows.csv")]
     elif stage == "mining":
         run.append(["mine_pool.py", "--targets", str(R.stage_dir(label, "routing") / "mining_gaps.parquet"),

@@ -128,12 +128,14 @@ class ImageWriter:
 
 def finish(ws: Workspace, truth: list, sdg, writer: ImageWriter, spec: dict, about: dict) -> dict:
     """The parts every synthetic workspace shares: demo_truth.csv (split, paths, label, severity,
-    footprint per row), the baseline spec, results/, and the manifest (counts per split, label and
-    severity; which families base training lacks or nearly lacks)."""
+    footprint per row, and the defect's ``form`` where the generator draws forms), the baseline spec,
+    results/, and the manifest (counts per split, label and severity; which families base training
+    lacks or nearly lacks)."""
     import pandas as pd
 
-    truth_df = pd.concat(truth, ignore_index=True)[
-        ["split", "input_path", "golden_path", "object_name", "label", "severity", "footprint"]]
+    truth_df = pd.concat(truth, ignore_index=True)
+    truth_df = truth_df[["split", "input_path", "golden_path", "object_name", "label", "severity", "footprint"]
+                        + (["form"] if "form" in truth_df.columns else [])]
     truth_df.to_csv(ws.root / "demo_truth.csv", index=False)
     ws.baseline_spec.parent.mkdir(parents=True, exist_ok=True)
     ws.baseline_spec.write_text(train_spec.dump(spec), encoding="utf-8")

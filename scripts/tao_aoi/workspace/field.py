@@ -10,8 +10,9 @@ to try the toolkit as a new user would (field_render.py draws the crops):
   panel, inspected_at, aoi_program``);
 - base training and validation: PASS, MISSING, BRIDGE, SHIFT and a few EXCESS_SOLDER; the KPI set
   adds TOMBSTONE, POLARITY (stripe on the wrong end) and FOREIGN_MATERIAL (a particle or a fibre
-  anywhere in the crop), half of every family hard; the AnomalyGen pool holds the SDG-supported
-  labels only, the mining pool every family.
+  anywhere in the crop, some cut by its edge), half of every family hard; excess solder is a swollen
+  fillet or a thin tongue beyond a pad (``field_render.FORMS``, the truth file's ``form``); the
+  AnomalyGen pool holds the SDG-supported labels only, the mining pool every family.
 
 Rows are sampled components of boards (not every part of every board), boards never shared between
 splits; POLARITY only occurs on polarised parts and TOMBSTONE on two-terminal chips.
@@ -29,7 +30,7 @@ from tao_aoi.layout import Workspace
 from tao_aoi.workspace import builder
 from tao_aoi.workspace import field_render as fr
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: defect forms (a particle cut by the crop's edge, a solder tongue beyond a pad)
 IMAGE_EXT = ".jpg"
 IMAGE_SIZE = fr.SIZE
 LIGHTS = fr.LIGHTS
@@ -191,14 +192,14 @@ def write(ws: Workspace, preset: str, seed: int, say: Callable[[str], None]) -> 
         frame = _frame(split, block, board, obj, family, cat, rng)
         scenes = cat.scenes.take(obj)
         fr.production(scenes, rng)
-        fr.add_defects(scenes, family, hard, rng)
+        form = fr.add_defects(scenes, family, hard, rng)
         say(f"{split}: {len(frame)} rows")
         _write_images(writer, scenes, [ws.images / d / n for d, n in zip(frame["input_path"], frame["object_name"])],
                       rng)
         csv_of[split].parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(csv_of[split], index=False)
         truth.append(frame.assign(split=split, severity=np.where(family == "PASS", "", np.where(hard, "hard", "easy")),
-                                  footprint=np.asarray(fr.KINDS)[cat.kind[obj]]))
+                                  footprint=np.asarray(fr.KINDS)[cat.kind[obj]], form=form))
 
     say(f"AnomalyGen pool: {p.sdg} pairs")
     sdg = _write_sdg_pool(ws, p, seed, cat, writer)
@@ -221,7 +222,7 @@ def _write_sdg_pool(ws: Workspace, p: Preset, seed: int, cat: _Catalogue, writer
     ok = cat.scenes.take(obj)
     fr.production(ok, rng)
     ng = ok.take(np.arange(p.sdg))
-    fr.add_defects(ng, family, hard, rng)
+    form = fr.add_defects(ng, family, hard, rng)
     redo = family == "PASS"  # an OK reconstruction still resynthesises the solder a little
     ng.solder[redo] *= rng.uniform(0.95, 1.05, (int(redo.sum()), ng.solder.shape[1])).astype(np.float32)
     templates = [f"{PRODUCTS[cat.product[o]]}-{cat.name[o]}" for o in obj]
@@ -233,7 +234,7 @@ def _write_sdg_pool(ws: Workspace, p: Preset, seed: int, cat: _Catalogue, writer
     severity = np.where(family == "PASS", "", np.where(hard, "hard", "easy"))
     manifest = pd.DataFrame([
         {"image_name": f"{names[k]}_{light}{IMAGE_EXT}", "template": templates[k], "label": family[k],
-         "index": k, "light": light, "severity": severity[k]}
+         "index": k, "light": light, "severity": severity[k], "form": form[k]}
         for k in range(p.sdg) for light in fr.LIGHTS])
     manifest.to_csv(ws.sdg_pool / "SDG_result.csv", index=False)
     return manifest

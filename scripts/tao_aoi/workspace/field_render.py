@@ -14,7 +14,9 @@ look like crops from a production line rather than like the demo's tidy scenes:
   degree or two of rotation), solder volume, component lot colour and marking, per-light exposure,
   focus blur, sensor noise, JPEG, and a specular glare spot in one light only;
 - defect families whose position varies with the part or not at all: foreign material anywhere in
-  the crop and a polarity stripe on the wrong end, beside the classic placement/solder families.
+  the crop (some of it cut by the crop's edge) and a polarity stripe on the wrong end, beside the
+  classic placement/solder families; excess solder is either a swollen fillet or a thin tongue of
+  solder running out beyond the pad (``FORMS``: what the truth file records per defect).
 
 Everything is computed in continuous coordinates (signed-distance shapes, a value-noise board
 texture), so sub-pixel offsets render exactly and a batch is a few dozen numpy array operations.
@@ -32,6 +34,10 @@ KIND_SHARE = (0.35, 0.30, 0.20, 0.15)
 FAMILIES = ("MISSING", "BRIDGE", "EXCESS_SOLDER", "SHIFT", "TOMBSTONE", "POLARITY", "FOREIGN_MATERIAL")
 # Which part kinds a family can occur on (polarity needs a marked part, a tombstone a two-terminal chip).
 ELIGIBLE = {"POLARITY": ("D",), "TOMBSTONE": ("R", "C", "D")}
+# Defect forms a family may take beside its plain one (demo_truth.csv ``form``): a particle cut by the
+# crop's edge, a thin solder tongue beyond a pad. ``FORM_SHARE`` of that family's defects take it.
+FORMS = {"FOREIGN_MATERIAL": "border", "EXCESS_SOLDER": "extension"}
+FORM_SHARE = 0.3
 NEIGHBOURS = 2
 LATTICE = 10                            # board texture: value noise on a LATTICE x LATTICE grid
 
@@ -91,6 +97,7 @@ class Scenes:
     marking: np.ndarray         # (n, 3) marking (contrast, du, dv)
     stripe: np.ndarray          # (n,) polarity stripe contrast
     particle: np.ndarray        # (n, 6) foreign material (x, y, radius, length, angle, present)
+    tongue: np.ndarray          # (n, 4) solder tongue beyond a pad: (terminal, length px, width px, present)
     exposure: np.ndarray        # (n, len(LIGHTS)) per-light gain
     glare: np.ndarray           # (n, 5) glare spot (light index, du, dv, radius, strength); strength 0 = none
     blur: np.ndarray            # (n,) focus blur (3-tap kernel side weight, 0..0.25)
@@ -128,7 +135,8 @@ def nominal(rng: np.random.Generator, kind: np.ndarray) -> Scenes:
         solder=np.ones((n, 3), np.float32), lift=np.zeros(n, np.float32), lift_side=np.ones(n, np.float32),
         bridge=np.zeros((n, 3), np.float32), flipped=np.zeros(n, np.float32), tint=np.ones(n, np.float32),
         marking=np.tile(np.float32([0.7, 0.0, 0.0]), (n, 1)), stripe=np.full(n, 0.8, np.float32),
-        particle=np.zeros((n, 6), np.float32), exposure=np.ones((n, len(LIGHTS)), np.float32),
+        particle=np.zeros((n, 6), np.float32), tongue=np.zeros((n, 4), np.float32),
+        exposure=np.ones((n, len(LIGHTS)), np.float32),
         glare=np.zeros((n, 5), np.float32), blur=np.zeros(n, np.float32), noise=np.full(n, 0.005, np.float32),
     )
 
@@ -161,8 +169,9 @@ def production(s: Scenes, rng: np.random.Generator, glare_share: float = 0.25) -
                         rng.uniform(1.5, 3.2, n), np.where(on, rng.uniform(0.45, 0.9, n), 0.0)], 1).astype(np.float32)
 
 
-def add_defects(s: Scenes, family: np.ndarray, hard: np.ndarray, rng: np.random.Generator) -> None:
-    """Turn the scenes whose ``family`` names a defect into it (``hard`` = the subtle form)."""
+def add_defects(s: Scenes, family: np.ndarray, hard: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Turn the scenes whose ``family`` names a defect into it (``hard`` = the subtle form); returns
+    each row's form (``FORMS`` value, or "" for the plain one)."""
     n = len(family)
     sign = rng.choice(np.float32([-1.0, 1.0]), n)
     chip = s.kind != KINDS.index("Q")
@@ -206,6 +215,34 @@ def add_defects(s: Scenes, family: np.ndarray, hard: np.ndarray, rng: np.random.
     radius = np.where(fiber, 0.7, radius)
     xy = rng.uniform(-SIZE / 2 + 5, SIZE / 2 - 5, (n, 2))
     s.particle[m] = np.stack([xy[:, 0], xy[:, 1], radius, length, rng.uniform(0, np.pi, n), np.ones(n)], 1)[m]
+    return _forms(s, family, hard, rng)
+
+
+def _forms(s: Scenes, family: np.ndarray, hard: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The other forms (``FORMS``), drawn after the plain ones (a workspace of an earlier version keeps
+    every other draw): a particle moved onto the crop's edge (its centre within its radius of one side,
+    so the edge cuts it), a solder fillet of nominal volume with a thin tongue running out beyond one
+    pad (along the pads for a chip, outward from the lead for a SOT-23)."""
+    n = len(family)
+    take = rng.random(n) < FORM_SHARE
+    side = rng.integers(0, 4, n)
+    inset = rng.uniform(-0.3, 0.6, n)
+    length = np.where(hard, rng.uniform(3.0, 5.0, n), rng.uniform(5.0, 8.0, n))
+    width = np.where(hard, rng.uniform(1.2, 1.6, n), rng.uniform(1.8, 2.4, n))
+    terminal = rng.integers(0, np.where(s.kind != KINDS.index("Q"), 2, 3))
+    form = np.full(n, "", dtype=object)
+    m = take & (family == "FOREIGN_MATERIAL")
+    axis, outward = side % 2, np.where(side < 2, 1.0, -1.0)      # sides 0/1: the +x/+y edge, 2/3: -x/-y
+    # the crop's edge pixel centre in board coordinates (the capture's registration moves the crop)
+    edge = outward * (SIZE - 1) / 2 - s.register[np.arange(n), axis]
+    coord = edge - outward * inset * np.maximum(s.particle[:, 2], 0.7)
+    s.particle[m, axis[m]] = coord[m]
+    form[m] = FORMS["FOREIGN_MATERIAL"]
+    m = take & (family == "EXCESS_SOLDER")
+    s.solder[m] = np.clip(s.solder[m], 0.86, 1.14)
+    s.tongue[m] = np.stack([terminal, length, width, np.ones(n)], 1)[m]
+    form[m] = FORMS["EXCESS_SOLDER"]
+    return form
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -219,6 +256,12 @@ def _box_sd(u: np.ndarray, v: np.ndarray, hu, hv, r=0.8) -> np.ndarray:
     """Signed distance to a rounded rectangle with half sizes (hu, hv) and corner radius r."""
     qu, qv = np.abs(u) - (hu - r), np.abs(v) - (hv - r)
     return np.sqrt(np.maximum(qu, 0) ** 2 + np.maximum(qv, 0) ** 2) + np.minimum(np.maximum(qu, qv), 0) - r
+
+
+def _ridge(sd: np.ndarray, width) -> np.ndarray:
+    """Height of a solder tongue: a rounded ridge over the pad level, highest along its middle (its
+    sloped sides are what the ring lights see)."""
+    return 0.15 + 0.6 * np.sqrt(np.clip(-sd / np.maximum(np.asarray(width) / 2, 0.3), 0.0, 1.0))
 
 
 def _rotate(x, y, angle):
@@ -316,6 +359,11 @@ def _chip_layers(cv: _Canvas, s: Scenes, u, v, geom, main: bool = True) -> None:
     if main:  # a bridge runs along one side of the body from pad to pad
         w, hgt, bside = (s.bridge[:, i][e] for i in range(3))
         cv.paint("solder", _cover(_box_sd(u, v - bside * (bwid / 2 + 1.3), poff, w / 2, 0.4)) * (w > 0), hgt + 0.15)
+        term, length, width, on = (s.tongue[:, i][e] for i in range(4))
+        sgn = np.where(term > 0.5, 1.0, -1.0)  # a tongue out of the pad's outer end, along the pads
+        tongue = _box_sd(u - sgn * (poff + plen / 2 + length / 2 - 0.5), v, length / 2 + 0.5, width / 2,
+                         np.minimum(width / 2, 0.6))
+        cv.paint("solder", _cover(tongue) * on, _ridge(tongue, width))
     pads = np.maximum(_cover(_box_sd(u + poff, v, plen / 2, pwid / 2)), _cover(_box_sd(u - poff, v, plen / 2, pwid / 2)))
     cv.paint("pad", pads, 0.15)
 
@@ -332,8 +380,13 @@ def _sot_layers(cv: _Canvas, s: Scenes, u, v, geom) -> None:
     cv.paint("bodyQ", body, bh)
     w, hgt, bside = (s.bridge[:, i][e] for i in range(3))
     cv.paint("solder", _cover(_box_sd(u, v + 6.6, 3.6, w / 2 + 0.2, 0.4)) * (w > 0), hgt + 0.15)
+    term, length, width, on = (s.tongue[:, i][e] for i in range(4))
     for k, (lu, lv) in enumerate(_Q_LEADS):
         out = np.sign(lv)
+        # a tongue out of this lead's pad, away from the body
+        tongue = _box_sd(u - lu, v - (lv + out * (pwid / 2 + length / 2 - 0.5)), width / 2, length / 2 + 0.5,
+                         np.minimum(width / 2, 0.6))
+        cv.paint("solder", _cover(tongue) * on * (np.abs(term - k) < 0.5), _ridge(tongue, width))
         lead = _cover(_box_sd(bu - lu, bv - out * (bwid / 2 + 1.3), 0.9, 1.5, 0.3)) * present
         cv.paint("lead", lead, 1.2 - 0.6 * out * (bv - out * (bwid / 2 + 1.3)))
         vol = s.solder[:, k][e]
