@@ -205,8 +205,8 @@ def print_limiting(traj: list[dict]) -> None:
     if not traj:
         print("  no sample pinned the baseline's threshold")
         return
-    print(f"  limiting samples at the baseline (score, PASS rows at or above it; SDG pairs picked for it with their "
-          f"cosine; pool rows mined for it):")
+    print("  limiting samples at the baseline (score, PASS rows at or above it; SDG pairs picked for it with their "
+          "cosine; pool rows mined for it):")
     for rec in traj:
         print(f"    #{rec['rank']} {rec['label']} {rec['sample']}: rises by iter2: "
               f"{'yes' if rec['rises_by_iter2'] else 'no'}")

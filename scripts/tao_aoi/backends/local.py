@@ -24,7 +24,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tao_aoi import atomic, defaults, labels
 from tao_aoi.backends.base import COMPLETE, Backend, EmbedJob, InferJob, JobHandle, TrainJob
@@ -32,6 +32,9 @@ from tao_aoi.data import changenet_csv, dataset_checks
 from tao_aoi.errors import UserError
 from tao_aoi.model import ensemble, features
 from tao_aoi.tao import train_spec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STATUS = "status.json"
 INFER_REQUIRED = ("input_path", "golden_path", "object_name")
@@ -91,7 +94,7 @@ def _require_images(df, csv: Path, images_root: Path, lights, ext: str) -> None:
         raise UserError(f"{csv} line {line}: image {path} does not exist{more}; restore it or drop the row")
 
 
-def row_weights(path: Path, n_rows: int, csv: Path) -> "np.ndarray":
+def row_weights(path: Path, n_rows: int, csv: Path) -> np.ndarray:
     """Per-row training weights from ``path`` (a ``weight`` column, one row per training row in order; a
     ``row`` column, when present, must number them 0..n-1: a provenance CSV qualifies). Every weight is
     finite and in (0, defaults.MAX_ROW_WEIGHT]: a weight, never a repeated row."""

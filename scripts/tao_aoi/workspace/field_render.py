@@ -456,7 +456,6 @@ def _geometry(s: Scenes) -> _Canvas:
 # ------------------------------------------------------------------------------------ lighting
 
 def _shade(cv: _Canvas, s: Scenes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    n = len(s.kind)
     e4 = (slice(None), None, None, None)
     gy, gx = np.gradient(cv.height, axis=(1, 2))
     slope = np.sqrt(gx * gx + gy * gy)
