@@ -319,10 +319,15 @@ def squeue(job_id: str) -> list[str]:
                           text=True).stdout.split()
 
 
+RELAUNCH_AFTER_S = 3  # past the second the interrupted run's credential was revoked in
+
+
 def requeue_when(out: Path, ready, problems: list[str], timeout: float = 240) -> threading.Thread:
     """Once the job in ``out`` runs and ``ready()``, requeue it as slurm does after a node failure
-    (``scontrol requeue``), then lift slurm's 120 s hold on a requeued job (``starttime=now``) so the
-    test need not wait it out; anything that goes wrong lands in ``problems``."""
+    (``scontrol requeue``), then shorten slurm's 120 s hold on a requeued job to a few seconds so the
+    test need not wait it out; anything that goes wrong lands in ``problems``. Not ``starttime=now``:
+    slurmd refuses a relaunch in the same second as the revoked run ("Job credential revoked", the job
+    then FAILS with exit 1), the race slurm's hold exists to avoid; it happened here on a loaded host."""
     def inject() -> None:
         deadline = time.monotonic() + timeout
         job = None
@@ -341,8 +346,8 @@ def requeue_when(out: Path, ready, problems: list[str], timeout: float = 240) ->
         while time.monotonic() < deadline:
             state = squeue(job)
             if state[:1] == ["PENDING"] and state[1:2] >= ["1"]:
-                subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True,
-                               capture_output=True)
+                subprocess.run(["scontrol", "update", f"jobid={job}", f"starttime=now+{RELAUNCH_AFTER_S}"],
+                               check=True, capture_output=True)
                 return
             time.sleep(0.1)
         problems.append(f"job {job} was not requeued")
