@@ -16,8 +16,6 @@ checkpoint; the runner-up; and every trial) and trials/trial_NNNN/.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -25,9 +23,9 @@ from typing import Sequence
 import click
 
 from tao_aoi import cli, fmt
-from tao_aoi.automl import search_space, study, ties
+from tao_aoi.automl import search_space, study, ties, workers
 from tao_aoi.backends import get_backend
-from tao_aoi.errors import HardStop, UserError
+from tao_aoi.errors import UserError
 from tao_aoi.layout import SCRIPTS_DIR, Workspace
 from tao_aoi.state import run_lock
 
@@ -69,7 +67,8 @@ def _search(args, cfg: study.SearchConfig) -> int:
         print(f"AutoML {args.algorithm}: {cfg.n_trials} trials, val FAR@100% recall (minimize) on {cfg.val_csv.name}"
               f"{', warm start ' + str(cfg.warm_start) if cfg.warm_start else ''}", flush=True)
     if args.workers > 1 or args.backend == "slurm":
-        run_workers(args, cfg)
+        workers.run(cfg, workers=args.workers, backend=args.backend, max_retries=args.max_retries,
+                    worker_argv=lambda backend: worker_argv(args, backend), on_trial=_printer(args, cfg.n_trials))
     else:
         backend = get_backend(args.backend, max_retries=args.max_retries)
         study.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
@@ -135,34 +134,3 @@ def worker_argv(args, backend: str = "local") -> list[str]:
     backend (on SLURM nodes too) or docker for workers sharing this GPU host."""
     same = cli.to_argv(command, args, drop=("workers", "backend", "json", "quiet", "worker"))
     return [sys.executable, str(SCRIPT), *same, "--worker", "--quiet", "--backend", backend]
-
-
-def run_workers(args, cfg: study.SearchConfig) -> None:
-    """Extra workers on the same study: K-1 local processes (this one is the K-th) or K SLURM jobs."""
-    argv = worker_argv(args)
-    if args.backend == "slurm":
-        from tao_aoi.backends.slurm import SlurmBackend
-
-        slurm = SlurmBackend()
-        handles = [slurm.submit_command(argv, output_dir=cfg.out_dir / "workers" / f"w{i}", name=f"automl-w{i}")
-                   for i in range(args.workers)]
-        states = [slurm.wait(h) for h in handles]
-        bad = [f"{h.job_id}={s}" for h, s in zip(handles, states) if s != "COMPLETE"]
-        if bad:
-            raise HardStop(f"AutoML worker jobs failed: {', '.join(bad)} (logs in {cfg.out_dir / 'workers'})")
-        return
-    env = dict(os.environ, TAO_AOI_NO_REEXEC="1")
-    if args.backend == "docker":  # docker workers on this host: one GPU each
-        from tao_aoi.backends.docker import GPUS_ENV, worker_gpus
-
-        gpus = worker_gpus(args.workers)
-        procs = [subprocess.Popen(worker_argv(args, "docker"), env={**env, GPUS_ENV: g}) for g in gpus[1:]]
-        backend = get_backend("docker", gpus=gpus[0], max_retries=args.max_retries)
-    else:
-        procs = [subprocess.Popen(argv, env=env) for _ in range(args.workers - 1)]
-        backend = get_backend("local")
-    study.work(cfg, backend, on_trial=_printer(args, cfg.n_trials))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise HardStop(f"{sum(1 for c in codes if c)} AutoML worker process(es) failed (exit codes {codes})")
-
