@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from support import tao_workspace
+from support.tao_workspace import train_job
 from support.docker_fixture import fake_docker  # noqa: F401
 from tao_aoi import defaults
 from tao_aoi.backends import get_backend, tao
@@ -24,11 +25,6 @@ LIGHTS = tao_workspace.LIGHTS
 @pytest.fixture
 def ws(tmp_path) -> Path:
     return tao_workspace.make(tmp_path / "ws")
-
-
-def train_job(ws: Path, out: Path, **kw) -> TrainJob:
-    return TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
-                    val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out, **kw)
 
 
 def infer_job(ws: Path, ckpt: Path, out: Path) -> InferJob:

@@ -21,10 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support import tao_workspace
+from support.tao_workspace import train_job
 from support.docker_fixture import fake_docker  # noqa: F401
 from tao_aoi import defaults
 from tao_aoi.backends import faults, get_backend
-from tao_aoi.backends.base import COMPLETE, TrainJob
+from tao_aoi.backends.base import COMPLETE
 from tao_aoi.backends.external import read_record
 from tao_aoi.errors import UserError
 
@@ -37,11 +38,6 @@ def no_backoff(monkeypatch):
 @pytest.fixture
 def ws(tmp_path) -> Path:
     return tao_workspace.make(tmp_path / "ws")
-
-
-def train_job(ws: Path, out: Path, **kw) -> TrainJob:
-    return TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
-                    val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out, **kw)
 
 
 def docker_runs(state: Path) -> int:

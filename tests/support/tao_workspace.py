@@ -40,3 +40,11 @@ def make(ws: Path, rows: int = 6, lights: tuple[str, ...] = LIGHTS, backbone: st
     (ws / "specs").mkdir(parents=True, exist_ok=True)
     (ws / "specs" / "baseline_spec.yaml").write_text(yaml.safe_dump(spec))
     return ws
+
+
+def train_job(ws: Path, out: Path, **kw):
+    """A TrainJob on a workspace made by ``make``: its baseline spec, base training and validation sets."""
+    from tao_aoi.backends.base import TrainJob
+
+    return TrainJob(spec=ws / "specs/baseline_spec.yaml", train_csv=ws / "train/base/training_set.csv",
+                    val_csv=ws / "train/base/validation_set.csv", images_root=ws / "images", output_dir=out, **kw)
