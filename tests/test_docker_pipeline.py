@@ -93,6 +93,11 @@ def test_run_pipeline_docker_all_phases_delivers_a_tao_checkpoint(fake_docker, t
     verbs = {tuple(argv[-4:-2]) for argv in runs(fake_docker)}
     assert verbs == {("visual_changenet", "train"), ("visual_changenet", "inference"),
                      ("embedding", "image_embeddings")}  # mining embeds through the data-services image
+    # the SDG pairs picked for the limiting samples were chosen in SigLIP's space (TAO's embedder), not the local one
+    settings = json.loads((results / "sdg_cache" / "pool_embeddings.parquet.settings.json").read_text())
+    assert settings["embedder"] == "tao-data-services" and settings["model"] == "SigLIP"
+    alloc = json.loads((results / "iter1" / "sdg" / "allocation.json").read_text())
+    assert any(t["picked"] for t in alloc["targeted"])
     # the deliverable's inference spec is a TAO spec too
     spec = results / "best_model_inference_spec.yaml"
     cfg = schema.merged(spec)
