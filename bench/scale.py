@@ -17,7 +17,9 @@ time and peak RSS (os.wait4's rusage of that child). Mining runs mine_pool.py's 
 child whose embedder backend returns precomputed 768-d vectors for the 2k targets (the embedder is
 inference: a TAO container on a GPU); the pool comes from the cache, so the stage cost is
 what the toolkit does: read the pool CSV and the 3 GB cache, exclude held-out rows, the exact k-NN,
-the floor, the outputs. It runs twice: --any-label (every target against all 1M rows: the k-NN is the
+the floor, the outputs. The SDG ingest runs the same way (its targeted picks embed the SDG pool's
+50k pairs with the run's embedder: TAO's job; an untimed first ingest fills <R>/sdg_cache as the
+first iteration would, the timed one reads it). Mining runs twice: --any-label (every target against all 1M rows: the k-NN is the
 (2k x 768) @ (768 x 1M) product) and the default (each target against its own label's rows), and
 its k-NN time is set against a plain float32 matmul of the same shape measured in its own process in
 the same run (the floor). Mined rows' images are created (empty) before assembly, as they would be
@@ -306,6 +308,18 @@ def mine_child(centres: str, knn_log: str, argv: list[str]) -> None:
         Path(knn_log).write_text(json.dumps(calls))
 
 
+def sdg_child(centres: str, argv: list[str]) -> None:
+    """ingest_sdg.py's main() with the precomputed embedder (the SDG pool's and the limiting samples'
+    embeddings are TAO's embedding job on a GPU at line scale, as for mining)."""
+    import tao_aoi.backends as backends
+    from tao_aoi import cli
+    from tao_aoi.commands import ingest_sdg
+
+    embedder = PrecomputedEmbedder(np.load(centres))
+    backends.get_backend = lambda name, **_: embedder
+    cli.run(ingest_sdg.main, argv)
+
+
 def floor_child(cache: str, n_targets: int) -> None:
     """A plain float32 (targets x dim) @ (dim x pool) matmul over the cached pool, in pool chunks (the output
     alone would be 8 GB); prints {wall, cpu}. Loading the pool is not timed."""
@@ -386,6 +400,29 @@ def stage_mining(st: dict, results: Path, cache: Path, logs: Path, a, any_label:
     return r
 
 
+def stage_sdg(st: dict, results: Path, cache: Path, logs: Path, a) -> dict:
+    """ingest_sdg.py with the limiting samples' targeted picks. The SDG pool's embeddings are TAO's
+    job (SigLIP on a GPU): a first, untimed ingest into a scratch folder fills <R>/sdg_cache as a run's
+    first iteration leaves it; the timed one reads it (the stage's own work: the pool listing, the
+    cache, the nearest pairs, the ingest)."""
+    argv = argv_for(st, results, "iter1", "sdg")[1:]
+    centres = str(cache / "centres.npy")
+    warm = results / "sdg_warmup"
+    shutil.rmtree(warm, ignore_errors=True)
+    warm_argv = with_flag(with_flag(argv, "--results-dir", str(warm / "sdg")), "--history", str(warm / "history.json"))
+    subprocess.run([sys.executable, __file__, "--child", "sdg", centres, "--", *warm_argv], env=ENV, check=True,
+                   capture_output=True)
+    shutil.rmtree(warm, ignore_errors=True)
+    r = measure("sdg", [sys.executable, __file__, "--child", "sdg", centres, "--", *argv], logs,
+                f"ingest_sdg.py: num_sdg {a.num_sdg:,} from the {a.sdg_samples:,}-sample pool, targeted picks")
+    alloc = json.loads((results / "iter1" / "sdg" / "allocation.json").read_text())
+    picked = sum(len(t["picked"]) for t in alloc.get("targeted", []))
+    how = alloc.get("pool_embeddings", "no embedding: no limiting sample")
+    r["notes"].append(f"{picked:,} pairs picked for {len(alloc.get('targeted', []))} limiting sample(s); "
+                      f"pool embeddings from the {how}")
+    return r
+
+
 def mined_images(results: Path, ws: Path) -> int:
     """The mined rows' images on disk (they are pool images; the bench created only the pool's folders)."""
     from tao_aoi.data import changenet_csv
@@ -414,10 +451,12 @@ def line_stages(work: Path, ws: Path, cache: Path, logs: Path, a, only: set[str]
     steps = [("rca", "baseline", "rca", f"gap_analysis.py: {n} KPI rows, top {a.top_k_per_label} per label"),
              ("routing", "iter1", "routing", f"route_samples.py: the RCA's gaps, {a.sdg_samples:,}-sample SDG pool, "
                                              f"{a.pool_rows:,}-row mining pool"),
-             ("sdg", "iter1", "sdg", f"ingest_sdg.py: num_sdg {a.num_sdg:,} from the {a.sdg_samples:,}-sample pool")]
+             ]
     for name, label, stage, what in steps:
         if name in only:
             rows.append(measure(name, script(argv_for(st, results, label, stage)), logs, what))
+    if "sdg" in only:
+        rows.append(stage_sdg(st, results, cache, logs, a))
     if "mining" in only:
         proc = subprocess.run([sys.executable, __file__, "--child", "floor", str(cache), str(mining_targets(results))],
                               env=ENV, capture_output=True, text=True, check=True)
@@ -526,13 +565,16 @@ def print_table(rows: list[dict], load: tuple[float, float]) -> None:
 
 
 def child(kind: str, rest: list[str]) -> int:
-    """The helper processes: ``--child pool-cache|floor|mine ...`` (mine: ``CENTRES KNN_LOG -- mine_pool argv``)."""
+    """The helper processes: ``--child pool-cache|floor|mine|sdg ...`` (mine: ``CENTRES KNN_LOG -- mine_pool
+    argv``; sdg: ``CENTRES -- ingest_sdg argv``)."""
     if kind == "pool-cache":
         pool_embeddings_child(rest[0], rest[1], int(rest[2]))
     elif kind == "floor":
         floor_child(rest[0], int(rest[1]))
     elif kind == "mine":
         mine_child(rest[0], rest[1], rest[3:])
+    elif kind == "sdg":
+        sdg_child(rest[0], rest[2:])
     return 0
 
 
