@@ -65,6 +65,24 @@ def test_seed_baseline_skips_a_collapsed_winner_and_commits_through_the_writer(w
     assert again.returncode == 0 and json.loads(again.stdout)["seeded"] is False
 
 
+def test_the_baseline_is_the_trial_the_search_reports_as_best(tmp_path):
+    """The objective (FAR over recall 90-100%) chose best_rec's ``best``; the baseline is that trial,
+    not the one with the lowest plain FAR@100%; unusable, the next by the same objective."""
+    from tao_aoi.pipeline import handoff
+
+    trials = [fake_trial(tmp_path, 0, 28.3), fake_trial(tmp_path, 4, 20.0), fake_trial(tmp_path, 5, 11.4),
+              fake_trial(tmp_path, 6, 15.1)]
+    for t, objective in zip(trials, (9.0, 1.79, 3.5, 2.2)):
+        t["objective"] = objective
+    rec = {"direction": "minimize", "trials": trials, "best": {"trial": 4}}
+    assert handoff.sane_winner(rec, "best_rec.json")["number"] == 4 == rec["best"]["trial"]
+    Path(trials[1]["checkpoint"]).unlink()
+    assert handoff.sane_winner(rec, "best_rec.json")["number"] == 6
+    for t in trials:  # a record from before the objective: the plain value
+        del t["objective"]
+    assert handoff.sane_winner(rec, "best_rec.json")["number"] == 5
+
+
 def test_seed_baseline_with_only_collapsed_trials_is_a_hard_stop(ws, tmp_path, script):
     rec = write_best_rec(tmp_path, [fake_trial(tmp_path, 0, 0.0, defect=50, feasible=True)],
                          ws / "specs/baseline_spec.yaml")
