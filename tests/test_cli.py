@@ -227,6 +227,19 @@ def test_human_output_rounds_and_json_keeps_full_precision(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["far_pct"] == pytest.approx(100 * 13 / 66, rel=1e-15)
 
 
+def test_the_phase1_line_shows_the_objective_the_trials_were_ranked_by():
+    """The runner-up can have a lower plain FAR@100% than the best: the line shows the objective too."""
+    from tao_aoi.pipeline import phases
+
+    text = phases.render_summary({
+        "phase1": {"val_far_pct": 20.0, "objective": 1.7904761904761903, "best_trial": 4,
+                   "runner_up": {"trial": 6, "score": 15.142857142857142, "objective": 2.2}},
+        "kpi_target": "FAR < 1% at Recall=100%", "trajectory": [], "deliverable": None, "results_dir": "R",
+        "report": None})
+    assert "Phase 1 best           val FAR@90-100%R 1.79%, val FAR@100%R 20%  (trial 4; runner-up trial 6 2.2% / " \
+           "15.14%)" in text, text
+
+
 def test_the_run_summary_rounds_its_figures():
     from tao_aoi.pipeline import phases
 

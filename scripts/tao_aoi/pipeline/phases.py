@@ -263,6 +263,7 @@ def _run_locked(given: Options, R: Results, progress: deft_loop.Progress,
                           space=search_space.default_for_backend("local" if opts.backend == "slurm" else opts.backend),
                           warm=None, progress=progress)
             mark("automl1", phase1={"best_trial": rec["best"]["trial"], "val_far_pct": rec["best"]["score"],
+                                    "objective": rec["best"].get("objective"),
                                     "runner_up": rec.get("runner_up"), "tie": ties.tie_text(rec.get("ties"))})
         if "deft" in phases and "deft" not in ps["done"]:
             progress.note(f"== Phase 2: DEFT loop (max {opts.max_iterations} iterations, {opts.kpi_target})")
@@ -461,8 +462,12 @@ def render_summary(s: dict[str, Any]) -> str:
     lines = ["", *lead, *([""] if lead else []), "Trajectory"]
     if s.get("phase1"):
         p1, r = s["phase1"], s["phase1"].get("runner_up")
-        runner = f"; runner-up trial {r['trial']} {fmt.num(r['score'])}%" if r else ""
-        lines.append(f"  Phase 1 best           val FAR@100%R {fmt.num(p1['val_far_pct'])}%  (trial "
+        # ranked by the objective (val FAR over recall 90-100%): show it, or a runner-up with a lower plain
+        # FAR@100% reads as a mistake
+        obj = f"val FAR@90-100%R {fmt.num(p1['objective'])}%, " if p1.get("objective") is not None else ""
+        runner = (f"; runner-up trial {r['trial']}" + (f" {fmt.num(r['objective'])}% /" if r.get("objective")
+                                                      is not None else "") + f" {fmt.num(r['score'])}%") if r else ""
+        lines.append(f"  Phase 1 best           {obj}val FAR@100%R {fmt.num(p1['val_far_pct'])}%  (trial "
                      f"{p1['best_trial']}{runner})")
         if p1.get("tie"):
             lines.append(f"    {p1['tie']}")
