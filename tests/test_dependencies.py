@@ -209,13 +209,13 @@ def test_preflight_and_the_session_hook_probe_runtime_packages_only():
                                                (True, ()), (True, ("bench",))])
 def test_setup_env_installs_the_declared_sets(with_test, extras):
     """setup_env.py reads the same lists: the runtime pins, the extras asked for, and --test adds the test
-    tools and the extras the tests exercise (ann: the --method ann tests)."""
+    tools and the extras the tests exercise (ann: the --method ann tests; bench: its imports resolved here)."""
     sys.path.insert(0, str(SCRIPTS))
     try:
         import setup_env
     finally:
         sys.path.remove(str(SCRIPTS))
-    assert TOOL["test-extras"] == ["ann"] and set(TOOL["test-extras"]) <= set(EXTRAS)
+    assert TOOL["test-extras"] == ["ann", "bench"] and set(TOOL["test-extras"]) <= set(EXTRAS)
     want = RUNTIME | set().union(*(OPTIONAL[e] for e in {*extras, *(TOOL["test-extras"] if with_test else ())}))
     assert pin_names(setup_env.requirements(with_test, extras)) == want | (TEST if with_test else set())
     assert pin_names(setup_env.constraints()) == CONSTRAINED and pin_names(setup_env.no_deps_requirements()) == NO_DEPS
