@@ -464,9 +464,11 @@ def render_summary(s: dict[str, Any]) -> str:
         p1, r = s["phase1"], s["phase1"].get("runner_up")
         # ranked by the objective (val FAR over recall 90-100%): show it, or a runner-up with a lower plain
         # FAR@100% reads as a mistake
-        obj = f"val FAR@90-100%R {fmt.num(p1['objective'])}%, " if p1.get("objective") is not None else ""
-        runner = (f"; runner-up trial {r['trial']}" + (f" {fmt.num(r['objective'])}% /" if r.get("objective")
-                                                      is not None else "") + f" {fmt.num(r['score'])}%") if r else ""
+        obj = "" if p1.get("objective") is None else f"val FAR@90-100%R {fmt.num(p1['objective'])}%, "
+        runner = ""
+        if r:
+            r_obj = "" if r.get("objective") is None else f" {fmt.num(r['objective'])}% /"
+            runner = f"; runner-up trial {r['trial']}{r_obj} {fmt.num(r['score'])}%"
         lines.append(f"  Phase 1 best           {obj}val FAR@100%R {fmt.num(p1['val_far_pct'])}%  (trial "
                      f"{p1['best_trial']}{runner})")
         if p1.get("tie"):
