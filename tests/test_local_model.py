@@ -180,3 +180,39 @@ def test_own_trees_learn_as_well_as_scikit_learns_histogram_boosting(seed):
     ours_loss, ref_loss = log_loss(ours.margin(x[tr]), y[tr]), log_loss(ref.decision_function(x[tr]), y[tr])
     assert ours_loss < 1.15 * ref_loss, (ours_loss, ref_loss)
     assert roc_auc_score(y[te], ours.margin(x[te])) > roc_auc_score(y[te], ref.decision_function(x[te])) - 0.01
+
+
+@pytest.mark.parametrize("checkpointer, expect", [
+    ({"enable_topk": True, "monitor": "val_loss", "mode": "min"}, ("val_loss", min)),
+    ({"enable_topk": True, "monitor": "val_far", "mode": "min"}, ("val_far", min)),
+    ({"enable_topk": True, "monitor": "val_acc", "mode": "max"}, ("val_acc", max)),
+    ({"enable_topk": False, "monitor": "val_loss", "mode": "min"}, ("last", None)),
+    ({}, ("last", None)),
+])
+def test_the_kept_epoch_is_the_one_tao_s_checkpointer_keeps(checkpointer, expect):
+    """Same spec, same checkpoint on every backend: the top-k checkpointer's best epoch by its monitor
+    (the earliest of equals), or the last epoch when it is off (TAO's default; docker ships the latest)."""
+    x, y = data(7, n=500, f=features.n_features(2))
+    spec = {"train": {"num_epochs": 6, "checkpointer": checkpointer}}
+    keep = ensemble.keep_rule(spec)
+    model, history = ensemble.fit(x[:350], y[:350], x[350:], y[350:], ensemble.hyperparams(spec),
+                                  lights=["a", "b"], cfg=features.DEFAULT, keep=keep)
+    name, pick = expect
+    if name == "last":
+        want = len(history) - 1
+    else:
+        values = [h[name] for h in history]
+        target = pick(values)
+        want = min(i for i, v in enumerate(values) if v == target)
+        if name == "val_far":  # equal FARs: the lower validation loss
+            want = min((i for i, v in enumerate(values) if v == target), key=lambda i: (history[i]["val_loss"], i))
+    assert model.meta["best_epoch"] == want, (history, model.meta)
+    assert model.forest.n_trees == 5 * (want + 1)
+    assert model.meta["val_loss"] == history[want]["val_loss"]
+
+
+@pytest.mark.parametrize("checkpointer", [{"enable_topk": True, "monitor": "val_f1", "mode": "min"},
+                                          {"enable_topk": True, "monitor": "val_loss", "mode": "max"}])
+def test_a_checkpointer_tao_cannot_apply_is_refused_naming_the_key(checkpointer):
+    with pytest.raises(UserError, match="train.checkpointer"):
+        ensemble.keep_rule({"train": {"checkpointer": checkpointer}}, "spec.yaml")

@@ -148,6 +148,7 @@ class LocalBackend(Backend):
         where = f"train spec {job.spec}"
         lights, ext = train_spec.lights(spec, where), train_spec.image_ext(spec, where)
         hp = ensemble.hyperparams(spec, where)
+        keep = ensemble.keep_rule(spec, where)
         init_path = _init_checkpoint(job, spec)
         init = ensemble.load(init_path, lights) if init_path is not None else None
         root = Path(job.images_root)
@@ -196,7 +197,7 @@ class LocalBackend(Backend):
 
         try:
             model, history = ensemble.fit(x, y, x_val, y_val, hp, lights=lights, cfg=cfg, init=init,
-                                          on_epoch=epoch_done, sample_weight=weights)
+                                          on_epoch=epoch_done, sample_weight=weights, keep=keep)
         except BaseException as exc:  # the caller stopped us (pruning) or something broke: say so, re-raise
             stopped = type(exc).__name__ in ("TrialPruned", "KeyboardInterrupt")
             journal.status("SKIPPED" if stopped else "FAILURE", f"{type(exc).__name__}: {exc}")
@@ -209,7 +210,7 @@ class LocalBackend(Backend):
         model.save(ckpt)
         atomic.write_text(exp, train_spec.dump(_experiment(spec, job, out, init_path)))
         best = model.meta["best_epoch"]
-        summary = (f"best epoch {best} val FAR {model.meta['val_far_pct']:.4g}% "
+        summary = (f"kept epoch {best} by {model.meta['kept_by']}, val FAR {model.meta['val_far_pct']:.4g}% "
                    f"({len(history)} epochs, {time.perf_counter() - started:.2f} s)")
         journal.status("SUCCESS", f"Training finished: {summary}",
                        kpi={"best_epoch": best, "val_far": round(model.meta["val_far_pct"], 6),

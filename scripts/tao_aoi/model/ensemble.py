@@ -13,8 +13,12 @@ golden-vs-test descriptors of ``features.py``; the score is the mean of their tw
   other.
 
 Training runs epoch by epoch so validation FAR@100% recall can be reported (and pruned on) after
-every epoch, like TAO's ``val_far`` monitor: one MLP epoch plus ``trees_per_epoch`` boosting
-rounds; the best epoch (lowest val FAR, then lowest validation log-loss) is the one kept.
+every epoch: one MLP epoch plus ``trees_per_epoch`` boosting rounds. The epoch kept is the one TAO's
+checkpointer keeps for the same spec (``train.checkpointer``: the best by its monitor, val_loss in
+the shipped spec; the last epoch when the top-k checkpointer is off), so the local and docker
+backends carry the same choice forward. Keeping the best val FAR instead, as before, made DEFT's
+fine-tunes keep epoch 0-2 on the field workspace: its validation set lacks the families the
+iteration added, and its FAR@100% recall is one validation defect's rank.
 Hyper-parameters come from the spec's TAO key names (``defaults.LOCAL_MODEL``):
 ``model.classify.embed_dec`` is the MLP's hidden width (in TAO the width of the learnable difference
 module's classifier head), ``train.classify.cls_weight`` TAO's per-class cross-entropy weights
@@ -71,6 +75,21 @@ _KEYS = {  # field -> (spec key, type, lower bound, bound inclusive)
     "cls_weight": ("train.classify.cls_weight", float, 0.0, False),
     "seed": ("train.seed", int, 0, True),
 }
+
+
+def keep_rule(spec: Mapping[str, Any], where: str | Path = "train spec") -> Keep:
+    """The spec's ``train.checkpointer`` as TAO applies it: off (TAO's default) keeps the last epoch."""
+    from tao_aoi.tao.schema import MONITORS
+
+    topk = train_spec.get(spec, "train.checkpointer.enable_topk")
+    if not topk:
+        return Keep(topk=False)
+    monitor = train_spec.get(spec, "train.checkpointer.monitor") or "val_loss"
+    mode = train_spec.get(spec, "train.checkpointer.mode") or MONITORS.get(monitor, "min")
+    if monitor not in MONITORS or mode != MONITORS[monitor]:
+        raise UserError(f"{where}: train.checkpointer monitor {monitor!r} mode {mode!r} is not one TAO logs; "
+                        f"use monitor: val_loss, mode: min")
+    return Keep(monitor=monitor, mode=mode)
 
 
 def hyperparams(spec: Mapping[str, Any], where: str | Path = "train spec") -> Hyperparams:
@@ -188,11 +207,29 @@ def _acc_fpr(prefix: str, p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 EpochHook = Callable[[int, dict[str, float]], None]
 
 
+@dataclass(frozen=True)
+class Keep:
+    """Which epoch training returns, as TAO's checkpointer would keep it (``train.checkpointer``):
+    the best epoch by ``monitor`` (``mode`` min or max; ties to the earlier epoch, and for val_far to
+    the lower validation loss), or the last epoch when the top-k checkpointer is off (TAO then leaves
+    only its latest checkpoint, which the docker backend ships)."""
+
+    monitor: str = "val_loss"
+    mode: str = "min"
+    topk: bool = True
+
+    def rank(self, metrics: Mapping[str, float]) -> tuple[float, ...]:
+        value = metrics[self.monitor] if self.mode == "min" else -metrics[self.monitor]
+        return (value, metrics["val_loss"]) if self.monitor == "val_far" else (value,)
+
+
 def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: Hyperparams, *,
         lights: Sequence[str], cfg: features.FeatureConfig, init: Model | None = None,
-        on_epoch: EpochHook | None = None, sample_weight: np.ndarray | None = None) -> tuple[Model, list[dict[str, float]]]:
-    """Train; returns the best epoch's model and the per-epoch history (epoch 0-based). ``sample_weight``
-    multiplies each row's class weight in both members (the MLP's and the trees' ``sample_weight``)."""
+        on_epoch: EpochHook | None = None, sample_weight: np.ndarray | None = None,
+        keep: Keep = Keep()) -> tuple[Model, list[dict[str, float]]]:
+    """Train; returns the kept epoch's model (``keep``) and the per-epoch history (epoch 0-based).
+    ``sample_weight`` multiplies each row's class weight in both members (the MLP's and the trees'
+    ``sample_weight``)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -239,7 +276,8 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     best_trees = 0
 
     history: list[dict[str, float]] = []
-    best: tuple[float, float] | None = None
+    best: tuple[float, ...] | None = None
+    best_metrics: dict[str, float] = {}
     best_model: Model | None = None
     with features.one_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -255,10 +293,11 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
             far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
             metrics = {"train_loss": float(clf.loss_), **_acc_fpr("train", p_tr, y), "val_loss": loss,
                        **_acc_fpr("val", p_val, y_val), "val_far": far, "epoch_sec": time.perf_counter() - t0}
-            if best is None or (far, loss) < best:
-                best, best_model, best_trees = (far, loss), current, forest.n_trees
+            rank = keep.rank(metrics) if keep.topk else (-float(epoch),)
+            if best is None or rank < best:
+                best, best_metrics, best_model, best_trees = rank, metrics, current, forest.n_trees
                 best_model.meta["best_epoch"] = epoch
-            metrics["best_val_far"] = best[0]
+            metrics["best_val_far"] = best_metrics["val_far"]   # the kept epoch's
             history.append({"epoch": epoch, **metrics})
             if on_epoch is not None:
                 on_epoch(epoch, dict(metrics))
@@ -266,7 +305,8 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     best_model.forest = booster.forest.take(best_trees)
     best_model.meta.update({
         "lights": list(lights), "features": cfg.as_dict(), "hyperparameters": hp.as_dict(),
-        "val_far_pct": best[0], "val_loss": best[1], "epochs_run": hp.epochs, "train_rows": int(len(x)),
+        "val_far_pct": best_metrics["val_far"], "val_loss": best_metrics["val_loss"], "epochs_run": hp.epochs,
+        "kept_by": f"{keep.monitor} ({keep.mode})" if keep.topk else "last epoch", "train_rows": int(len(x)),
         "fine_tuned": init is not None, "trees": best_model.forest.n_trees, "tree_shrinkage": shrinkage,
     })
     return best_model, history
