@@ -17,8 +17,9 @@ every epoch: one MLP epoch plus ``trees_per_epoch`` boosting rounds. The epoch k
 checkpointer keeps for the same spec (``train.checkpointer``: the best by its monitor, val_loss in
 the shipped spec; the last epoch when the top-k checkpointer is off), so the local and docker
 backends carry the same choice forward. Keeping the best val FAR instead, as before, made DEFT's
-fine-tunes keep epoch 0-2 on the field workspace: its validation set lacks the families the
-iteration added, and its FAR@100% recall is one validation defect's rank.
+fine-tunes keep epoch 0-3 of 30 in 4 of 12 field iterations (seeds 0-3) and in demo seed 2's
+iterations 2-3, which then held 1.89% through every iteration: a validation set lacks families the
+iteration added, and its FAR@100% recall is one validation defect's rank (bench/deft_quality.py).
 Hyper-parameters come from the spec's TAO key names (``defaults.LOCAL_MODEL``):
 ``model.classify.embed_dec`` is the MLP's hidden width (in TAO the width of the learnable difference
 module's classifier head), ``train.classify.cls_weight`` TAO's per-class cross-entropy weights
