@@ -117,6 +117,10 @@ def test_the_final_lines_lead_with_it_and_name_the_commands(rca, tmp_path):
     assert lines[3].endswith("--drop")
     assert "run_pipeline.py --workspace /w" in lines[4] and "--results-dir /r/run_1_kpi_edited --yes" in lines[4]
     assert "--min-similarity" not in lines[4] and lines[5] == "Trajectory"
+    # a deliverable that meets the target leads with its trajectory: nothing to relabel or drop
+    met = dict(s, deliverable=dict(s["deliverable"], passed=True))
+    assert "is held by" not in phases.render_summary(met)
+    assert [ln for ln in phases.render_summary(met).splitlines() if ln.strip()][0] == "Trajectory"
 
 
 # ------------------------------------------------------------------ acting on it: by hand only
@@ -197,7 +201,10 @@ def test_the_report_banner_leads_with_the_samples_that_hold_the_deliverable(tmp_
                           {"rank": 1, "label": "EXCESS_SOLDER", "input_path": "L1/SN9/TOP", "object_name": "Q54@1",
                            "siamese_score": 0.0003, "far_if_fixed": 0.0, "label_issue": True,
                            "image": f"{pinning.IMAGES_DIR}/limiting_01_EXCESS_SOLDER_Q54_1.png"}]}
-    R.best_model.write_text(json.dumps(bm))
+    R.best_model.write_text(json.dumps({**bm, "passed": True}))  # met: nothing to relabel or drop, no lead
+    html = render.render(b.results)[0].read_text(encoding="utf-8")
+    assert "is held by" not in html.split('id="kpi-banner"', 1)[1].split("</section>", 1)[0]
+    R.best_model.write_text(json.dumps({**bm, "passed": False}))
     html = render.render(b.results)[0].read_text(encoding="utf-8")
     box = html.split('id="kpi-banner"', 1)[1].split("</section>", 1)[0]
     pinned, rest = box.split('<div class="headline">KPI', 1)  # the held-by block comes before the KPI headline

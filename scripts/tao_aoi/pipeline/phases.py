@@ -443,11 +443,12 @@ def _held_by(R: Results, ps: dict[str, Any], bm: dict[str, Any]) -> dict[str, An
 
 
 def held_by_lines(s: dict[str, Any]) -> list[str]:
-    """What leads the summary when a few samples hold the deliverable's KPI."""
+    """What leads the summary when a few samples hold the deliverable's KPI and it misses the target
+    (when it is met there is nothing to relabel or drop)."""
     from tao_aoi.analysis import pinning
 
     held = s.get("held_by")
-    if not held:
+    if not held or (s.get("deliverable") or {}).get("passed"):
         return []
     lines = [f"{held['headline']} ({s['deliverable']['iteration']}, the deliverable):"]
     for smp in held["samples_holding"]:

@@ -220,14 +220,17 @@ class Report:
             return []
 
     def pinned(self) -> dict[str, Any] | None:
-        """What the banner leads with when at most ``defaults.FEW_PINNING`` samples hold the KPI: the
-        deliverable's (best_model.json ``limiting``), else the best iteration's RCA (metrics.json
-        ``held_by``); each sample with its picture, label-issue flag and the commands to relabel or drop
-        it; then how to rerun on the corrected KPI set."""
+        """What the banner leads with when at most ``defaults.FEW_PINNING`` samples hold a KPI that misses
+        its target (nothing when it is met): the deliverable's (best_model.json ``limiting``), else the
+        best iteration's RCA (metrics.json ``held_by``); each sample with its picture, label-issue flag
+        and the commands to relabel or drop it; then how to rerun on the corrected KPI set."""
         from tao_aoi.analysis import pinning
 
         bm = sources.best_model(self.R)
         held, samples, base, kpi_csv, where = None, [], self.R.root, None, ""
+        if (bm.ok and bm.get("passed") is True) or (not bm.ok and self.best and bool(
+                ((self.records.get(self.best) or {}).get("metric_result") or {}).get("passed"))):
+            return None  # the target is met: nothing to relabel or drop, the KPI headline says the rest
         if bm.ok and isinstance(bm.data.get("limiting"), Mapping):
             held = bm.data["limiting"]
             samples, kpi_csv, where = held.get("samples_holding") or [], held.get("kpi_csv"), cell(bm.get("iteration"))
