@@ -80,16 +80,16 @@ _KEYS = {  # field -> (spec key, type, lower bound, bound inclusive)
 
 def keep_rule(spec: Mapping[str, Any], where: str | Path = "train spec") -> Keep:
     """The spec's ``train.checkpointer`` as TAO applies it: off (TAO's default) keeps the last epoch."""
-    from tao_aoi.tao.schema import MONITORS
+    from tao_aoi.tao.schema import MONITORS, checkpointer_problem
 
     topk = train_spec.get(spec, "train.checkpointer.enable_topk")
     if not topk:
         return Keep(topk=False)
     monitor = train_spec.get(spec, "train.checkpointer.monitor") or "val_loss"
     mode = train_spec.get(spec, "train.checkpointer.mode") or MONITORS.get(monitor, "min")
-    if monitor not in MONITORS or mode != MONITORS[monitor]:
-        raise UserError(f"{where}: train.checkpointer monitor {monitor!r} mode {mode!r} is not one TAO logs; "
-                        f"use monitor: val_loss, mode: min")
+    problem = checkpointer_problem(monitor, mode)
+    if problem:
+        raise UserError(f"{where}: {problem[0]} {problem[1]}")
     return Keep(monitor=monitor, mode=mode)
 
 
@@ -219,9 +219,16 @@ class Keep:
     mode: str = "min"
     topk: bool = True
 
-    def rank(self, metrics: Mapping[str, float]) -> tuple[float, ...]:
+    def rank(self, epoch: int, metrics: Mapping[str, float]) -> tuple[float, ...]:
+        """Lower is kept; a later epoch replaces the kept one only when it ranks strictly lower."""
+        if not self.topk:
+            return (-float(epoch),)
         value = metrics[self.monitor] if self.mode == "min" else -metrics[self.monitor]
         return (value, metrics["val_loss"]) if self.monitor == "val_far" else (value,)
+
+    @property
+    def label(self) -> str:
+        return f"{self.monitor} ({self.mode})" if self.topk else "last epoch"
 
 
 def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: Hyperparams, *,
@@ -294,7 +301,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
             far, loss = val_far_pct(p_val, y_val), _log_loss(p_val, y_val)
             metrics = {"train_loss": float(clf.loss_), **_acc_fpr("train", p_tr, y), "val_loss": loss,
                        **_acc_fpr("val", p_val, y_val), "val_far": far, "epoch_sec": time.perf_counter() - t0}
-            rank = keep.rank(metrics) if keep.topk else (-float(epoch),)
+            rank = keep.rank(epoch, metrics)
             if best is None or rank < best:
                 best, best_metrics, best_model, best_trees = rank, metrics, current, forest.n_trees
                 best_model.meta["best_epoch"] = epoch
@@ -307,7 +314,7 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, hp: 
     best_model.meta.update({
         "lights": list(lights), "features": cfg.as_dict(), "hyperparameters": hp.as_dict(),
         "val_far_pct": best_metrics["val_far"], "val_loss": best_metrics["val_loss"], "epochs_run": hp.epochs,
-        "kept_by": f"{keep.monitor} ({keep.mode})" if keep.topk else "last epoch", "train_rows": int(len(x)),
+        "kept_by": keep.label, "train_rows": int(len(x)),
         "fine_tuned": init is not None, "trees": best_model.forest.n_trees, "tree_shrinkage": shrinkage,
     })
     return best_model, history

@@ -219,6 +219,10 @@ class Report:
         except (KeyError, TypeError, ValueError):  # a hand-edited or older record: show it raw below
             return []
 
+    def passed(self, label: str | None) -> bool:
+        """Whether the iteration's evaluation met the contract."""
+        return bool(((self.records.get(label) or {}).get("metric_result") or {}).get("passed"))
+
     def pinned(self) -> dict[str, Any] | None:
         """What the banner leads with when at most ``defaults.FEW_PINNING`` samples hold a KPI that misses
         its target (nothing when it is met): the deliverable's (best_model.json ``limiting``), else the
@@ -228,8 +232,7 @@ class Report:
 
         bm = sources.best_model(self.R)
         held, samples, base, kpi_csv, where = None, [], self.R.root, None, ""
-        if (bm.ok and bm.get("passed") is True) or (not bm.ok and self.best and bool(
-                ((self.records.get(self.best) or {}).get("metric_result") or {}).get("passed"))):
+        if (bm.ok and bm.get("passed") is True) or (not bm.ok and self.best and self.passed(self.best)):
             return None  # the target is met: nothing to relabel or drop, the KPI headline says the rest
         if bm.ok and isinstance(bm.data.get("limiting"), Mapping):
             held = bm.data["limiting"]
@@ -280,8 +283,7 @@ class Report:
         target = f"{c['display_name']} {c['operator']} {fmt.num(c['target'])}{c['unit']}"
         best, v = self.best, self.value(self.best) if self.best else None
         best_txt = (f"best {c['display_name']} {self.metric_text(v)} at {best}" if best else "no evaluated iteration yet")
-        rec = self.records.get(best) or {}
-        passed = bool((rec.get("metric_result") or {}).get("passed"))
+        passed = self.passed(best)
         if st["status"] == "failed":
             f = st.get("failure") or {}
             return {"kind": "stopped", "headline": f"Hard stop at {f.get('iter')}/{f.get('stage')}",

@@ -271,15 +271,23 @@ def _train_problems(cfg: Any) -> list[tuple[str, str]]:
     if _sel(cfg, "train.optim.policy", "linear") not in ("linear", "step"):
         out.append(("train.optim.policy", "use linear or step"))
     if _sel(cfg, "train.checkpointer.enable_topk", False):
-        monitor, mode = _sel(cfg, "train.checkpointer.monitor"), _sel(cfg, "train.checkpointer.mode")
-        if monitor not in MONITORS:
-            out.append(("train.checkpointer.monitor", f"is {monitor!r}; name a metric TAO logs every validation: "
-                                                      f"val_loss (mode min) is in every TAO 7 build"))
-        elif mode != MONITORS[monitor]:
-            out.append(("train.checkpointer.mode", f"is {mode!r}; {monitor} is better when it is "
-                                                   f"{'lower' if MONITORS[monitor] == 'min' else 'higher'}: set mode: "
-                                                   f"{MONITORS[monitor]}"))
+        problem = checkpointer_problem(_sel(cfg, "train.checkpointer.monitor"), _sel(cfg, "train.checkpointer.mode"))
+        if problem:
+            out.append(problem)
     return out
+
+
+def checkpointer_problem(monitor: Any, mode: Any) -> tuple[str, str] | None:
+    """(key, what is wrong) when TAO's top-k checkpointer cannot apply ``monitor`` / ``mode``; the local
+    backend keeps its epoch by the same rule (``model.ensemble.keep_rule``)."""
+    if monitor not in MONITORS:
+        return ("train.checkpointer.monitor", f"is {monitor!r}; name a metric TAO logs every validation: "
+                                              f"val_loss (mode min) is in every TAO 7 build")
+    if mode != MONITORS[monitor]:
+        return ("train.checkpointer.mode", f"is {mode!r}; {monitor} is better when it is "
+                                           f"{'lower' if MONITORS[monitor] == 'min' else 'higher'}: set mode: "
+                                           f"{MONITORS[monitor]}")
+    return None
 
 
 def batch_problems(cfg: Any, rows: Mapping[str, int], kind: str) -> list[tuple[str, str]]:
