@@ -9,7 +9,7 @@ iteration:
 2. the KPI set: FAR@100% recall, the FAR each family's lowest defect alone would set, and the
    lowest defects of the limiting family (score, the share of PASS rows at or above it, the
    generator's truth: severity / footprint, from demo_truth.csv);
-3. the fine-tune: learning rate, epochs, the epoch kept (lowest val FAR) and the trees it holds;
+3. the fine-tune: learning rate, epochs, the epoch kept (by the spec's checkpointer rule) and the trees it holds;
 4. mining for the sample that pins the threshold: neighbour slots it had, pool rows of its label
    above the similarity floor, rows it brought, its best cosine.
 
@@ -115,7 +115,7 @@ def report(name: str, seed: int, ws: Workspace, R: Results, work: Path) -> None:
         print("            family FAR: " + " ".join(f"{f[:8]} {v:.1f}" for f, v in fam.items()))
         print(f"            lowest {worst}: " + ", ".join(
             f"{scores[positive][i]:.3f} (PASS above {100 * share[i]:.1f}%, {truth.get(keys[i], '?')})" for i in lowest))
-        print(f"            train: lr {hp['lr']:.3g}, {hp['epochs']} epochs, kept epoch {meta.get('best_epoch')}, "
+        print(f"            train: lr {hp['lr']:.3g}, {hp['epochs']} epochs, kept epoch {meta.get('best_epoch')} by {meta.get('kept_by')}, "
               f"{meta['trees']} trees, fine-tuned {meta['fine_tuned']}")
         if n:
             knn = changenet_csv.read(R.stage_dir(it, "mining") / "knn_summary.csv", mining.SUMMARY_COLUMNS,
