@@ -202,10 +202,9 @@ def test_the_kept_epoch_is_the_one_tao_s_checkpointer_keeps(checkpointer, expect
         want = len(history) - 1
     else:
         values = [h[name] for h in history]
-        target = pick(values)
-        want = min(i for i, v in enumerate(values) if v == target)
-        if name == "val_far":  # equal FARs: the lower validation loss
-            want = min((i for i, v in enumerate(values) if v == target), key=lambda i: (history[i]["val_loss"], i))
+        best = [i for i, v in enumerate(values) if v == pick(values)]
+        # the earliest of equals; for val_far, the lower validation loss first
+        want = min(best, key=lambda i: (history[i]["val_loss"], i)) if name == "val_far" else best[0]
     assert model.meta["best_epoch"] == want, (history, model.meta)
     assert model.forest.n_trees == 5 * (want + 1)
     assert model.meta["val_loss"] == history[want]["val_loss"]

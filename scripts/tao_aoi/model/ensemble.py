@@ -48,6 +48,7 @@ from tao_aoi.analysis import kpi
 from tao_aoi.errors import UserError
 from tao_aoi.model import boosted_trees, checkpoint, features
 from tao_aoi.tao import train_spec
+from tao_aoi.tao.schema import MONITORS, checkpointer_problem
 
 FORMAT = "tao-aoi-local-ensemble"
 FORMAT_VERSION = 2
@@ -80,8 +81,6 @@ _KEYS = {  # field -> (spec key, type, lower bound, bound inclusive)
 
 def keep_rule(spec: Mapping[str, Any], where: str | Path = "train spec") -> Keep:
     """The spec's ``train.checkpointer`` as TAO applies it: off (TAO's default) keeps the last epoch."""
-    from tao_aoi.tao.schema import MONITORS, checkpointer_problem
-
     topk = train_spec.get(spec, "train.checkpointer.enable_topk")
     if not topk:
         return Keep(topk=False)
